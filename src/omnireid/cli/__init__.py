@@ -15,10 +15,7 @@ from collections.abc import Sequence
 from omnireid import __version__
 
 # Order here is the order shown in `omnireid --help`.
-COMMAND_MODULES = [
-    "omnireid.cli.models",
-    "omnireid.cli.info",
-]
+COMMAND_MODULES: list[str] = []
 
 
 class CLIError(Exception):
