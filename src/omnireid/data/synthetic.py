@@ -168,7 +168,7 @@ def _plan(spec: SyntheticSpec) -> list[tuple[int, str, int, int]]:
             if len(query_of) == len(images):  # every image would be a query: keep one camera for the gallery
                 query_of.pop(cams[-1])
             for i, (cam, n) in enumerate(images):
-                plan.append((pid, "query" if query_of[cam] == i else "gallery", cam, n))
+                plan.append((pid, "query" if query_of.get(cam) == i else "gallery", cam, n))
     # Distractors: extra people (ids after num_ids, written as id 0); junk: background only.
     for d in range(spec.num_distractors):
         plan.append((-(d + 1), "gallery", int(rng.integers(spec.num_cameras)), 0))

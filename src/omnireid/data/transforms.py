@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -67,21 +66,19 @@ def build_train_transform(
 class TestTransform:
     """torchreid's test preprocessing: PIL RGB -> bilinear resize to (w, h) -> /255 -> normalise.
 
-    Call with a PIL image; returns a float32 tensor ``(3, height, width)``.
+    A picklable wrapper around :func:`omnireid.inference.preprocess.preprocess` (the one
+    implementation of it). Call with a PIL image; returns float32 ``(3, height, width)``.
     """
 
     def __init__(self, height: int, width: int, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
         self.height, self.width = height, width
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        img = img.resize((self.width, self.height), Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-        return (x.float().div_(255.0) - self.mean) / self.std
+        from omnireid.inference.preprocess import preprocess
+
+        return preprocess(img, (self.height, self.width), self.mean, self.std)
 
     def __repr__(self) -> str:
         return f"TestTransform(height={self.height}, width={self.width})"
