@@ -349,3 +349,13 @@ def test_ilids(tmp_path):
     assert ids(ds.query) == ids(ds.gallery)
     assert all(q.path != g.path for q in ds.query for g in ds.gallery)
     assert ds.query[0].camid == int(Path(ds.query[0].path).stem[4:7]) - 1
+
+
+def test_reading_datasets_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, omnireid.data.datasets, omnireid.data.summary; "
+            "print(sorted(m for m in ('h5py', 'scipy', 'torch', 'torchvision', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
