@@ -131,7 +131,7 @@ def train_short(model, dataset, epochs, height, width, seed):
             scheduler.step()
             step += 1
             seen += len(batch)
-            losses.append(float(loss))
+            losses.append(loss.item())
         epoch += 1
         print(f"  epoch {epoch}: steps {step}, loss {np.mean(losses[-20:]):.3f}, {time.time() - start:.0f}s", flush=True)
     return {"steps": step, "images_seen": seen, "epochs": epoch, "seconds": round(time.time() - start, 1),
