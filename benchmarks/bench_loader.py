@@ -49,8 +49,8 @@ def main() -> int:
     p.add_argument("--torchreid-python", default="/work/venv-torchreid/bin/python")
     p.add_argument("--reference", choices=["torchreid", "minimal"], default="torchreid",
                    help="'minimal' uses benchmarks/_torchreid_minimal.py when torchreid is unavailable")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--batches", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batches", type=int, default=100)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
