@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from omnireid import __version__
 
 # Order here is the order shown in `omnireid --help`.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "omnireid.cli.demo",
+    "omnireid.cli.models",
+    "omnireid.cli.info",
+]
 
 
 class CLIError(Exception):
@@ -28,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Person re-identification with OSNet and OSNet-AIN.",
     )
     parser.add_argument("--version", action="version", version=f"omnireid {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show progress logging from the library")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -39,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):

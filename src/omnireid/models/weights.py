@@ -1,0 +1,345 @@
+"""Loading and saving weights: torchreid checkpoints of both OSNet layouts, safetensors, hashes.
+
+Checkpoints are read with ``torch.load(..., weights_only=True)`` (or safetensors), so a file can
+hold tensors and plain containers but never arbitrary Python objects.
+
+Parameter layouts:
+
+* ``omnireid`` (ours): ``convS.I.streams.T.K.*`` for the T-th stream's K-th Lite 3x3,
+  ``poolS.0.*`` between stages, ``in_inside`` / ``in_after`` for instance norm.
+* ``torchreid_osnet`` (torchreid's ``osnet.py``): streams ``conv2a``, ``conv2b.K``, ``conv2c.K``,
+  ``conv2d.K``; the stage transition is the last item of the stage (``conv2.2.0.*``); IN after the
+  addition is ``IN``.
+* ``torchreid_osnet_ain`` (``osnet_ain.py``): streams ``conv2.T.layers.K``; ``pool2``/``pool3``;
+  IN inside the residual is ``IN``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from omnireid.models.arch import OSNetArch
+from omnireid.models.layers import INPosition
+
+logger = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
+_STREAM_LETTERS = "abcd"
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """A checkpoint whose content we know: verified by sha256 when a file of this name is loaded."""
+
+    filename: str
+    sha256: str
+    model: str
+    trained_on: str
+    num_classes: int
+    input_size: tuple[int, int] = (256, 128)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    layout: str = "torchreid_osnet"
+    metrics: dict = field(default_factory=dict)
+
+
+#: Checkpoints we know. Nothing is ever downloaded: place the file and pass its path.
+KNOWN_WEIGHTS: dict[str, KnownWeights] = {
+    w.filename: w
+    for w in [
+        KnownWeights(
+            "osnet_x0_25_msmt17.pth",
+            "6f57607fed9f502b9efed546108132ee715df5a5b6e6932c6269bacb47f59f99",
+            "osnet_x0_25", "msmt17", 1041,
+            metrics={"cuhk03_pair1_cam0_vs_cam1_cosine": {"rank1": 0.4146341383457184,
+                                                          "mAP": 0.4097448134786294}},
+        ),
+        KnownWeights(
+            "osnet_x0_25_market1501.pth",
+            "c0ff09177a21417a19bc73bbf5af4eb5d2b097c2074ed35e67819ee6cd93612c",
+            "osnet_x0_25", "market1501", 751,
+            metrics={"cuhk03_pair1_cam0_vs_cam1_cosine": {"rank1": 0.2128603160381317,
+                                                          "mAP": 0.21978160583069475}},
+        ),
+    ]
+}
+
+
+class WeightsError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> StateDict:
+    """Read a state dict from ``path`` safely.
+
+    Accepts safetensors files, zip or legacy (non-zip) ``torch.save`` files holding a plain state
+    dict or a ``{'state_dict': ...}`` / ``{'model': ...}`` wrapper, with or without a ``module.``
+    prefix. When the file name is in :data:`KNOWN_WEIGHTS`, its sha256 must match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    known = KNOWN_WEIGHTS.get(path.name)
+    if verify and known is not None:
+        actual = sha256_of(path)
+        if actual != known.sha256:
+            raise WeightsError(
+                f"{path}: sha256 {actual} does not match the known checkpoint {known.filename} "
+                f"({known.sha256}); the file is corrupt or a different checkpoint"
+            )
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("reading .safetensors needs: pip install 'omnireid[deploy]'") from None
+        obj: object = load_file(str(path))
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise WeightsError(
+                f"{path}: refused to load: the file holds Python objects other than tensors and "
+                f"plain containers, which could run code when unpickled ({str(exc).splitlines()[0]})"
+            ) from None
+        except (RuntimeError, EOFError) as exc:
+            raise WeightsError(f"{path}: not a readable checkpoint ({exc})") from None
+    return unwrap_state_dict(obj, path)
+
+
+def unwrap_state_dict(obj: object, source: object = "checkpoint") -> StateDict:
+    """Find the tensor mapping inside common checkpoint wrappers and strip ``module.``."""
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{source}: no state dict found")
+    out: StateDict = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise WeightsError(f"{source}: entry {k!r} is not a tensor ({type(v).__name__})")
+        out[k[len("module."):] if k.startswith("module.") else k] = v
+    return out
+
+
+def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
+    """Return ``omnireid``, ``torchreid_osnet``, ``torchreid_osnet_ain`` or ``other``."""
+    keys = list(state)
+    if any(".streams." in k for k in keys):
+        return "omnireid"
+    if any(re.search(r"\.conv2[a-d]\.", k) for k in keys):
+        return "torchreid_osnet"
+    if any(re.search(r"^conv[234]\.\d+\.conv2\.\d+\.layers\.", k) for k in keys):
+        return "torchreid_osnet_ain"
+    return "other"
+
+
+# --- torchreid -> omnireid -----------------------------------------------------------------
+
+def _block_key_from_osnet(rest: str) -> str:
+    m = re.match(r"conv2([a-d])\.(.*)", rest)
+    if m:
+        t = _STREAM_LETTERS.index(m.group(1))
+        tail = m.group(2)
+        if t == 0:  # conv2a is a single Lite 3x3, not a sequence
+            return f"streams.0.0.{tail}"
+        return f"streams.{t}.{tail}"
+    if rest.startswith("IN."):
+        return "in_after." + rest[3:]
+    return rest
+
+
+def _block_key_from_ain(rest: str) -> str:
+    m = re.match(r"conv2\.(\d+)\.layers\.(.*)", rest)
+    if m:
+        return f"streams.{m.group(1)}.{m.group(2)}"
+    if rest.startswith("IN."):
+        return "in_inside." + rest[3:]
+    return rest
+
+
+def from_torchreid(state: Mapping[str, torch.Tensor], arch: OSNetArch) -> StateDict:
+    """Convert a torchreid OSNet state dict (either layout) to omnireid's layout."""
+    layout = detect_layout(state)
+    if layout not in ("torchreid_osnet", "torchreid_osnet_ain"):
+        return dict(state)
+    block_fn = _block_key_from_osnet if layout == "torchreid_osnet" else _block_key_from_ain
+    out: StateDict = {}
+    for key, value in state.items():
+        m = re.match(r"conv([234])\.(\d+)\.(.*)", key)
+        if m:
+            stage, index, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+            n_blocks = arch.layers[stage - 2]
+            if layout == "torchreid_osnet" and index == n_blocks and stage in (2, 3):
+                key = f"pool{stage}.{rest}"  # transition stored inside the stage
+            else:
+                key = f"conv{stage}.{index}.{block_fn(rest)}"
+        out[key] = value
+    return out
+
+
+# --- omnireid -> torchreid -----------------------------------------------------------------
+
+def torchreid_layout_for(arch: OSNetArch) -> str:
+    """The torchreid layout able to hold ``arch``: osnet.py (IN after) or osnet_ain.py (IN inside)."""
+    inside = any(b.inside for b in arch.blocks)
+    after = any(b.after for b in arch.blocks)
+    if inside and after:
+        raise WeightsError(
+            "this architecture has IN both inside and after blocks; torchreid has no layout for it"
+        )
+    return "torchreid_osnet_ain" if inside else "torchreid_osnet"
+
+
+def to_torchreid(state: Mapping[str, torch.Tensor], arch: OSNetArch, layout: str | None = None) -> StateDict:
+    """Convert an omnireid OSNet state dict to torchreid's ``osnet.py`` or ``osnet_ain.py`` layout."""
+    layout = layout or torchreid_layout_for(arch)
+    if layout == "torchreid_osnet" and any(b.inside for b in arch.blocks):
+        raise WeightsError("torchreid's osnet.py layout cannot hold IN inside the residual")
+    if layout == "torchreid_osnet_ain" and any(b.after for b in arch.blocks):
+        raise WeightsError("torchreid's osnet_ain.py layout cannot hold IN after the addition")
+    out: StateDict = {}
+    for key, value in state.items():
+        m = re.match(r"pool([23])\.(.*)", key)
+        if m and layout == "torchreid_osnet":
+            stage = int(m.group(1))
+            key = f"conv{stage}.{arch.layers[stage - 2]}.{m.group(2)}"
+        m = re.match(r"(conv[234]\.\d+\.)(.*)", key)
+        if m:
+            prefix, rest = m.groups()
+            s = re.match(r"streams\.(\d+)\.(\d+)\.(.*)", rest)
+            if s:
+                t, k, tail = int(s.group(1)), s.group(2), s.group(3)
+                if layout == "torchreid_osnet":
+                    letter = _STREAM_LETTERS[t]
+                    rest = f"conv2a.{tail}" if t == 0 else f"conv2{letter}.{k}.{tail}"
+                else:
+                    rest = f"conv2.{t}.layers.{k}.{tail}"
+            elif rest.startswith(("in_inside.", "in_after.")):
+                rest = "IN." + rest.split(".", 1)[1]
+            key = prefix + rest
+        out[key] = value
+    return out
+
+
+# --- loading into a model ------------------------------------------------------------------
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did."""
+
+    source: str
+    layout: str
+    dropped_classifier: bool = False
+    sha256_verified: bool = False
+
+
+def load_weights(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], verify: bool = True
+) -> LoadReport:
+    """Load a checkpoint into ``model`` (in place).
+
+    ``source`` is a path (``.pth``/``.pt``/``.tar`` or ``.safetensors``) or a state dict. torchreid
+    layouts are converted. A classifier whose size does not match the model's is dropped with a
+    warning (the model keeps its own); any other missing or unexpected key raises
+    :class:`WeightsError` listing them.
+    """
+    if isinstance(source, Mapping):
+        state, name = unwrap_state_dict(source), "state dict"
+        verified = False
+    else:
+        name = str(source)
+        state = read_checkpoint(source, verify=verify)
+        verified = verify and Path(source).name in KNOWN_WEIGHTS
+    layout = detect_layout(state)
+    arch = getattr(model, "arch", None)
+    if isinstance(arch, OSNetArch):
+        state = from_torchreid(state, arch)
+    report = LoadReport(name, layout, sha256_verified=verified)
+
+    own = model.state_dict()
+    cls_keys = [k for k in state if k.startswith("classifier.")]
+    if cls_keys:
+        fits = all(k in own and own[k].shape == state[k].shape for k in cls_keys)
+        if not fits:
+            size = state.get("classifier.weight", torch.empty(0)).shape[:1]
+            level = logging.WARNING if getattr(model, "classifier", None) is not None else logging.INFO
+            logger.log(level, "%s: dropping classifier of size %s (model has %s classes)",
+                       name, tuple(size), getattr(model, "num_classes", 0))
+            for k in cls_keys:
+                del state[k]
+            report.dropped_classifier = True
+
+    own_keys = set(own)
+    if report.dropped_classifier:
+        own_keys = {k for k in own_keys if not k.startswith("classifier.")}
+    missing = sorted(own_keys - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:12])}"
+                         + (" ..." if len(missing) > 12 else ""))
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:12])}"
+                         + (" ..." if len(unexpected) > 12 else ""))
+        if mismatched:
+            parts.append("shape mismatches: " + ", ".join(
+                f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:8]))
+        raise WeightsError(f"{name} (layout {layout}) does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state, strict=not report.dropped_classifier)
+    logger.info("loaded %s (layout %s)", name, layout)
+    return report
+
+
+def save_weights(
+    model: nn.Module, path: str | os.PathLike, layout: str = "omnireid"
+) -> Path:
+    """Write the model's weights atomically.
+
+    ``layout`` is ``omnireid``, ``torchreid`` (the torchreid layout that fits the architecture),
+    ``torchreid_osnet`` or ``torchreid_osnet_ain``. A ``.safetensors`` suffix writes safetensors,
+    anything else a ``torch.save`` zip file holding a plain state dict.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if layout != "omnireid":
+        arch = getattr(model, "arch", None)
+        if not isinstance(arch, OSNetArch):
+            raise WeightsError("only OSNet models have a torchreid layout to convert to")
+        state = to_torchreid(state, arch, None if layout == "torchreid" else layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp))
+    else:
+        torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = [
+    "INPosition", "KNOWN_WEIGHTS", "KnownWeights", "LoadReport", "WeightsError", "detect_layout",
+    "from_torchreid", "load_weights", "read_checkpoint", "save_weights", "sha256_of", "to_torchreid",
+]
