@@ -225,7 +225,6 @@ def _nearest(block, num, num_q, k1, k2, block_size, out):
 
 def _nearest_from_index(block, neighbours, num_q, block_size, out):
     initial, row_max = neighbours()
-    num = len(initial)
     for start in range(0, num_q, block_size):  # od for query rows is still needed in full
         stop = min(start + block_size, num_q)
         od, _ = _od_rows(block(start, stop))
