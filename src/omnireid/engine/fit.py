@@ -319,6 +319,13 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
     set_trainable(model, None)
     model.eval()
     result_final = history[-1].get("eval", {}) if history else {}
+    if info.distributed:
+        # DDP syncs buffers before each forward, so the last forward leaves each rank with its own
+        # BatchNorm statistics: adopt rank 0's (the ones saved) everywhere.
+        import torch.distributed as dist
+
+        for buf in _unwrap(model).buffers():
+            dist.broadcast(buf, 0)
     digests = all_gather_objects(weights_digest(model), info) if info.distributed else []
     if info.is_main:
         from omnireid.models.weights import save_weights
