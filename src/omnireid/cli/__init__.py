@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.train",
     "omnireid.cli.models",
     "omnireid.cli.info",
+    "omnireid.cli.eval",
 ]
 
 
