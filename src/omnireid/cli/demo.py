@@ -75,10 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     reexec_with_tcmalloc(not args.no_tcmalloc)
+    import numpy as np
+
     from omnireid.cli.train import print_results
     from omnireid.config import ConfigError, load_config
     from omnireid.engine.fit import fit
-    from omnireid.viz.ranklist_grid import draw_ranked_grid
+    from omnireid.evaluation.rank import removed_gallery
+    from omnireid.viz.ranked import save_ranked_lists
 
     overrides = list(args.overrides)
     if args.output:
@@ -95,9 +98,20 @@ def run(args: argparse.Namespace) -> int:
     out = result.output_dir
     pictures = {}
     for name, ev in result.evaluations.items():
-        if ev.distmat is not None:
-            pictures[name] = str(draw_ranked_grid(ev.distmat, ev.query, ev.gallery, out / f"ranked_{name}.png",
-                                                  cell=(cfg.data.height, cfg.data.width)))
+        if ev.distmat is None or ev.result is None:
+            continue
+        q_pids = np.array([s.pid for s in ev.query])
+        g_pids = np.array([s.pid for s in ev.gallery])
+        q_cams = np.array([s.camid for s in ev.query])
+        g_cams = np.array([s.camid for s in ev.gallery])
+        index = {s.path: i for i, s in enumerate(ev.gallery)}
+        qgi = np.array([index.get(s.path, -1) for s in ev.query])
+        removed = [removed_gallery(ev.result.protocol, i, q_pids[i], q_cams[i], g_pids, g_cams, qgi)
+                   for i in range(len(ev.query))]
+        saved = save_ranked_lists(ev.distmat, [s.path for s in ev.query], [s.path for s in ev.gallery],
+                                  q_pids, g_pids, removed, ev.result.query_ap, out / "ranked" / name,
+                                  topk=10, num_queries=5, size=(cfg.data.height, cfg.data.width))
+        pictures[name] = [str(p.path) for p in saved]
     report = {
         "model": cfg.model.name,
         "trained_on": cfg.data.sources,

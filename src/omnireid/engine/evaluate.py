@@ -1,7 +1,7 @@
 """Evaluation of a model on a dataset's query/gallery split, for use during and after training.
 
 Feature extraction happens here; distances and rank metrics come from
-:mod:`omnireid.evaluation` (this module computes no metric itself).
+:mod:`omnireid.evaluation` (this module computes no distance or metric itself).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ class ModelEvaluation:
     """Metrics of one model on one dataset.
 
     ``metrics``: flat dict (``rank1``, ``rank5``, ``rank10``, ``rank20``, ``mAP``, ...), values
-    in [0, 1]. ``distmat``: (Q, G) float32 distances when asked for.
+    in [0, 1]. ``distmat``: (Q, G) float32 distances and ``result`` the full
+    :class:`omnireid.evaluation.RankResult` (per-query AP), when asked for.
     """
 
     dataset: str
@@ -33,6 +35,7 @@ class ModelEvaluation:
     distmat: np.ndarray | None = field(default=None, repr=False)
     query: list[Sample] = field(default_factory=list, repr=False)
     gallery: list[Sample] = field(default_factory=list, repr=False)
+    result: Any = field(default=None, repr=False)
 
 
 @torch.no_grad()
@@ -68,42 +71,6 @@ def extract_split(
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
-def _rank_api():
-    """``evaluate_rank`` from :mod:`omnireid.evaluation`; a clear error when it is missing."""
-    try:
-        from omnireid.evaluation import evaluate_rank  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from omnireid.evaluation.rank import evaluate_rank  # type: ignore[no-redef]
-        except ImportError:
-            raise RuntimeError("omnireid.evaluation.evaluate_rank is not available in this build; "
-                               "evaluation needs it") from None
-    return evaluate_rank
-
-
-def distance_matrix(qf: np.ndarray, gf: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """(Q, D), (G, D) -> (Q, G) float32 distances: squared Euclidean or ``1 - cosine``.
-
-    Uses :mod:`omnireid.evaluation`'s distance function when it provides one.
-    """
-    try:
-        from omnireid.evaluation import compute_distance_matrix  # type: ignore[attr-defined]
-    except ImportError:
-        compute_distance_matrix = None
-    if compute_distance_matrix is not None:
-        return np.asarray(compute_distance_matrix(qf, gf, metric=metric), dtype=np.float32)
-    q = torch.from_numpy(qf).float()
-    g = torch.from_numpy(gf).float()
-    if metric == "cosine":
-        q = torch.nn.functional.normalize(q, dim=1)
-        g = torch.nn.functional.normalize(g, dim=1)
-        return (1.0 - q @ g.t()).numpy()
-    if metric == "euclidean":
-        d = (q * q).sum(1, keepdim=True) + (g * g).sum(1).unsqueeze(0) - 2.0 * (q @ g.t())
-        return d.clamp_(min=0).numpy()
-    raise ValueError(f"unknown distance {metric!r}; choose euclidean or cosine")
-
-
 def evaluate_model(
     model: nn.Module,
     dataset: ReIDDataset,
@@ -124,15 +91,13 @@ def evaluate_model(
     The protocol follows the dataset: same-camera matches of the query identity are left out
     (Market-1501 protocol), or only the query image itself when the data has no cameras.
     """
-    evaluate_rank = _rank_api()
+    from omnireid.evaluation import compute_distance_matrix, evaluate_rank
+
     kw = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers,
               device=device, channels_last=channels_last, progress=progress)
     qf = extract_split(model, dataset.query, desc=f"{dataset.name} query", **kw)
     gf = extract_split(model, dataset.gallery, desc=f"{dataset.name} gallery", **kw)
-    if normalize_feature:
-        qf = qf / np.maximum(np.linalg.norm(qf, axis=1, keepdims=True), 1e-12)
-        gf = gf / np.maximum(np.linalg.norm(gf, axis=1, keepdims=True), 1e-12)
-    distmat = distance_matrix(qf, gf, dist_metric)
+    distmat = compute_distance_matrix(qf, gf, metric=dist_metric, normalize=normalize_feature)
     q_pids = np.array([s.pid for s in dataset.query])
     g_pids = np.array([s.pid for s in dataset.gallery])
     q_cams = np.array([s.camid for s in dataset.query])
@@ -144,12 +109,11 @@ def evaluate_model(
         qgi = np.array([index.get(s.path, -1) for s in dataset.query])
         result = evaluate_rank(distmat, q_pids, g_pids, None, None, protocol="no_camera",
                                query_gallery_index=qgi)
-    metrics = result.summary() if hasattr(result, "summary") else dict(result)
-    metrics = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
+    metrics = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in result.summary().items()}
     logger.info("%s: rank1 %.4f mAP %.4f", dataset.name, metrics.get("rank1", float("nan")),
                 metrics.get("mAP", float("nan")))
     return ModelEvaluation(dataset.name, metrics, distmat if keep_distmat else None,
-                           list(dataset.query), list(dataset.gallery))
+                           list(dataset.query), list(dataset.gallery), result if keep_distmat else None)
 
 
-__all__ = ["ModelEvaluation", "distance_matrix", "evaluate_model", "extract_split"]
+__all__ = ["ModelEvaluation", "evaluate_model", "extract_split"]
