@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from omnireid.engine.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, rng_state, set_rng_state
+from omnireid.engine.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

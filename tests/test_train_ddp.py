@@ -10,6 +10,7 @@ import torch
 
 from tests.test_train_fit import child_env, syn_root, tiny_recipe, write_recipe  # noqa: F401
 
+
 def test_torchrun_two_processes_agree_on_weights(syn_root, tmp_path) -> None:  # noqa: F811
     out = tmp_path / "ddp"
     recipe = write_recipe(tmp_path / "ddp.yaml", tiny_recipe(

@@ -16,13 +16,13 @@ DEMO_RECIPE: dict[str, Any] = {
     "model": {"name": "osnet_x0_25"},
     "data": {
         "sources": ["synthetic_a"], "targets": ["synthetic_a", "synthetic_b"],
-        "height": 128, "width": 64, "batch_size": 32, "sampler": "identity", "num_instances": 4,
-        "num_workers": 1, "random_flip": True, "random_erase": True,
+        "height": 128, "width": 64, "batch_size": 32, "sampler": "random",
+        "num_workers": 1, "random_flip": True,
     },
-    "loss": {"softmax": 1.0, "triplet": 1.0, "label_smooth": 0.1, "margin": 0.3},
+    "loss": {"softmax": 1.0, "triplet": 0.0, "label_smooth": 0.1},
     "optim": {"name": "amsgrad", "lr": 0.003, "weight_decay": 5.0e-4},
     "sched": {"name": "cosine", "warmup_epochs": 1, "warmup_factor": 0.1},
-    "train": {"max_epoch": 12, "seed": 1, "amp": "none", "channels_last": True, "eval_freq": 4,
+    "train": {"max_epoch": 10, "seed": 1, "amp": "bf16", "channels_last": True, "eval_freq": 5,
               "output_dir": "runs/demo"},
     "test": {"dist_metric": "euclidean", "batch_size": 256},
 }
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "on it and on the unseen domain 'b', print a results table and write a report "
                     "folder (metrics.json, curves.png, ranked-list pictures).")
     p.add_argument("-o", "--output", default=None, help="report folder (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 12)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set model.name=osnet_ain_x0_25")
     p.add_argument("--no-tcmalloc", action="store_true", help="do not restart with the tcmalloc allocator")
@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.output_dir={args.output}")
     if args.epochs is not None:
         overrides.append(f"train.max_epoch={args.epochs}")
+    if not any(o.startswith("train.num_threads=") for o in overrides):
+        # one core per loader worker, the rest for the network: no oversubscription on small machines
+        workers = int(DEMO_RECIPE["data"]["num_workers"])
+        overrides.append(f"train.num_threads={max(1, (os.cpu_count() or 1) - workers)}")
     try:
         cfg = load_config(None, overrides, base=DEMO_RECIPE)
     except ConfigError as exc:
