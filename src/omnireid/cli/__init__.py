@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.models",
     "omnireid.cli.info",
     "omnireid.cli.eval",
+    "omnireid.cli.data",
 ]
 
 
