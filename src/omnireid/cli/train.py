@@ -31,6 +31,10 @@ def print_results(final: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from omnireid.cli.demo import reexec_with_tcmalloc
+
+    if not args.print_config:
+        reexec_with_tcmalloc(True)
     from omnireid.config import ConfigError, load_config
     from omnireid.engine.fit import fit
     from omnireid.engine.train import NonFiniteLossError

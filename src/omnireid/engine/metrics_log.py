@@ -40,7 +40,7 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 logger.warning("TensorBoard logging asked for but the tensorboard package is missing "
-                               "(pip install tensorboard); continuing without it")
+                               "(pip install omnireid[tensorboard]); continuing without it")
             else:
                 self._tb = SummaryWriter(str(Path(output_dir) / "tb"))
 
