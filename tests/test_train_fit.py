@@ -89,11 +89,15 @@ def test_fit_writes_all_outputs(syn_root, tmp_path) -> None:
 
 
 def test_kill9_then_resume_gives_the_same_weights(syn_root, tmp_path) -> None:
-    """A run killed with SIGKILL during epoch 2 and resumed ends bit-identical to an uninterrupted run."""
+    """A run killed with SIGKILL during epoch 2 and resumed ends bit-identical to an uninterrupted run.
+
+    Augmentation (flip + erase) runs in a loader worker whose seed is drawn from the loader's
+    generator each epoch, so the restored generator state decides the resumed epochs' images."""
     ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
     steps = {"max_epoch": 3, "max_steps_per_epoch": 6}
-    ref = write_recipe(tmp_path / "ref.yaml", tiny_recipe(syn_root, ref_out, train=steps))
-    cut = write_recipe(tmp_path / "cut.yaml", tiny_recipe(syn_root, cut_out, train=steps))
+    data = {"num_workers": 1}
+    ref = write_recipe(tmp_path / "ref.yaml", tiny_recipe(syn_root, ref_out, train=steps, data=data))
+    cut = write_recipe(tmp_path / "cut.yaml", tiny_recipe(syn_root, cut_out, train=steps, data=data))
     cmd = [sys.executable, "-m", "omnireid", "train", "-c"]
     proc = subprocess.Popen([*cmd, str(cut)], env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
