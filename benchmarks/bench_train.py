@@ -136,9 +136,9 @@ def throughput(a: argparse.Namespace) -> dict:
     n = a.batch * 4
     np.savez(batches, images=rng.standard_normal((n, 3, a.height, a.width), dtype=np.float32),
              labels=rng.integers(0, NUM_CLASSES, n))
-    allocators = [("glibc", None)]
+    allocators = [("glibc", None)] if "glibc" in a.allocators else []
     tc = next((p for p in TCMALLOC if os.path.exists(p)), None)
-    if tc:
+    if tc and "tcmalloc" in a.allocators:
         allocators.append(("tcmalloc", tc))
     results: dict = {}
     for alloc_name, alloc in allocators:
@@ -190,6 +190,7 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--models", nargs="+", default=["osnet_x0_25", "osnet_x1_0"])
     p.add_argument("--variants", nargs="+", default=list(OURS_VARIANTS), choices=list(OURS_VARIANTS))
+    p.add_argument("--allocators", nargs="+", default=["glibc", "tcmalloc"], choices=["glibc", "tcmalloc"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)

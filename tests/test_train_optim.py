@@ -103,3 +103,30 @@ def test_fixbase_trains_exactly_the_open_layers() -> None:
     assert all(p.grad is not None for p in model.parameters())
     changed = [k for k, _ in model.named_parameters() if not torch.equal(model.state_dict()[k], before[k])]
     assert "conv1.conv.weight" in changed and "fc.0.weight" in changed
+
+
+def _one_batch_loader():
+    from omnireid.data.loaders import Batch
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.randn(8, 3, 64, 32, generator=g)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    zeros = torch.zeros(8, dtype=torch.int64)
+    return [Batch(images, pids, zeros, zeros.clone(), [f"{i}.jpg" for i in range(8)])]
+
+
+def test_grad_clip_bounds_the_update_and_bf16_channels_last_step() -> None:
+    from omnireid.engine.train import train_one_epoch
+    from omnireid.losses import build_loss
+
+    torch.manual_seed(0)
+    model = create_model("osnet_x0_25", num_classes=4).to(memory_format=torch.channels_last)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = build_optimizer(model, "sgd", 1.0, momentum=0.0, weight_decay=0.0)
+    stats = train_one_epoch(model, _one_batch_loader(), build_loss({"softmax": 1.0}), opt,
+                            device=torch.device("cpu"), epoch=0, amp="bf16", channels_last=True,
+                            grad_clip=1e-3, progress=False)
+    delta = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    # plain SGD with lr 1: the update is the clipped gradient, whose norm is at most 1e-3
+    assert 0 < delta.item() <= 1e-3 * (1 + 1e-4)
+    assert stats.steps == 1 and stats.images == 8 and 0 < stats.loss < 10
