@@ -169,7 +169,8 @@ def time_to_accuracy(a: argparse.Namespace) -> dict:
 
     out = Path(tempfile.mkdtemp(prefix="bench_tta_"))
     cfg = load_config(None, [f"train.output_dir={out}", "train.eval_freq=1", "data.targets=[synthetic_a]",
-                             f"train.max_epoch={a.tta_epochs}", "train.progress=false"], base=DEMO_RECIPE)
+                             f"train.max_epoch={a.tta_epochs}", "train.progress=false",
+                             f"train.num_threads={max(1, (os.cpu_count() or 2) - 1)}"], base=DEMO_RECIPE)
     result = fit(cfg)
     curve = [(r["epoch"] + 1, r["elapsed_s"], r["eval"]["synthetic_a"]["rank1"], r["eval"]["synthetic_a"]["mAP"])
              for r in result.history]
