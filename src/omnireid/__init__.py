@@ -15,6 +15,7 @@ _LAZY = {
     "load_weights": "omnireid.models",
     "Sample": "omnireid.data",
     "ReIDDataset": "omnireid.data",
+    "FeatureExtractor": "omnireid.inference",
 }
 
 
