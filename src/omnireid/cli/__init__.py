@@ -19,6 +19,10 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
     "omnireid.cli.models",
     "omnireid.cli.info",
+    "omnireid.cli.extract",
+    "omnireid.cli.search",
+    "omnireid.cli.export",
+    "omnireid.cli.bench",
 ]
 
 
