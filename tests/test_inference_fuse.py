@@ -61,10 +61,12 @@ def test_optimized_model_equals_original(name: str) -> None:
         assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
         torch.testing.assert_close(folded(x).embedding, ref, atol=1e-4, rtol=1e-4)
         for channels_last in (False, True):
-            fast = optimize_for_inference(model, channels_last=channels_last)
+            fast = optimize_for_inference(model, merge_streams=True, channels_last=channels_last)
             assert any(isinstance(m, FusedOSBlock) for m in fast.modules())
             assert not any(isinstance(m, OSBlock) for m in fast.modules())
             xi = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            plain = optimize_for_inference(model, channels_last=channels_last)
+            assert (plain(xi).embedding - ref).abs().max().item() < 1e-4
             out = fast(xi)
             assert out.logits is None
             assert (out.embedding - ref).abs().max().item() < 1e-4
@@ -83,8 +85,9 @@ def test_merged_block_structure_and_equality() -> None:
     mid = 128 // 4
     # conv1 + downsample as one 1x1 conv, all four first stream convs as one mid -> 4*mid conv
     assert fused.entry.out_channels == mid + 128
-    assert fused.pw[0].out_channels == 4 * mid and fused.pw[0].groups == 1
-    assert [c.groups for c in fused.pw[1:]] == [3, 2, 1]
+    assert fused.pw0.out_channels == 4 * mid and fused.pw0.groups == 1
+    assert fused.dw0.groups == 4 * mid
+    assert [len(s) for s in fused.rest] == [0, 1, 2, 3]
     with torch.no_grad():
         torch.testing.assert_close(fused(x), ref, atol=1e-5, rtol=1e-5)
 

@@ -55,7 +55,7 @@ class FeatureExtractor:
         normalize: L2-normalise the returned embeddings.
         backend: how to run the model, one of
             :data:`omnireid.inference.runtime.BACKENDS`: ``"fused"`` (default: plain PyTorch with
-            BatchNorm folded and OSNet's streams merged), ``"eager"``, ``"bf16"``,
+            BatchNorm folded, channels-last), ``"eager"``, ``"bf16"``,
             ``"onnxruntime"``, ``"openvino"``, ``"openvino-bf16"``.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
 

@@ -7,10 +7,12 @@
   - the block's entry 1x1 convolution and its 1x1 downsample projection read the same input, so
     they become one wider 1x1 convolution whose output is split;
   - the ``T`` streams read the same reduced input, so the first Lite 3x3 of every stream becomes one
-    ``mid -> T*mid`` 1x1 convolution plus one depthwise 3x3 over ``T*mid`` channels; the k-th
-    layers of the streams still running are likewise one grouped 1x1 + one depthwise convolution;
-  - the shared channel gate runs once on all ``T`` stream outputs stacked (one pooled
-    ``(N, T, mid)`` tensor through the two small matrices) instead of ``T`` times.
+    ``mid -> T*mid`` 1x1 convolution plus one depthwise 3x3 over ``T*mid`` channels;
+  - the shared channel gate's two small layers run once on all ``T`` pooled stream outputs
+    stacked (``(N, T, mid)``) instead of ``T`` times.
+
+  Measured on an AVX-512 CPU this block is *slower* than the BN-folded original (see
+  docs/deployment.md), so :func:`optimize_for_inference` leaves it off unless asked.
 
 :func:`optimize_for_inference` applies all of it to a copy of the model (the original is untouched)
 and can put it in channels-last memory format. Instance-norm layers stay as they are.
@@ -107,6 +109,18 @@ def _new_conv(weight: torch.Tensor, bias: torch.Tensor | None, groups: int = 1,
     return conv.to(weight.device)
 
 
+class _LiteConv(nn.Module):
+    """A folded :class:`LightConv3x3`: 1x1 conv -> depthwise 3x3 (with bias) -> ReLU."""
+
+    def __init__(self, lc: LightConv3x3) -> None:
+        super().__init__()
+        self.pw = lc.conv1
+        self.dw = lc.conv2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.dw(self.pw(x)))
+
+
 class FusedOSBlock(nn.Module):
     """An :class:`OSBlock` rewritten for inference (same output, fewer and wider kernels).
 
@@ -130,20 +144,22 @@ class FusedOSBlock(nn.Module):
                                    torch.cat([_conv_bias(entry), _conv_bias(ds)]))
         else:
             self.entry = _new_conv(entry.weight.detach(), _conv_bias(entry))
-        # Level k holds the k-th LightConv3x3 of every stream deeper than k, stream order kept.
-        self.pw = nn.ModuleList()
-        self.dw = nn.ModuleList()
-        for level in range(self.T):
-            layers = [block.streams[t][level] for t in range(level, self.T)]
-            pw_w = torch.cat([lc.conv1.weight.detach() for lc in layers])
-            pw_b = None
-            if any(lc.conv1.bias is not None for lc in layers):
-                pw_b = torch.cat([_conv_bias(lc.conv1) for lc in layers])
-            # Level 0 reads one shared input; deeper levels read their own stream's channels.
-            self.pw.append(_new_conv(pw_w, pw_b, groups=1 if level == 0 else len(layers)))
-            dw_w = torch.cat([lc.conv2.weight.detach() for lc in layers])
-            dw_b = torch.cat([_conv_bias(lc.conv2) for lc in layers])
-            self.dw.append(_new_conv(dw_w, dw_b, groups=dw_w.shape[0], padding=1))
+        # Level 0: the first Lite 3x3 of every stream, on the shared input, as one wide
+        # 1x1 conv + one depthwise conv. Deeper layers run per stream (as separate dense convs;
+        # one grouped conv per level measured slower with oneDNN).
+        first = [block.streams[t][0] for t in range(self.T)]
+        pw_w = torch.cat([lc.conv1.weight.detach() for lc in first])
+        pw_b = None
+        if any(lc.conv1.bias is not None for lc in first):
+            pw_b = torch.cat([_conv_bias(lc.conv1) for lc in first])
+        self.pw0 = _new_conv(pw_w, pw_b)
+        dw_w = torch.cat([lc.conv2.weight.detach() for lc in first])
+        self.dw0 = _new_conv(dw_w, torch.cat([_conv_bias(lc.conv2) for lc in first]),
+                             groups=dw_w.shape[0], padding=1)
+        self.rest = nn.ModuleList(
+            nn.Sequential(*[_LiteConv(lc) for lc in block.streams[t][1:]])
+            for t in range(self.T)
+        )
         gate = block.gate
         self.register_buffer("fc1_w", gate.fc1.weight.detach().flatten(1).clone())  # (hidden, mid)
         self.register_buffer("fc1_b", gate.fc1.bias.detach().clone())
@@ -154,6 +170,17 @@ class FusedOSBlock(nn.Module):
         self.in_inside = block.in_inside
         self.in_after = block.in_after
 
+    def _gated_sum(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        """sum_t s_t * gate(s_t): the gate MLP runs once on all T pooled stream outputs."""
+        pooled = torch.stack([o.mean((2, 3)) for o in outs], 1)  # (N, T, mid)
+        g = torch.sigmoid(F.linear(F.relu(F.linear(pooled, self.fc1_w, self.fc1_b)),
+                                   self.fc2_w, self.fc2_b))  # (N, T, mid)
+        g = g.unsqueeze(-1).unsqueeze(-1)  # (N, T, mid, 1, 1)
+        agg = outs[0] * g[:, 0]
+        for t in range(1, len(outs)):
+            agg = torch.addcmul(agg, outs[t], g[:, t])
+        return agg
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mid = self.mid
         y = self.entry(x)
@@ -163,21 +190,9 @@ class FusedOSBlock(nn.Module):
         else:
             x1 = F.relu(y)
             identity = x
-        outs = []
-        h = x1
-        for level in range(self.T):
-            if level > 0:
-                h = h[:, mid:]
-            h = F.relu(self.dw[level](self.pw[level](h)))
-            outs.append(h[:, :mid])
-        n, _, height, width = x1.shape
-        s = torch.stack(outs, 1)  # (N, T, mid, H, W)
-        g = s.mean((3, 4))  # (N, T, mid)
-        g = torch.sigmoid(F.linear(F.relu(F.linear(g, self.fc1_w, self.fc1_b)), self.fc2_w,
-                                   self.fc2_b))
-        agg = (s * g.unsqueeze(-1).unsqueeze(-1)).sum(1)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            agg = agg.contiguous(memory_format=torch.channels_last)
+        h = F.relu(self.dw0(self.pw0(x1)))
+        outs = [self.rest[t](h[:, t * mid:(t + 1) * mid]) for t in range(self.T)]
+        agg = self._gated_sum(outs)
         residual = self.conv3(agg)
         if self.in_inside is not None:
             residual = self.in_inside(residual)
@@ -204,7 +219,7 @@ class EmbeddingModel(nn.Module):
 
 def optimize_for_inference(
     model: nn.Module,
-    merge_streams: bool = True,
+    merge_streams: bool = False,
     channels_last: bool = True,
     drop_classifier: bool = True,
 ) -> nn.Module:
@@ -213,7 +228,10 @@ def optimize_for_inference(
     Args:
         model: an OSNet-family model (other models get BatchNorm folding where the layer
             classes allow and are otherwise returned as an eval-mode copy).
-        merge_streams: replace every :class:`OSBlock` by a :class:`FusedOSBlock`.
+        merge_streams: replace every :class:`OSBlock` by a :class:`FusedOSBlock`. Off by
+            default: on the CPUs measured (see docs/deployment.md) the merged block was slower
+            than the folded one in PyTorch, ONNX Runtime and OpenVINO alike, because splitting
+            the wide outputs back into streams costs more than the saved kernel launches.
         channels_last: convert weights to channels-last memory format (feed NHWC-strided input,
             ``x.contiguous(memory_format=torch.channels_last)``, for the full benefit).
         drop_classifier: remove the identity classifier (inference only needs the embedding).

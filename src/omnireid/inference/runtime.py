@@ -5,7 +5,7 @@ Every runner maps ``(N, 3, H, W)`` float32 NumPy input to ``(N, D)`` float32 raw
 ========================  =====================================================================
 ``eager``                 the model as built (plain PyTorch)
 ``fused``                 :func:`~omnireid.inference.fuse.optimize_for_inference`: BN folded,
-                          OSNet streams merged, channels-last (plain PyTorch, the default)
+                          channels-last (plain PyTorch, the default)
 ``bf16``                  ``fused`` with bfloat16 weights and activations (CPUs with native
                           bf16, e.g. AVX512-BF16/AMX; slower elsewhere)
 ``onnxruntime``           ONNX Runtime, fp32 (``omnireid[deploy]``)
