@@ -151,7 +151,8 @@ def run_once(args) -> dict:
     merged = optimize_for_inference(ours, merge_streams=True)
     runners["+ merged streams"] = TorchRunner(merged, channels_last=True)
     runners["bf16 (fused)"] = make_runner("bf16", ours)
-    runners["bf16 + merged streams"] = TorchRunner(merged, torch.bfloat16, channels_last=True)
+    runners["bf16 + merged streams"] = TorchRunner(merged, dtype=torch.bfloat16,
+                                                   channels_last=True)
     fast = optimize_for_inference(ours)
     optional = {
         "jit": ("fused + jit.freeze", lambda: jit_runner(fast, x)),

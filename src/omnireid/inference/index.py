@@ -94,7 +94,8 @@ class ExactIndex:
     def vectors(self) -> np.ndarray:
         """``(N, D)`` float32 stored vectors."""
         if self._parts:
-            self._vectors = np.concatenate([self._vectors, *self._parts])
+            parts = [self._vectors, *self._parts] if len(self._vectors) else self._parts
+            self._vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
             self._parts = []
             self._sq_norms = None
         return self._vectors
@@ -180,7 +181,7 @@ class FaissIndex:
         hnsw_m: HNSW graph degree.
         ef_search, ef_construction: HNSW search / build breadth.
 
-    ``ivf`` trains its k-means on the first vectors added (at most 256 per cell are used).
+    ``ivf`` trains its k-means on the first vectors added (a sample of at most 100 per cell).
     """
 
     def __init__(self, dim: int, kind: str = "flat", metric: str = "ip", nlist: int | None = None,
@@ -219,9 +220,9 @@ class FaissIndex:
         index = self.faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._metric)
         index.cp.seed = seed
         sample = x
-        if len(x) > 256 * nlist:
+        if len(x) > 100 * nlist:
             rng = np.random.default_rng(seed)
-            sample = x[np.sort(rng.choice(len(x), 256 * nlist, replace=False))]
+            sample = x[np.sort(rng.choice(len(x), 100 * nlist, replace=False))]
         logger.info("training IVF with %d cells on %d vectors", nlist, len(sample))
         index.train(sample)
         index.nprobe = self.nprobe

@@ -67,6 +67,10 @@ class TorchRunner:
         self.device = torch.device(device)
         self.dtype = dtype
         self.channels_last = channels_last
+        if dtype != torch.float32:  # casting is in place: keep the caller's model as it is
+            import copy
+
+            model = copy.deepcopy(model)
         self.model = model.to(self.device, dtype).eval()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
