@@ -147,7 +147,8 @@ def run_once(args) -> dict:
     runners = {"torchreid eager": tr_runner(tr), "omnireid eager": make_runner("eager", ours)}
     runners["BN folded, NCHW"] = TorchRunner(
         optimize_for_inference(ours, channels_last=False))
-    runners["fused (default: folded+NHWC)"] = make_runner("fused", ours)
+    runners["BN folded + NHWC"] = TorchRunner(optimize_for_inference(ours), channels_last=True)
+    runners["fused (default: +jit.freeze)"] = make_runner("fused", ours)
     merged = optimize_for_inference(ours, merge_streams=True)
     runners["+ merged streams"] = TorchRunner(merged, channels_last=True)
     runners["bf16 (fused)"] = make_runner("bf16", ours)
@@ -155,8 +156,7 @@ def run_once(args) -> dict:
                                                    channels_last=True)
     fast = optimize_for_inference(ours)
     optional = {
-        "jit": ("fused + jit.freeze", lambda: jit_runner(fast, x)),
-        "onednn": ("fused + jit + oneDNN graph", lambda: jit_runner(fast, x, onednn_graph=True)),
+            "onednn": ("fused + jit + oneDNN graph", lambda: jit_runner(fast, x, onednn_graph=True)),
         "compile": ("fused + torch.compile", lambda: compile_runner(fast, x)),
     }
     failures = {}
@@ -189,7 +189,7 @@ def run_once(args) -> dict:
               "load_average": os.getloadavg(), "failed_paths": failures}
     if args.accuracy:
         compat = Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat"))
-        keep = {k: runners[k] for k in ("torchreid eager", "fused (default: folded+NHWC)",
+        keep = {k: runners[k] for k in ("torchreid eager", "fused (default: +jit.freeze)",
                                           "bf16 (fused)",
                                           "openvino-bf16", "onnxruntime")}
         result["accuracy"] = rank_on_crops(compat, keep, args.model)
@@ -216,9 +216,9 @@ def main() -> int:
     p.add_argument("--weights", help="torchreid checkpoint for both sides (default: seeded random)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--extra", default="jit,onednn",
-                   help="optional paths: jit, onednn, compile (comma-separated; compile "
-                        "takes minutes)")
+    p.add_argument("--extra", default="",
+                   help="optional paths: onednn (TorchScript + oneDNN graph), compile "
+                        "(torch.compile, takes minutes to compile)")
     p.add_argument("--accuracy", action="store_true",
                    help="also rank-1/mAP of each path on the compat crops")
     p.add_argument("--allocators", choices=["current", "both"], default="current")

@@ -5,7 +5,8 @@ Every runner maps ``(N, 3, H, W)`` float32 NumPy input to ``(N, D)`` float32 raw
 ========================  =====================================================================
 ``eager``                 the model as built (plain PyTorch)
 ``fused``                 :func:`~omnireid.inference.fuse.optimize_for_inference`: BN folded,
-                          channels-last (plain PyTorch, the default)
+                          channels-last; on the CPU also TorchScript-frozen (plain PyTorch, the
+                          default)
 ``bf16``                  ``fused`` with bfloat16 weights and activations (CPUs with native
                           bf16, e.g. AVX512-BF16/AMX; slower elsewhere)
 ``onnxruntime``           ONNX Runtime, fp32 (``omnireid[deploy]``)
@@ -131,6 +132,28 @@ class OpenVINORunner:
         return np.asarray(next(iter(result.values())), dtype=np.float32).copy()
 
 
+def freeze_for_cpu(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> nn.Module:
+    """TorchScript trace + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` of a
+    channels-last fp32 model (oneDNN weight prepacking, conv+ReLU fusion). Works for any batch
+    size. Returns ``model`` unchanged, with a log message, where TorchScript is unavailable."""
+    import warnings
+
+    from omnireid.inference.fuse import EmbeddingModel
+
+    x = torch.randn(2, 3, *size).contiguous(memory_format=torch.channels_last)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(EmbeddingModel(model).eval(), x, check_trace=False)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            frozen(x)
+            frozen(x)
+        return frozen
+    except Exception as exc:  # noqa: BLE001 - any TorchScript failure falls back to eager
+        logger.info("TorchScript freezing unavailable (%s); using the eager fused model", exc)
+        return model
+
+
 def make_runner(
     backend: str,
     model: nn.Module | str | os.PathLike,
@@ -157,7 +180,10 @@ def make_runner(
             return TorchRunner(model, device)
         fast = optimize_for_inference(model, channels_last=device.type == "cpu")
         if backend == "fused":
-            return TorchRunner(fast, device, channels_last=device.type == "cpu")
+            runner = TorchRunner(fast, device, channels_last=device.type == "cpu")
+            if device.type == "cpu":
+                runner.model = freeze_for_cpu(runner.model, size)
+            return runner
         if device.type == "cpu" and not cpu_has_bf16():
             logger.warning("this CPU has no native bf16 support; bf16 will be slow")
         return TorchRunner(fast, device, dtype=torch.bfloat16, channels_last=device.type == "cpu")
