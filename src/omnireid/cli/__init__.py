@@ -17,8 +17,10 @@ from omnireid import __version__
 # Order here is the order shown in `omnireid --help`.
 COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
+    "omnireid.cli.eval",
     "omnireid.cli.models",
     "omnireid.cli.info",
+    "omnireid.cli.data",
     "omnireid.cli.extract",
     "omnireid.cli.search",
     "omnireid.cli.export",
