@@ -15,15 +15,12 @@ _LAZY = {
     "load_weights": "omnireid.models",
     "Sample": "omnireid.data",
     "ReIDDataset": "omnireid.data",
-<<<<<<< HEAD
-    "FeatureExtractor": "omnireid.inference",
-=======
     "load_dataset": "omnireid.data",
     "list_datasets": "omnireid.data",
     "evaluate_rank": "omnireid.evaluation",
     "compute_distance_matrix": "omnireid.evaluation",
     "re_ranking": "omnireid.evaluation",
->>>>>>> main
+    "FeatureExtractor": "omnireid.inference",
 }
 
 
