@@ -94,4 +94,4 @@ def test_merged_block_structure_and_equality() -> None:
 
 def test_merged_block_refuses_unfolded_batchnorm() -> None:
     with pytest.raises(ValueError, match="fold_batchnorm"):
-        FusedOSBlock(OSBlock(8, 8))
+        FusedOSBlock(OSBlock(64, 64))
