@@ -20,6 +20,7 @@ _LAZY = {
     "evaluate_rank": "omnireid.evaluation",
     "compute_distance_matrix": "omnireid.evaluation",
     "re_ranking": "omnireid.evaluation",
+    "FeatureExtractor": "omnireid.inference",
 }
 
 

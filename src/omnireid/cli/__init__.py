@@ -22,6 +22,10 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.models",
     "omnireid.cli.info",
     "omnireid.cli.data",
+    "omnireid.cli.extract",
+    "omnireid.cli.search",
+    "omnireid.cli.export",
+    "omnireid.cli.bench",
 ]
 
 
