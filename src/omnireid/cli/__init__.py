@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
     "omnireid.cli.models",
     "omnireid.cli.info",
+    "omnireid.cli.nas",
 ]
 
 
