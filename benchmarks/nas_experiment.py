@@ -184,6 +184,8 @@ def main() -> int:
     p.add_argument("--search-mode", default="mixture")
     p.add_argument("--search-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reverse", action="store_true",
+                   help="take the runs in reverse order (a second process meets the first halfway)")
     args = p.parse_args()
     out = Path(args.out)
     if args.table:
@@ -197,11 +199,15 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     names = {"baselines": BASELINES, "child": ("child",), "all": (*BASELINES, "child")}[args.part]
     child = run_search(args, out) if "child" in names else None
-    for seed in seeds:
-        for name in names:
-            path = out / f"run_{name}_seed{seed}.json"
-            if path.is_file():
-                continue
+    jobs = [(seed, name) for seed in seeds for name in names]
+    for seed, name in reversed(jobs) if args.reverse else jobs:
+        path = out / f"run_{name}_seed{seed}.json"
+        try:  # claim the run so that parallel processes do not repeat it
+            os.close(os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
+        if path.is_file():
+            continue
             record = train_and_eval(name, seed, args, source, domains, child)
             record.update(config=vars(args), torch=torch.__version__, threads=args.threads)
             tmp = path.with_suffix(".tmp")
