@@ -30,17 +30,27 @@ import numpy as np
 import torch
 
 from omnireid.data import build_test_loader, build_train_loader, load_dataset
-from omnireid.engine.search import (
-    build_optimizer,
-    load_search_config,
-    save_search,
-    search,
-    train_epoch,
-)
+from omnireid.engine.search import load_search_config, save_search, search
 from omnireid.models import IBN_BLOCKS, OSNetArch, create_model
 from omnireid.models.arch import AIN_BLOCKS
 
 BASELINES = ("osnet", "osnet_ibn", "osnet_ain")
+
+
+def train_epoch(model, loader, optimizer, label_smoothing: float = 0.1):
+    """One epoch of identity cross-entropy with label smoothing; returns (loss, acc, seconds)."""
+    model.train()
+    start, total, correct, seen = time.perf_counter(), 0.0, 0, 0
+    for batch in loader:
+        logits = model(batch.images).logits
+        loss = torch.nn.functional.cross_entropy(logits, batch.pids, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(batch.pids)
+        correct += int((logits.detach().argmax(1) == batch.pids).sum())
+        seen += len(batch.pids)
+    return total / seen, correct / seen, time.perf_counter() - start
 
 
 def rank_metrics(qf: np.ndarray, gf: np.ndarray, q_pids, g_pids, q_cams, g_cams) -> dict[str, float]:
@@ -105,15 +115,15 @@ def train_and_eval(name, seed, args, source, domains, child=None) -> dict:
     loader = build_train_loader(source.train, height=args.height, width=args.img_width,
                                 batch_size=args.batch_size, sampler="random", num_workers=0,
                                 seed=seed)
-    opt = build_optimizer(model.parameters(), "adam", args.lr, 5e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(args.epochs * 0.8)], 0.1)
     start = time.perf_counter()
     for epoch in range(args.epochs):
         loader.sampler.set_epoch(epoch)
-        stats = train_epoch(model, loader, opt, label_smoothing=0.1)
+        loss, acc, seconds = train_epoch(model, loader, opt, label_smoothing=0.1)
         sched.step()
-        print(f"  {name} seed {seed} epoch {epoch + 1}: loss {stats.loss:.3f} acc {stats.accuracy:.3f}"
-              f" ({stats.seconds:.0f}s)", flush=True)
+        print(f"  {name} seed {seed} epoch {epoch + 1}: loss {loss:.3f} acc {acc:.3f} ({seconds:.0f}s)",
+              flush=True)
     train_s = time.perf_counter() - start
     metrics = evaluate(model, domains, args.height, args.img_width)
     return {"model": name, "seed": seed, "train_seconds": train_s, "metrics": metrics,
@@ -125,10 +135,11 @@ def run_search(args, out: Path) -> OSNetArch:
     if spec.is_file():
         return OSNetArch.load(spec)
     cfg = load_search_config(None, [
-        f"data.sources={args.sources}", f"data.height={args.height}",
+        f"data.sources=[{args.sources}]", f"data.height={args.height}",
         f"data.width={args.img_width}", f"data.batch_size={args.batch_size}",
-        f"model.width={args.width}", f"optim.lr={args.lr}", f"optim.epochs={args.search_epochs}",
-        f"nas.mode={args.search_mode}", "nas.decay_every=1", f"seed={args.search_seed}",
+        f"nas.width={args.width}", f"optim.lr={args.lr}", f"train.max_epoch={args.search_epochs}",
+        f"nas.mode={args.search_mode}", "nas.decay_every=1", f"train.seed={args.search_seed}",
+        "train.progress=false", f"train.num_threads={args.threads}",
     ])
     result = search(cfg)
     save_search(result, out / "search")

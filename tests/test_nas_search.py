@@ -19,9 +19,10 @@ TINY = ("{num_ids: 6, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera:
 
 
 def _tiny_overrides(root: Path, epochs: int = 1, mode: str = "mixture") -> list[str]:
-    return [f"data.root={root}", f"data.options={TINY}", "data.sources=[synthetic_a]",
-            "data.height=32", "data.width=16", "data.batch_size=4", f"optim.epochs={epochs}",
-            f"nas.mode={mode}", "nas.decay_every=1", "threads=1"]
+    return [f"data.root={root}", f"data.synthetic={TINY}", "data.sources=[synthetic_a]",
+            "data.height=32", "data.width=16", "data.batch_size=4", f"train.max_epoch={epochs}",
+            "train.max_steps_per_epoch=2", f"nas.mode={mode}", "nas.decay_every=1",
+            "nas.width=0.25", "train.num_threads=1", "train.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -32,35 +33,44 @@ def data_root(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------- config
 def test_repo_config_loads_with_overrides() -> None:
     cfg = load_search_config(REPO / "configs/nas.yaml",
-                             ["optim.epochs=3", "nas.mode=single_path", "data.sources=synthetic_c+synthetic_d",
-                              "model.child_width=1"])
-    assert cfg.optim.epochs == 3 and cfg.nas.mode == "single_path"
+                             ["train.max_epoch=3", "nas.mode=single_path",
+                              "data.sources=[synthetic_c, synthetic_d]", "nas.child_width=1"])
+    assert cfg.train.max_epoch == 3 and cfg.nas.mode == "single_path"
     assert cfg.data.sources == ["synthetic_c", "synthetic_d"]
-    assert cfg.model.child_width == 1.0 and isinstance(cfg.model.child_width, float)
+    assert cfg.nas.child_width == 1.0 and isinstance(cfg.nas.child_width, float)
     assert cfg.nas.init_temperature == 10.0 and cfg.nas.min_temperature == 1.0
+    assert cfg.optim.name == "adam" and cfg.nas.width == 0.25
 
 
-def test_defaults_are_the_papers_schedule() -> None:
-    nas = SearchConfig().nas
+def test_defaults_are_the_papers_search_recipe() -> None:
+    cfg = load_search_config(None)
+    nas = cfg.nas
     assert (nas.init_temperature, nas.decay_every, nas.decay_rate, nas.min_temperature) == (10.0, 20, 0.5, 1.0)
-    assert SearchConfig().model.affine_norms is False
+    assert nas.affine_norms is False and nas.mode == "mixture" and nas.width == 1.0
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 0.0003, 5e-4)
+    assert cfg.train.max_epoch == 60 and cfg.data.sampler == "random"
+    assert (cfg.loss.softmax, cfg.loss.triplet, cfg.loss.label_smooth) == (1.0, 0.0, 0.1)
+    assert cfg == SearchConfig()
 
 
 def test_config_errors_name_the_file_and_key(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("optim:\n  epoch: 3\n")
-    with pytest.raises(ValueError, match=r"bad\.yaml.*optim\.epoch.*did you mean 'epochs'"):
+    bad.write_text("train:\n  max_epochs: 3\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*train\.max_epochs.*Did you mean 'max_epoch'"):
         load_search_config(bad)
-    bad.write_text("optim:\n  epochs: many\n")
-    with pytest.raises(ValueError, match=r"bad\.yaml.*optim\.epochs.*integer"):
+    bad.write_text("nas:\n  decay_every: often\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*nas\.decay_every.*integer"):
+        load_search_config(bad)
+    bad.write_text("nas:\n  mode: sometimes\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*nas\.mode='sometimes'"):
         load_search_config(bad)
     bad.write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="mapping"):
         load_search_config(bad)
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_search_config(tmp_path / "nope.yaml")
-    with pytest.raises(ValueError, match="key.sub=value"):
-        load_search_config(None, ["optim.epochs"])
+    with pytest.raises(ValueError, match=r"--set nas\.temprature=2.*Did you mean"):
+        load_search_config(None, ["nas.temprature=2"])
 
 
 # ---------------------------------------------------------------- the loop
@@ -102,7 +112,6 @@ def test_nas_command_end_to_end(data_root, tmp_path, capsys) -> None:
 
 
 def test_nas_command_reports_bad_config(tmp_path, capsys) -> None:
-    assert main(["nas", "--set", "nas.mode=sometimes", "--set", "data.sources=[]",
-                 "-o", str(tmp_path)]) == 2
+    assert main(["nas", "--set", "data.sources=[]", "-o", str(tmp_path)]) == 2
     assert "data.sources is empty" in capsys.readouterr().err
 

@@ -17,8 +17,10 @@ from omnireid import __version__
 # Order here is the order shown in `omnireid --help`.
 COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
+    "omnireid.cli.train",
     "omnireid.cli.models",
     "omnireid.cli.info",
+    "omnireid.cli.eval",
     "omnireid.cli.nas",
 ]
 

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Retrain the child with `omnireid train --set model.arch=FOLDER/arch.json`.")
     p.add_argument("-c", "--config", help="YAML config (see configs/nas.yaml); default: built-in")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.epochs=4 --set nas.mode=single_path")
+                   help="override a config value, e.g. --set train.max_epoch=4 --set nas.mode=single_path")
     p.add_argument("-o", "--output", help="output folder (overrides output_dir)")
     p.add_argument("--no-plot", action="store_true", help="do not draw probabilities.png")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -29,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_search_config(args.config, args.overrides)
     if args.output:
-        config.output_dir = args.output
-    result = search(config, progress=not args.quiet)
-    artifacts = save_search(result, config.output_dir, plot=not args.no_plot)
+        config.train.output_dir = args.output
+    if args.quiet:
+        config.train.progress = False
+    result = search(config)
+    artifacts = save_search(result, config.train.output_dir, plot=not args.no_plot)
     last = result.history[-1]
     print(f"searched {len(result.history)} epochs ({result.mode}) on "
           f"{'+'.join(config.data.sources)}: {result.seconds:.1f} s, "

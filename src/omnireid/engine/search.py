@@ -6,14 +6,14 @@ plot of the candidate probabilities. The loop follows the paper's search recipe:
 over network weights and architecture weights, identity cross-entropy with label smoothing,
 temperature ``lambda = max(min, init * rate ** (epoch // every))``.
 
-The search uses its own small loop (:func:`train_epoch`, also usable for plain models) so that it
-depends only on the data loaders and the models.
+The recipe format, data loading, loss, optimiser and the epoch loop are the training engine's
+(:mod:`omnireid.config`, :func:`omnireid.engine.train.train_one_epoch`); the search adds the
+temperature schedule, the architecture-weight history and the derivation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -21,265 +21,148 @@ import platform
 import resource
 import sys
 import time
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from omnireid.config import (
+    ConfigError,
+    DataConfig,
+    LossConfig,
+    OptimConfig,
+    TrainConfig,
+    _build,
+    _merge,
+    _set_dotted,
+    parse_override,
+)
 
 logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------
-# Configuration
+# Configuration: the training recipe's data/loss/optim/train sections plus a ``nas`` section
 # --------------------------------------------------------------------------------------------
 @dataclass
-class SearchDataConfig:
-    """Where the search data comes from and how it is batched."""
+class NASConfig:
+    """The supernet and the Gumbel-softmax temperature schedule.
 
-    sources: list[str] = field(default_factory=lambda: ["synthetic_a", "synthetic_b"])
-    root: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # reader options (e.g. num_ids)
-    height: int = 128
-    width: int = 64
-    batch_size: int = 32
-    sampler: str = "random"  # the paper's search uses a plain random sampler
-    num_workers: int = 0
+    ``mode``: ``mixture`` (all four candidates weighted, the paper) or ``single_path`` (one
+    sampled candidate per step). ``width``: supernet width multiplier; ``child_width``: width
+    written into the derived spec (default: ``width``). ``affine_norms``: keep learnable
+    scale/shift in the normalisation layers (the paper's search: no).
+    """
 
-
-@dataclass
-class SearchModelConfig:
-    """The supernet."""
-
-    width: float = 0.25
-    feature_dim: int = 512
-    child_width: float | None = None  # width written into the derived spec (default: width)
-    affine_norms: bool = False  # the paper: every normalisation layer non-affine in the search
-
-
-@dataclass
-class SearchOptimConfig:
-    """One optimiser for network and architecture weights (the paper: Adam, lr 3e-4, wd 5e-4)."""
-
-    name: str = "adam"
-    lr: float = 0.0003
-    weight_decay: float = 0.0005
-    momentum: float = 0.9
-    epochs: int = 60
-    label_smoothing: float = 0.1
-
-
-@dataclass
-class SearchNASConfig:
-    """Gumbel-softmax temperature schedule and search mode."""
-
-    mode: str = "mixture"  # or "single_path"
+    mode: str = "mixture"
     init_temperature: float = 10.0
     min_temperature: float = 1.0
     decay_every: int = 20
     decay_rate: float = 0.5
+    width: float = 1.0
+    feature_dim: int = 512
+    child_width: float | None = None
+    affine_norms: bool = False
+
+
+def _search_data() -> DataConfig:
+    return DataConfig(sources=["synthetic_a", "synthetic_b"], targets=[], height=128, width=64,
+                      batch_size=32, sampler="random", num_workers=0)
 
 
 @dataclass
 class SearchConfig:
-    """Everything ``omnireid nas`` needs; see ``configs/nas.yaml``."""
+    """Everything ``omnireid nas`` reads (see ``configs/nas.yaml``).
 
-    data: SearchDataConfig = field(default_factory=SearchDataConfig)
-    model: SearchModelConfig = field(default_factory=SearchModelConfig)
-    optim: SearchOptimConfig = field(default_factory=SearchOptimConfig)
-    nas: SearchNASConfig = field(default_factory=SearchNASConfig)
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None  # torch intra-op threads (None: leave torch's default)
-    output_dir: str = "runs/nas"
+    ``data``, ``loss``, ``optim`` and ``train`` are the training recipe's sections
+    (:mod:`omnireid.config`) with search defaults: the paper's search recipe (Adam, lr 3e-4,
+    weight decay 5e-4, 60 epochs, cross-entropy with label smoothing, random sampler) on the
+    synthetic domains ``a`` and ``b``. Of ``train`` the search uses ``max_epoch``, ``seed``,
+    ``deterministic``, ``device``, ``amp``, ``channels_last``, ``num_threads``,
+    ``max_steps_per_epoch``, ``output_dir`` and ``progress``; of ``optim`` everything but the
+    fixbase and ``new_layers`` options. ``nas`` is :class:`NASConfig`.
+    """
+
+    data: DataConfig = field(default_factory=_search_data)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(softmax=1.0, triplet=0.0, label_smooth=0.1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adam", lr=0.0003, weight_decay=5e-4))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epoch=60, seed=1, output_dir="runs/nas",
+                                                                   channels_last=False))
+    nas: NASConfig = field(default_factory=NASConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check/convert a YAML value against a dataclass field annotation."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return _from_dict(annotation, value, where)
-    if origin is list:
-        if isinstance(value, str):
-            value = [v for v in value.split("+") if v]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(annotation) or (Any,)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is Any:
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
+def _validate(cfg: SearchConfig) -> None:
+    from omnireid.models.supernet import SEARCH_MODES
 
-
-def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown config key {path!r}{hint}; valid: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"cannot set {dotted!r}: {k!r} is not a section")
-    node[keys[-1]] = value
+    checks = [
+        (cfg.nas.mode in SEARCH_MODES, f"nas.mode={cfg.nas.mode!r} is not one of {', '.join(SEARCH_MODES)}"),
+        (cfg.nas.init_temperature > 0 and cfg.nas.min_temperature > 0, "nas temperatures must be > 0"),
+        (0 < cfg.nas.decay_rate <= 1, f"nas.decay_rate must be in (0, 1], got {cfg.nas.decay_rate}"),
+        (cfg.nas.width > 0, f"nas.width must be > 0, got {cfg.nas.width}"),
+        (cfg.optim.name in ("amsgrad", "adam", "sgd", "rmsprop"), f"optim.name={cfg.optim.name!r} is not one "
+         "of amsgrad, adam, sgd, rmsprop"),
+        (cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}"),
+        (cfg.train.max_epoch >= 1, f"train.max_epoch must be >= 1, got {cfg.train.max_epoch}"),
+        (bool(cfg.data.sources), "data.sources is empty: name at least one training domain"),
+        (cfg.loss.softmax > 0 or cfg.loss.triplet > 0, "loss.softmax or loss.triplet must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def load_search_config(
-    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+    path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> SearchConfig:
-    """Read a YAML search config and apply ``key.sub=value`` overrides (values parsed as YAML).
+    """Read a YAML search recipe and apply ``section.key=value`` overrides (values read as YAML).
 
-    Unknown keys and wrongly typed values raise ``ValueError`` naming the file and the key.
+    Sections and keys follow :mod:`omnireid.config` plus ``nas``; unset keys keep the search
+    defaults of :class:`SearchConfig`. Unknown keys and bad values raise
+    :class:`omnireid.config.ConfigError` naming the file (or the override) and the key.
     """
     import yaml
 
-    data: dict[str, Any] = {}
-    where = "defaults"
+    data = SearchConfig().to_dict()
+    source = "defaults"
     if path is not None:
-        where = str(path)
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"search config not found: {path}")
+        source = str(path)
         try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"search config not found: {path}") from None
-        try:
-            data = yaml.safe_load(text) or {}
+            loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level must be a mapping")
-    for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
-        key, _, raw = item.partition("=")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        _merge(data, loaded)
+        try:
+            _build(SearchConfig, data, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+        source = f"--set {text}"
+        try:
+            _build(SearchConfig, data, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    cfg = _build(SearchConfig, data, "")
     try:
-        return _from_dict(SearchConfig, data)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        _validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-@dataclass
-class EpochStats:
-    """One pass over the training loader."""
-
-    loss: float
-    accuracy: float
-    steps: int
-    seconds: float
-
-
-def train_epoch(
-    model: nn.Module,
-    loader: Any,
-    optimizer: torch.optim.Optimizer,
-    *,
-    label_smoothing: float = 0.1,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-    desc: str = "train",
-) -> EpochStats:
-    """One epoch of identity classification (cross-entropy with label smoothing).
-
-    ``loader`` yields :class:`omnireid.data.Batch` es (``images (B, 3, H, W)``, ``pids (B,)``);
-    the model returns a record with ``logits (B, num_classes)``.
-    """
-    from tqdm.auto import tqdm
-
-    model.train()
-    total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    start = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        images, pids = batch.images.to(device), batch.pids.to(device)
-        logits = model(images).logits
-        loss = F.cross_entropy(logits, pids, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += float(loss.detach()) * len(pids)
-        correct += int((logits.detach().argmax(1) == pids).sum())
-        seen += len(pids)
-        steps += 1
-    if steps == 0:
-        raise ValueError("the training loader gave no batch: fewer images than one batch?")
-    return EpochStats(total_loss / seen, correct / seen, steps, time.perf_counter() - start)
-
-
-def build_optimizer(
-    params: Any, name: str = "adam", lr: float = 3e-4, weight_decay: float = 5e-4,
-    momentum: float = 0.9,
-) -> torch.optim.Optimizer:
-    """``adam`` | ``amsgrad`` | ``sgd`` over ``params`` (one group)."""
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "amsgrad":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, amsgrad=True)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
-    raise ValueError(f"unknown optimiser {name!r}; choose from adam, amsgrad, sgd")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -330,55 +213,71 @@ def _environment(device: torch.device) -> dict[str, str]:
             "device": str(device)}
 
 
-def search(config: SearchConfig, progress: bool = False) -> SearchResult:
+def search(config: SearchConfig) -> SearchResult:
     """Run the architecture search described by ``config``.
 
-    Loads the source domains' training sets, trains :class:`~omnireid.models.supernet.OSNetSupernet`
-    for ``optim.epochs`` epochs with the annealed temperature, and derives the child.
+    Loads the training sets of ``data.sources``, trains
+    :class:`~omnireid.models.supernet.OSNetSupernet` for ``train.max_epoch`` epochs with the
+    annealed temperature (network and architecture weights in one optimiser, one loss), and
+    derives the child.
     """
-    from omnireid.data import build_train_loader, load_dataset
+    from omnireid.data import build_train_loader
+    from omnireid.engine.ddp import resolve_device
+    from omnireid.engine.fit import load_train_set, seed_everything
+    from omnireid.engine.optim import build_optimizer
+    from omnireid.engine.train import train_one_epoch
+    from omnireid.losses import build_loss
     from omnireid.models.supernet import build_supernet, temperature_at
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    dc, mc, oc, nc = config.data, config.model, config.optim, config.nas
-    if not dc.sources:
-        raise ValueError("data.sources is empty: name at least one training domain")
-    dataset = load_dataset("+".join(dc.sources), dc.root, **dc.options)
-    loader = build_train_loader(dataset.train, height=dc.height, width=dc.width,
-                                batch_size=dc.batch_size, sampler=dc.sampler,
-                                num_workers=dc.num_workers, seed=config.seed)
-    model = build_supernet(dataset.num_train_pids, width=mc.width, feature_dim=mc.feature_dim,
-                           mode=nc.mode, affine_norms=mc.affine_norms).to(device)
-    optimizer = build_optimizer(model.parameters(), oc.name, oc.lr, oc.weight_decay, oc.momentum)
+    _validate(config)
+    dc, lc, oc, tc, nc = config.data, config.loss, config.optim, config.train, config.nas
+    if tc.num_threads > 0:
+        torch.set_num_threads(tc.num_threads)
+    seed_everything(tc.seed, tc.deterministic)
+    device = resolve_device(tc.device)
+    dataset = load_train_set(config)
+    loader = build_train_loader(
+        dataset.train, height=dc.height, width=dc.width, batch_size=dc.batch_size,
+        sampler=dc.sampler, num_instances=dc.num_instances, num_workers=dc.num_workers,
+        seed=tc.seed, random_flip=dc.random_flip, random_crop=dc.random_crop,
+        random_erase=dc.random_erase, color_jitter=dc.color_jitter, persistent_workers=False)
+    model = build_supernet(dataset.num_train_pids, width=nc.width, feature_dim=nc.feature_dim,
+                           mode=nc.mode, affine_norms=nc.affine_norms).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = build_loss({"softmax": lc.softmax, "triplet": lc.triplet},
+                           label_smooth=lc.label_smooth, margin=lc.margin)
+    # alpha sits in the same parameter group as the network weights: one optimiser, one loss
+    optimizer = build_optimizer(model, oc.name, oc.lr, weight_decay=oc.weight_decay,
+                                momentum=oc.momentum, nesterov=oc.nesterov,
+                                betas=(oc.adam_beta1, oc.adam_beta2), rmsprop_alpha=oc.rmsprop_alpha)
+    scaler = torch.amp.GradScaler(device.type) if tc.amp == "fp16" else None
     logger.info("search: %d ids, %d images from %s; %s mode; %d epochs", dataset.num_train_pids,
-                len(dataset.train), "+".join(dc.sources), nc.mode, oc.epochs)
+                len(dataset.train), "+".join(dc.sources), nc.mode, tc.max_epoch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     history: list[EpochRecord] = []
     start = time.perf_counter()
     steps = 0
-    for epoch in range(oc.epochs):
+    for epoch in range(tc.max_epoch):
         temperature = temperature_at(epoch, nc.init_temperature, nc.decay_every, nc.decay_rate,
                                      nc.min_temperature)
         model.set_temperature(temperature)
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        stats = train_epoch(model, loader, optimizer, label_smoothing=oc.label_smoothing,
-                            device=device, progress=progress,
-                            desc=f"search {epoch + 1}/{oc.epochs} (lambda={temperature:g})")
+        loader.sampler.set_epoch(epoch)
+        stats = train_one_epoch(model, loader, criterion, optimizer, device=device, epoch=epoch,
+                                amp=tc.amp, scaler=scaler, channels_last=tc.channels_last,
+                                grad_clip=oc.grad_clip, max_steps=tc.max_steps_per_epoch,
+                                progress=tc.progress)
         steps += stats.steps
-        history.append(EpochRecord(epoch, temperature, stats.loss, stats.accuracy, stats.seconds,
+        history.append(EpochRecord(epoch, temperature, stats.loss, stats.acc, stats.seconds,
                                    model.probabilities().tolist(), model.alphas().tolist()))
         logger.info("epoch %d lambda %.3g loss %.4f acc %.3f (%.1fs)", epoch + 1, temperature,
-                    stats.loss, stats.accuracy, stats.seconds)
+                    stats.loss, stats.acc, stats.seconds)
     seconds = time.perf_counter() - start
     peak_device = (torch.cuda.max_memory_allocated(device) / 2**20
                    if device.type == "cuda" else None)
     return SearchResult(
-        arch=model.derive(width=mc.child_width), block_names=model.arch.block_names(),
+        arch=model.derive(width=nc.child_width), block_names=model.arch.block_names(),
         candidates=[c.value for c in model.candidates], history=history, mode=nc.mode,
         seconds=seconds, seconds_per_step=seconds / max(steps, 1), peak_rss_mb=peak_rss_mb(),
         peak_device_mb=peak_device, num_train_ids=dataset.num_train_pids,
@@ -413,7 +312,7 @@ def search_markdown(result: SearchResult) -> str:
     lines = ["# Instance-norm placement search", "",
              f"Mode: {result.mode}; {len(result.history)} epochs on "
              f"{'+'.join(result.config['data']['sources'])} ({result.num_train_ids} ids, "
-             f"{result.num_train_images} images); search width x{result.config['model']['width']}.",
+             f"{result.num_train_images} images); search width x{result.config['nas']['width']}.",
              "", "## Child architecture", "",
              "| block | IN placement | " + " | ".join(f"p({c})" for c in result.candidates) + " |",
              "|---|---|" + "---|" * len(result.candidates)]

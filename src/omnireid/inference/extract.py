@@ -10,7 +10,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, open_rgb, preprocess
+from omnireid.inference.preprocess import (
+    DEFAULT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    open_rgb,
+    preprocess,
+)
 
 ImageLike = str | os.PathLike | object  # a path or a PIL image
 
