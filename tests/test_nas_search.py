@@ -115,3 +115,26 @@ def test_nas_command_reports_bad_config(tmp_path, capsys) -> None:
     assert main(["nas", "--set", "data.sources=[]", "-o", str(tmp_path)]) == 2
     assert "data.sources is empty" in capsys.readouterr().err
 
+
+
+def test_child_retrains_through_the_training_recipe(data_root, tmp_path, capsys) -> None:
+    # the path the docs give: omnireid train --set model.arch=FOLDER/arch.json
+    spec = tmp_path / "arch.json"
+    arch = OSNetArch.from_dict({"width": 0.25, "blocks": ["both", "none", "after", "inside", "none", "none"],
+                                "conv1_in": True})
+    arch.save(spec)
+    argv = ["train", "-c", str(REPO / "configs/demo.yaml"), "-o", str(tmp_path / "train"),
+            "--set", f"model.arch={spec}", "--set", f"data.root={data_root}",
+            "--set", f"data.synthetic={TINY}", "--set", "data.targets=[synthetic_a]",
+            "--set", "data.height=32", "--set", "data.width=16", "--set", "data.batch_size=4",
+            "--set", "data.num_instances=2", "--set", "data.num_workers=0",
+            "--set", "train.max_epoch=1", "--set", "train.max_steps_per_epoch=1",
+            "--set", "train.progress=false", "--set", "train.num_threads=1"]
+    assert main(argv) == 0
+    saved = (tmp_path / "train" / "config.yaml").read_text()
+    assert f"arch: {spec}" in saved
+    from omnireid.config import load_config
+    from omnireid.engine.fit import build_model_from_config
+
+    model = build_model_from_config(load_config(tmp_path / "train" / "config.yaml"), num_classes=3)
+    assert model.arch == arch
