@@ -1,4 +1,4 @@
-"""Cost of one search step: mixture (all four candidates) vs single-path (one sampled candidate).
+"""Cost of one search step: mixture (all four candidates) vs two-path vs single-path.
 
 Baseline in the same run: a plain OSNet of the same width (what one training step of a normal
 model costs). Each variant runs in its own subprocess (same threads, same allocator) so that the
@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("plain", "single_path", "mixture")
+VARIANTS = ("plain", "single_path", "two_path", "mixture", "single_path+shared", "two_path+shared",
+            "mixture+shared")
 
 
 def measure(variant: str, batch: int, size: tuple[int, int], width: float, steps: int) -> dict:
@@ -39,7 +40,8 @@ def measure(variant: str, batch: int, size: tuple[int, int], width: float, steps
     if variant == "plain":
         model = create_model("osnet", width=width, num_classes=num_classes)
     else:
-        model = build_supernet(num_classes, width=width, mode=variant)
+        mode, _, shared = variant.partition("+")
+        model = build_supernet(num_classes, width=width, mode=mode, share_weights=bool(shared))
         model.set_temperature(10.0)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
@@ -83,6 +85,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; first is the baseline")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
@@ -93,7 +96,7 @@ def main() -> int:
         print(json.dumps(measure(args.child, args.batch, (h, w), args.width, args.steps)))
         return 0
     rows = []
-    for variant in VARIANTS:
+    for variant in args.variants.split(","):
         cmd = [sys.executable, __file__, "--child", variant, "--batch", str(args.batch), "--size",
                args.size, "--width", str(args.width), "--steps", str(args.steps),
                "--threads", str(args.threads)]
@@ -103,15 +106,13 @@ def main() -> int:
     print(f"machine: {platform.machine()} {platform.processor()} cpus={os.cpu_count()} "
           f"threads={args.threads} load={os.getloadavg()[0]:.1f}; batch {args.batch} at {args.size}, "
           f"width x{args.width}; LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}")
-    print(f"{'variant':<12} {'ms/step':>9} {'x plain':>8} {'act MiB':>9} {'x plain':>8} "
-          f"{'RSS MiB':>8} {'params':>9}")
+    print(f"| variant | ms/step | x {base['variant']} | activation MiB | x {base['variant']} | "
+          "peak RSS MiB | params |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"{r['variant']:<12} {r['ms_per_step']:>9.0f} {r['ms_per_step'] / base['ms_per_step']:>8.2f} "
-              f"{r['activation_mib']:>9.1f} {r['activation_mib'] / base['activation_mib']:>8.2f} "
-              f"{r['peak_rss_mib']:>8.0f} {r['params']:>9,}")
-    mix, single = rows[2], rows[1]
-    print(f"single_path vs mixture: {mix['ms_per_step'] / single['ms_per_step']:.2f}x faster, "
-          f"{mix['activation_mib'] / single['activation_mib']:.2f}x less activation memory")
+        print(f"| {r['variant']} | {r['ms_per_step']:.0f} | {r['ms_per_step'] / base['ms_per_step']:.2f} | "
+              f"{r['activation_mib']:.1f} | {r['activation_mib'] / base['activation_mib']:.2f} | "
+              f"{r['peak_rss_mib']:.0f} | {r['params']:,} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows}, fh, indent=2)

@@ -140,6 +140,7 @@ def run_search(args, out: Path) -> OSNetArch:
         f"nas.width={args.width}", f"optim.lr={args.lr}", f"train.max_epoch={args.search_epochs}",
         f"nas.mode={args.search_mode}", "nas.decay_every=1", f"train.seed={args.search_seed}",
         "train.progress=false", f"train.num_threads={args.threads}",
+        f"train.max_steps_per_epoch={args.search_steps}",
     ])
     result = search(cfg)
     save_search(result, out / "search")
@@ -193,6 +194,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--search-epochs", type=int, default=6)
     p.add_argument("--search-mode", default="mixture")
+    p.add_argument("--search-steps", type=int, default=0, help="cap on steps per search epoch (0: none)")
     p.add_argument("--search-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reverse", action="store_true",
@@ -219,12 +221,12 @@ def main() -> int:
             continue
         if path.is_file():
             continue
-            record = train_and_eval(name, seed, args, source, domains, child)
-            record.update(config=vars(args), torch=torch.__version__, threads=args.threads)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2))
-            os.replace(tmp, path)
-            print(f"{name} seed {seed}: {record['metrics']}", flush=True)
+        record = train_and_eval(name, seed, args, source, domains, child)
+        record.update(config=vars(args), torch=torch.__version__, threads=args.threads)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, path)
+        print(f"{name} seed {seed}: {record['metrics']}", flush=True)
     print(table(out))
     return 0
 

@@ -74,9 +74,10 @@ def test_config_errors_name_the_file_and_key(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------- the loop
-@pytest.mark.parametrize("mode", ["mixture", "single_path"])
-def test_tiny_search_runs_and_derives_the_argmax(data_root, tmp_path, mode) -> None:
-    cfg = load_search_config(None, _tiny_overrides(data_root, epochs=2, mode=mode))
+@pytest.mark.parametrize("mode,share", [("mixture", False), ("single_path", False), ("two_path", True)])
+def test_tiny_search_runs_and_derives_the_argmax(data_root, tmp_path, mode, share) -> None:
+    cfg = load_search_config(None, _tiny_overrides(data_root, epochs=2, mode=mode)
+                             + [f"nas.share_weights={str(share).lower()}"])
     result = search(cfg)
     assert [r.temperature for r in result.history] == [10.0, 5.0]
     last = result.history[-1]

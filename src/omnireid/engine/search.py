@@ -49,10 +49,12 @@ logger = logging.getLogger(__name__)
 class NASConfig:
     """The supernet and the Gumbel-softmax temperature schedule.
 
-    ``mode``: ``mixture`` (all four candidates weighted, the paper) or ``single_path`` (one
-    sampled candidate per step). ``width``: supernet width multiplier; ``child_width``: width
-    written into the derived spec (default: ``width``). ``affine_norms``: keep learnable
-    scale/shift in the normalisation layers (the paper's search: no).
+    ``mode``: ``mixture`` (all four candidates weighted, the paper), ``single_path`` (one
+    sampled candidate per step) or ``two_path`` (two sampled candidates per step); see
+    :mod:`omnireid.models.supernet`. ``width``: supernet width multiplier; ``child_width``:
+    width written into the derived spec (default: ``width``). ``affine_norms``: keep learnable
+    scale/shift in the normalisation layers (the paper's search: no). ``share_weights``: the
+    four candidates of a block share their convolutions (the paper: no).
     """
 
     mode: str = "mixture"
@@ -64,6 +66,7 @@ class NASConfig:
     feature_dim: int = 512
     child_width: float | None = None
     affine_norms: bool = False
+    share_weights: bool = False
 
 
 def _search_data() -> DataConfig:
@@ -242,7 +245,8 @@ def search(config: SearchConfig) -> SearchResult:
         seed=tc.seed, random_flip=dc.random_flip, random_crop=dc.random_crop,
         random_erase=dc.random_erase, color_jitter=dc.color_jitter, persistent_workers=False)
     model = build_supernet(dataset.num_train_pids, width=nc.width, feature_dim=nc.feature_dim,
-                           mode=nc.mode, affine_norms=nc.affine_norms).to(device)
+                           mode=nc.mode, affine_norms=nc.affine_norms,
+                           share_weights=nc.share_weights).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_loss({"softmax": lc.softmax, "triplet": lc.triplet},

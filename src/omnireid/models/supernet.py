@@ -16,10 +16,19 @@ The space follows the OSNet-AIN paper (Zhou et al., TPAMI 2021) and its publishe
   on the same loss.
 * The child keeps, per block, the candidate with the largest ``alpha``.
 
-``single_path`` mode (not in the paper) runs only the candidate picked by the hard Gumbel sample
-of each step; a straight-through estimator scales its output by ``1 + p - stop_grad(p)`` (value
-1, gradient of the soft probability ``p``), so ``alpha`` still receives gradients while only one
-candidate is computed and stored for the backward pass.
+Two cheaper modes (not in the paper):
+
+* ``single_path`` runs only the candidate picked by the hard Gumbel sample of each step; a
+  straight-through estimator scales its output by ``1 + w - stop_grad(w)`` (value 1, gradient of
+  the soft weight ``w``), so ``alpha`` receives gradients while one candidate is computed and
+  stored for the backward pass. Limitation (measured, see docs/search.md): that gradient only
+  sees the *scale* of the block output, and where the next layer is a batch-normalised
+  convolution (conv2-2 -> pool2, conv3-2 -> pool3, conv4-2 -> conv5) batch norm removes the
+  scale, so those blocks' ``alpha`` get no usable gradient (~1e-7); switching among four
+  differently normalised candidates every step also slows the network's own training.
+* ``two_path`` (after ProxylessNAS) computes the two candidates with the largest Gumbel-perturbed
+  scores and mixes them with their soft weights renormalised to sum to one: half the mixture's
+  cost, and ``alpha`` learns from the relative weighting, which batch norm does not remove.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from omnireid.models.osnet import OSNet
 SEARCH_SPACE: tuple[INPosition, ...] = (
     INPosition.NONE, INPosition.INSIDE, INPosition.AFTER, INPosition.BOTH,
 )
-SEARCH_MODES = ("mixture", "single_path")
+SEARCH_MODES = ("mixture", "single_path", "two_path")
 EPS = 1e-12
 
 
@@ -119,10 +128,15 @@ class MixedOSBlock(nn.Module):
         in_channels, out_channels: block width in and out.
         candidates: the IN placements to choose from (default :data:`SEARCH_SPACE`).
         affine: learnable scale/shift in the candidates' instance norms (off in the search).
-        mode: ``"mixture"`` (weighted sum of all candidates, the paper) or ``"single_path"``.
+        mode: ``"mixture"`` (weighted sum of all candidates, the paper), ``"single_path"`` or
+            ``"two_path"`` (see the module docstring).
+        share_weights: the candidates use one set of convolutions (and one batch norm after the
+            last 1x1 convolution) and differ only in their instance norms. Not the paper's
+            choice (it keeps four separate blocks); it makes the sampled modes learn as fast as
+            a plain network, since every step trains the same convolutions.
 
     In evaluation mode no noise is drawn: ``mixture`` uses the noise-free softmax at the current
-    temperature and ``single_path`` the candidate with the largest ``alpha``.
+    temperature, the other modes the candidate with the largest ``alpha``.
     """
 
     def __init__(
@@ -132,6 +146,7 @@ class MixedOSBlock(nn.Module):
         candidates: Sequence[INPosition | str] = SEARCH_SPACE,
         affine: bool = False,
         mode: str = "mixture",
+        share_weights: bool = False,
     ) -> None:
         super().__init__()
         self.positions = tuple(INPosition(c) for c in candidates)
@@ -140,32 +155,52 @@ class MixedOSBlock(nn.Module):
         self.candidates = nn.ModuleList(
             OSBlock(in_channels, out_channels, p, affine=affine) for p in self.positions
         )
+        self.share_weights = share_weights
+        if share_weights:
+            _tie_candidates(list(self.candidates))
         self.alpha = nn.Parameter(torch.ones(len(self.positions)))
         self.temperature = 1.0
         self.mode = _check_mode(mode)
 
     def weights(self) -> torch.Tensor:
-        """The mixture weights of one forward pass: ``(K,)``."""
-        single = self.mode == "single_path"
-        if self.training:
-            return gumbel_softmax_weights(self.alpha, self.temperature, noise=True, hard=single)
-        if single:
+        """The mixture weights of one forward pass: ``(K,)`` (zero for candidates not run)."""
+        if not self.training:
+            if self.mode == "mixture":
+                return gumbel_softmax_weights(self.alpha, self.temperature, noise=False)
             return F.one_hot(self.alpha.argmax(), len(self.positions)).to(self.alpha.dtype)
-        return gumbel_softmax_weights(self.alpha, self.temperature, noise=False)
+        if self.mode == "two_path" and len(self.positions) > 2:
+            soft = gumbel_softmax_weights(self.alpha, self.temperature, noise=True)
+            keep = torch.zeros_like(soft).scatter_(0, soft.detach().topk(2).indices, 1.0)
+            return soft * keep / (soft * keep).sum()
+        hard = self.mode == "single_path"
+        return gumbel_softmax_weights(self.alpha, self.temperature, noise=True, hard=hard)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weights()
-        if self.mode == "single_path":
-            index = int(w.detach().argmax())
-            return w[index] * self.candidates[index](x)
-        out = w[0] * self.candidates[0](x)
-        for weight, block in zip(w[1:], self.candidates[1:]):
-            out = out + weight * block(x)
+        if self.training and self.mode == "single_path":
+            active = [int(w.detach().argmax())]  # the others carry value 0 and gradient
+        else:
+            active = [k for k, v in enumerate(w.detach().tolist()) if v != 0.0]
+        out = w[active[0]] * self.candidates[active[0]](x)
+        for k in active[1:]:
+            out = out + w[k] * self.candidates[k](x)
         return out
 
     def chosen(self) -> INPosition:
         """The candidate with the largest ``alpha`` (the paper's derivation rule)."""
         return self.positions[int(self.alpha.detach().argmax())]
+
+
+def _tie_candidates(blocks: list[OSBlock]) -> None:
+    """Make ``blocks`` share every convolution (and the batch norm after the last 1x1 conv)."""
+    base = blocks[0]
+    bn = next((b.conv3.bn for b in blocks if b.conv3.bn is not None), None)
+    for b in blocks:
+        if b is not base:
+            b.conv1, b.streams, b.gate, b.downsample = base.conv1, base.streams, base.gate, base.downsample
+            b.conv3.conv = base.conv3.conv
+        if b.conv3.bn is not None:
+            b.conv3.bn = bn
 
 
 def _check_mode(mode: str) -> str:
@@ -200,8 +235,10 @@ class OSNetSupernet(OSNet):
         width: channel width multiplier of the supernet (1.0 = the paper's x1_0).
         feature_dim: embedding size.
         candidates: the IN placements of every block (default :data:`SEARCH_SPACE`).
-        mode: ``"mixture"`` or ``"single_path"``.
+        mode: ``"mixture"``, ``"single_path"`` or ``"two_path"``.
         affine_norms: keep learnable scale/shift in normalisation layers (the paper: no).
+        share_weights: candidates share their convolutions (see :class:`MixedOSBlock`; the
+            paper: no).
     """
 
     def __init__(
@@ -212,11 +249,13 @@ class OSNetSupernet(OSNet):
         candidates: Sequence[INPosition | str] = SEARCH_SPACE,
         mode: str = "mixture",
         affine_norms: bool = False,
+        share_weights: bool = False,
     ) -> None:
         # Read by _stage while OSNet.__init__ builds the stages.
         self._search_candidates = tuple(INPosition(c) for c in candidates)
         self._search_mode = _check_mode(mode)
         self._affine_norms = affine_norms
+        self._share_weights = share_weights
         super().__init__(make_arch(width, conv1_in=True, feature_dim=feature_dim),
                          num_classes=num_classes, affine_in=affine_norms)
         if not affine_norms:
@@ -225,7 +264,7 @@ class OSNetSupernet(OSNet):
     def _stage(self, in_ch: int, out_ch: int, positions, affine: bool) -> nn.Sequential:  # type: ignore[override]
         return nn.Sequential(*[
             MixedOSBlock(in_ch if i == 0 else out_ch, out_ch, self._search_candidates,
-                         affine=affine, mode=self._search_mode)
+                         affine=affine, mode=self._search_mode, share_weights=self._share_weights)
             for i in range(len(positions))
         ])
 
@@ -252,7 +291,7 @@ class OSNetSupernet(OSNet):
         return self._search_mode
 
     def set_mode(self, mode: str) -> None:
-        """Switch every block between ``"mixture"`` and ``"single_path"``."""
+        """Switch every block to ``mode`` (one of :data:`SEARCH_MODES`)."""
         self._search_mode = _check_mode(mode)
         for _, b in self.mixed_blocks():
             b.mode = mode
@@ -296,7 +335,8 @@ def build_supernet(
     mode: str = "mixture",
     candidates: Sequence[INPosition | str] = SEARCH_SPACE,
     affine_norms: bool = False,
+    share_weights: bool = False,
 ) -> OSNetSupernet:
     """Build the search supernet (see :class:`OSNetSupernet`)."""
     return OSNetSupernet(num_classes, width=width, feature_dim=feature_dim, candidates=candidates,
-                         mode=mode, affine_norms=affine_norms)
+                         mode=mode, affine_norms=affine_norms, share_weights=share_weights)

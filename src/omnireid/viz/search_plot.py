@@ -36,6 +36,8 @@ def plot_search_probabilities(result: Any, path: str | os.PathLike) -> Path:
         the path written.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     names, candidates, history = result.block_names, result.candidates, result.history
     epochs = [r.epoch + 1 for r in history]
     cols = 3
@@ -50,6 +52,7 @@ def plot_search_probabilities(result: Any, path: str | os.PathLike) -> Path:
         chosen = result.arch.blocks[b].value
         ax.set_title(f"{name} -> {chosen}", fontsize=10)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if b % cols == 0:
             ax.set_ylabel("probability")
         if b // cols == rows - 1:
