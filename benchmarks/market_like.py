@@ -56,9 +56,12 @@ def make_market_like(
 
     q_feats = draw(q_pids, q_camids)
     g_id = draw(id_pids, id_cams)
-    g_dis = np.maximum(rng.standard_normal((num_distractors, dim)).astype(np.float32) * 1.1, 0)
-    dis_pids = np.full(num_distractors, -1)  # distractors: an id no query has
+    # distractors: people no query shows, each with a centre of its own; their id is -1
+    dis_pids = np.full(num_distractors, -1)
     dis_cams = rng.integers(0, num_cams, num_distractors)
+    dis_centres = rng.standard_normal((num_distractors, dim)).astype(np.float32)
+    g_dis = dis_centres + cam_bias[dis_cams]
+    g_dis = np.maximum(g_dis + noise * rng.standard_normal(g_dis.shape).astype(np.float32), 0)
     order = rng.permutation(num_gallery)
     g_feats = np.concatenate([g_id, g_dis])[order]
     g_pids = np.concatenate([id_pids, dis_pids])[order]

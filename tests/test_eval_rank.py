@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import require_file
 
 from omnireid.evaluation import (
     SplitInputs,
@@ -15,6 +14,7 @@ from omnireid.evaluation import (
     evaluate_rank_reference,
     evaluate_splits,
 )
+from tests.conftest import require_file
 
 BOTH = pytest.mark.parametrize("impl", [evaluate_rank, evaluate_rank_reference])
 ARITH = pytest.mark.parametrize("arithmetic", ["float32", "float64"])

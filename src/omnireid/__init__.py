@@ -15,6 +15,8 @@ _LAZY = {
     "load_weights": "omnireid.models",
     "Sample": "omnireid.data",
     "ReIDDataset": "omnireid.data",
+    "load_dataset": "omnireid.data",
+    "list_datasets": "omnireid.data",
 }
 
 

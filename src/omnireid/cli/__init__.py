@@ -18,9 +18,10 @@ from omnireid import __version__
 COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
     "omnireid.cli.train",
+    "omnireid.cli.eval",
     "omnireid.cli.models",
     "omnireid.cli.info",
-    "omnireid.cli.eval",
+    "omnireid.cli.data",
     "omnireid.cli.nas",
 ]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,18 @@ class Batch:
                      self.camids.to(device), self.dsetids.to(device), self.paths, self.num_skipped)
 
 
+@functools.cache
+def _jpeg_decoder():
+    """torchvision's libjpeg-turbo decoder, or None where this torchvision has none."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # pragma: no cover - depends on the torchvision version
+        return None
+    return decode_jpeg, ImageReadMode.RGB
+
+
 def _read_uint8_tensor(path: str) -> torch.Tensor:
     """Decode to a uint8 ``(3, H, W)`` tensor; whole JPEGs go through torchvision, the rest PIL."""
     if path.lower().endswith((".jpg", ".jpeg")):
@@ -69,11 +83,12 @@ def _read_uint8_tensor(path: str) -> torch.Tensor:
         except OSError as exc:
             raise ImageDecodeError(path, str(exc)) from None
         # A JPEG without its end marker is truncated: let PIL report it properly.
-        if data[-2:] == b"\xff\xd9":
-            from torchvision.io import ImageReadMode, decode_jpeg
-
+        if data[-2:] == b"\xff\xd9" and _jpeg_decoder() is not None:
+            decode_jpeg, rgb = _jpeg_decoder()
             try:
-                return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=rgb)
             except RuntimeError:
                 pass
     img = read_image(path)

@@ -43,7 +43,7 @@ from omnireid.data.synthetic_render import (
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 _VIVID = (
     (0.85, 0.10, 0.10), (0.10, 0.35, 0.80), (0.10, 0.60, 0.20), (0.95, 0.85, 0.15), (0.95, 0.95, 0.95),
@@ -165,16 +165,27 @@ def _plan(spec: SyntheticSpec) -> list[tuple[int, str, int, int]]:
             for cam in cams:
                 in_cam = [i for i, (c, _) in enumerate(images) if c == cam]
                 query_of[cam] = in_cam[int(r.integers(len(in_cam)))]
-            if len(query_of) == len(images):  # every image would be a query: keep one camera for the gallery
-                query_of.pop(cams[-1])
+            _ensure_cross_camera_matches(query_of, images)
             for i, (cam, n) in enumerate(images):
-                plan.append((pid, "query" if query_of[cam] == i else "gallery", cam, n))
+                plan.append((pid, "query" if query_of.get(cam) == i else "gallery", cam, n))
     # Distractors: extra people (ids after num_ids, written as id 0); junk: background only.
     for d in range(spec.num_distractors):
         plan.append((-(d + 1), "gallery", int(rng.integers(spec.num_cameras)), 0))
     for j in range(spec.num_junk):
         plan.append((-(spec.num_distractors + j + 1), "junk", int(rng.integers(spec.num_cameras)), 0))
     return plan
+
+
+def _ensure_cross_camera_matches(query_of: dict[int, int], images: list[tuple[int, int]]) -> None:
+    """Turn queries back into gallery images until every query has a gallery match in another camera."""
+    while True:
+        chosen = set(query_of.values())
+        gallery_cams = {cam for i, (cam, _) in enumerate(images) if i not in chosen}
+        stuck = [cam for cam in query_of if not gallery_cams - {cam}]
+        if not stuck:
+            return
+        other = [cam for cam in query_of if cam != stuck[0]]
+        query_of.pop(other[-1] if other else stuck[0])
 
 
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}

