@@ -4,7 +4,9 @@ Baseline in the same run: a plain OSNet of the same width (what one training ste
 model costs). Each variant runs in its own subprocess (same threads, same allocator) so that the
 peak resident memory belongs to it alone. Reported per variant:
 
-* ms per training step (forward + backward + Adam step), median of ``--steps`` after a warm-up;
+* ms per training step (forward + backward + Adam step), median of ``--steps`` after a warm-up,
+  as wall time and as CPU time of the process (the latter is what to compare on a shared
+  machine: other jobs inflate wall time, not the CPU time the step itself needs);
 * activation memory: bytes of the tensors autograd saves for the backward pass in one step
   (unique storages, parameters excluded) -- exact and independent of the allocator;
 * peak RSS of the subprocess (includes Python, torch and the parameters);
@@ -56,10 +58,10 @@ def measure(variant: str, batch: int, size: tuple[int, int], width: float, steps
             saved[s.data_ptr()] = s.nbytes()
         return t
 
-    times = []
+    times, cpu = [], []
     for i in range(steps + 1):
         saved.clear()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = torch.nn.functional.cross_entropy(model(x).logits, y)
         opt.zero_grad(set_to_none=True)
@@ -67,10 +69,12 @@ def measure(variant: str, batch: int, size: tuple[int, int], width: float, steps
         opt.step()
         if i > 0:
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
     return {
         "variant": variant,
         "ms_per_step": 1000 * statistics.median(times),
         "ms_per_step_min": 1000 * min(times),
+        "cpu_ms_per_step": 1000 * statistics.median(cpu),
         "activation_mib": sum(saved.values()) / 2**20,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "params": sum(p.numel() for p in model.parameters()),
@@ -106,11 +110,14 @@ def main() -> int:
     print(f"machine: {platform.machine()} {platform.processor()} cpus={os.cpu_count()} "
           f"threads={args.threads} load={os.getloadavg()[0]:.1f}; batch {args.batch} at {args.size}, "
           f"width x{args.width}; LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}")
-    print(f"| variant | ms/step | x {base['variant']} | activation MiB | x {base['variant']} | "
+    b = base["variant"]
+    print(f"| variant | CPU ms/step | x {b} | wall ms/step | x {b} | activation MiB | x {b} | "
           "peak RSS MiB | params |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['ms_per_step']:.0f} | {r['ms_per_step'] / base['ms_per_step']:.2f} | "
+        print(f"| {r['variant']} | {r['cpu_ms_per_step']:.0f} | "
+              f"{r['cpu_ms_per_step'] / base['cpu_ms_per_step']:.2f} | "
+              f"{r['ms_per_step']:.0f} | {r['ms_per_step'] / base['ms_per_step']:.2f} | "
               f"{r['activation_mib']:.1f} | {r['activation_mib'] / base['activation_mib']:.2f} | "
               f"{r['peak_rss_mib']:.0f} | {r['params']:,} |")
     if args.json:
