@@ -132,8 +132,8 @@ class MixedOSBlock(nn.Module):
             ``"two_path"`` (see the module docstring).
         share_weights: the candidates use one set of convolutions (and one batch norm after the
             last 1x1 convolution) and differ only in their instance norms. Not the paper's
-            choice (it keeps four separate blocks); it makes the sampled modes learn as fast as
-            a plain network, since every step trains the same convolutions.
+            choice (it keeps four separate blocks); it lets the sampled modes train the network
+            (every step updates the same convolutions), see docs/search.md.
 
     In evaluation mode no noise is drawn: ``mixture`` uses the noise-free softmax at the current
     temperature, the other modes the candidate with the largest ``alpha``.
