@@ -19,13 +19,14 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
     "omnireid.cli.train",
     "omnireid.cli.eval",
-    "omnireid.cli.models",
-    "omnireid.cli.info",
-    "omnireid.cli.data",
+    "omnireid.cli.nas",
     "omnireid.cli.extract",
     "omnireid.cli.search",
     "omnireid.cli.export",
     "omnireid.cli.bench",
+    "omnireid.cli.models",
+    "omnireid.cli.info",
+    "omnireid.cli.data",
 ]
 
 
