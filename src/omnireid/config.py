@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -337,17 +338,8 @@ def load_config(
     data: dict[str, Any] = _deep_copy(base or {})
     source = "config"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
         source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        _merge(data, loaded)
+        _merge(data, read_recipe_file(path))
     for text in overrides:
         key, value = parse_override(text)
         try:
@@ -356,6 +348,20 @@ def load_config(
             raise ConfigError(f"--set {text}: {exc}") from None
         _set_dotted(data, key, value)
     return config_from_dict(data, source)
+
+
+def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML recipe file as plain sections, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded
 
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:

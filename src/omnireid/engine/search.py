@@ -37,6 +37,7 @@ from omnireid.config import (
     _merge,
     _set_dotted,
     parse_override,
+    read_recipe_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,22 +128,11 @@ def load_search_config(
     defaults of :class:`SearchConfig`. Unknown keys and bad values raise
     :class:`omnireid.config.ConfigError` naming the file (or the override) and the key.
     """
-    import yaml
-
     data = SearchConfig().to_dict()
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"search config not found: {path}")
         source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        _merge(data, loaded)
+        _merge(data, read_recipe_file(path))
         try:
             _build(SearchConfig, data, "")
         except ConfigError as exc:
