@@ -149,7 +149,7 @@ def test_msmt17_missing_version_dir(tmp_path):
 
 def make_cuhk03(root: Path) -> dict:
     """2 camera pairs (3 and 2 people); person (1, 2) has images only in view 1."""
-    import h5py  # the dev extra installs h5py and scipy: missing ones must fail, not skip
+    import h5py  # dev dependency: the CUHK03 reader needs it
     from scipy.io import savemat
     dataset_dir = root / "cuhk03"
     (dataset_dir / "cuhk03_release").mkdir(parents=True)
@@ -198,10 +198,10 @@ def make_cuhk03(root: Path) -> dict:
         for i, n in enumerate(names):
             filelist[i, 0] = n
         savemat(dataset_dir / f"cuhk03_new_protocol_config_{kind}.mat", {
-            "filelist": filelist, "labels": np.array(labels, dtype=np.float64)[:, None],
-            "train_idx": np.array(train, dtype=np.float64)[:, None],
-            "query_idx": np.array(query, dtype=np.float64)[:, None],
-            "gallery_idx": np.array(gallery, dtype=np.float64)[:, None]})
+            "filelist": filelist, "labels": np.array(labels, dtype=np.int32)[:, None],
+            "train_idx": np.array(train, dtype=np.int32)[:, None],
+            "query_idx": np.array(query, dtype=np.int32)[:, None],
+            "gallery_idx": np.array(gallery, dtype=np.int32)[:, None]})
     return {"names": names, "labels": labels}
 
 

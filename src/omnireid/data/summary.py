@@ -27,15 +27,6 @@ def summarize(dataset: ReIDDataset) -> list[SplitStats]:
     return [split_stats(name, getattr(dataset, name)) for name in ("train", "query", "gallery")]
 
 
-def format_table(dataset: ReIDDataset) -> str:
-    """A plain-text table of :func:`summarize`."""
-    lines = [f"{dataset.name}", "  split    |   ids | images | cameras", "  ---------+-------+--------+--------"]
-    for st in summarize(dataset):
-        cams = str(st.num_cameras) if dataset.has_cameras else "unknown"
-        lines.append(f"  {st.split:<8} | {st.num_ids:5d} | {st.num_images:6d} | {cams:>7}")
-    return "\n".join(lines)
-
-
 def summary_dict(dataset: ReIDDataset) -> dict:
     return {"name": dataset.name, "has_cameras": dataset.has_cameras,
             "splits": [asdict(s) for s in summarize(dataset)]}

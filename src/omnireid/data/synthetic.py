@@ -191,20 +191,20 @@ def _ensure_cross_camera_matches(query_of: dict[int, int], images: list[tuple[in
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
-def _render_all(spec: SyntheticSpec, out: Path, progress: bool) -> dict[str, int]:
+def _render_range(spec: SyntheticSpec, out: Path, start: int, stop: int, progress: bool = False) -> dict[str, int]:
+    """Draw and write plan entries ``start:stop``; every image depends only on its plan index."""
     from tqdm import tqdm
 
     style = DOMAIN_STYLES[spec.domain]
     cameras = [make_camera(i, style, _rng(spec, 2, i)) for i in range(spec.num_cameras)]
     identities: dict[int, Identity] = {}
     counts = {"train": 0, "query": 0, "gallery": 0, "distractor": 0, "junk": 0}
-    for folder in FOLDERS.values():
-        (out / folder).mkdir(parents=True, exist_ok=True)
     plan = _plan(spec)
-    for number, (pid, split, cam, n) in enumerate(tqdm(plan, desc=f"synthetic_{spec.domain}", disable=not progress)):
+    size = (spec.height, spec.width)
+    for number in tqdm(range(start, stop), desc=f"synthetic_{spec.domain}", disable=not progress):
+        pid, split, cam, n = plan[number]
         rng = _rng(spec, 3, number)
         camera = cameras[cam]
-        size = (spec.height, spec.width)
         if split == "junk":
             img = render_person(make_identity(0, style, rng), camera, style, rng, size)
             # Keep only scene: a crop that missed the person.
@@ -215,17 +215,39 @@ def _render_all(spec: SyntheticSpec, out: Path, progress: bool) -> dict[str, int
             if pid not in identities:
                 identities[pid] = make_identity(pid, style, _rng(spec, 4, abs(pid) + (10_000 if pid < 0 else 0)))
             img = render_person(identities[pid], camera, style, rng, size)
-            label = max(pid, 0)
-            name, folder = f"{label:04d}_c{cam + 1}s1_{number:06d}_{n:02d}.jpg", FOLDERS[split]
+            name, folder = f"{max(pid, 0):04d}_c{cam + 1}s1_{number:06d}_{n:02d}.jpg", FOLDERS[split]
             counts["distractor" if pid < 0 else split] += 1
-            if pid < 0:
-                identities.pop(pid)
         _save_jpeg(apply_camera(img, camera, rng), out / folder / name, camera.jpeg_quality)
     return counts
 
 
-def generate_domain(spec: SyntheticSpec, cache_dir: str | Path | None = None, *, progress: bool = True) -> Path:
+def _render_all(spec: SyntheticSpec, out: Path, progress: bool, workers: int) -> dict[str, int]:
+    for folder in FOLDERS.values():
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    total = len(_plan(spec))
+    if workers <= 1 or total < 200:
+        return _render_range(spec, out, 0, total, progress)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(0, total, workers + 1).astype(int)
+    counts: dict[str, int] = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_render_range, spec, out, int(a), int(b), progress and i == 0)
+                   for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        for f in futures:
+            for k, v in f.result().items():
+                counts[k] = counts.get(k, 0) + v
+    return counts
+
+
+def generate_domain(
+    spec: SyntheticSpec, cache_dir: str | Path | None = None, *, progress: bool = True, workers: int | None = None
+) -> Path:
     """Make sure the domain described by ``spec`` exists on disk; generate it if not.
+
+    ``workers`` processes draw the images (default: up to 4, one per CPU); the files do not
+    depend on it.
 
     Returns:
         the data root to give the Market-1501 reader (it holds ``market1501/...``).
@@ -247,7 +269,9 @@ def generate_domain(spec: SyntheticSpec, cache_dir: str | Path | None = None, *,
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}.", dir=cache))
     try:
         data_dir = tmp / "market1501" / "Market-1501-v15.09.15"
-        counts = _render_all(spec, data_dir, progress)
+        if workers is None:
+            workers = min(4, os.cpu_count() or 1)
+        counts = _render_all(spec, data_dir, progress, workers)
         seconds = time.perf_counter() - start
         meta = dict(wanted, counts=counts, seconds=round(seconds, 2), style=asdict(DOMAIN_STYLES[spec.domain]))
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=1))

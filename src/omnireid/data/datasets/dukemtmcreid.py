@@ -15,7 +15,8 @@ gallery     1110   17661        8
 =========  =====  ======  =======
 
 The gallery holds 408 distractor ids that never appear as queries. There is no junk id. Training
-ids are relabelled to 0..701 in sorted order.
+ids are relabelled to 0..701 in sorted order (torchreid uses a Python set's iteration order, which
+for these ids is not sorted: same identities, different numbering of the classifier rows).
 
 Expected layout::
 

@@ -2,9 +2,9 @@
 
 Generated on first use (seconds to tens of seconds; see :mod:`omnireid.data.synthetic`) and read
 with the Market-1501 reader. Default statistics per domain (seed 0): 500 identities (250 train,
-250 test) over 6 cameras, 2-4 cameras and 1-4 images per camera for each person (about 2000 training
-images, 750 queries and 1300 gallery images incl. 100 distractors with id 0; 20 junk crops with id -1
-are left out like Market-1501's), 128x64 JPEGs.
+250 test) over 6 cameras, 2-4 cameras and 1-4 images per camera for each person (about 1900 training
+images, 700 queries and 1300 gallery images incl. 100 distractors with id 0; 20 junk crops with id
+-1 are left out like Market-1501's), 128x64 JPEGs.
 
 Domains: ``a`` street daylight, ``b`` dim indoor CCTV, ``c`` warm shopping mall, ``d`` washed-out
 winter.
