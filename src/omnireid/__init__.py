@@ -17,6 +17,10 @@ _LAZY = {
     "ReIDDataset": "omnireid.data",
     "load_dataset": "omnireid.data",
     "list_datasets": "omnireid.data",
+    "evaluate_rank": "omnireid.evaluation",
+    "compute_distance_matrix": "omnireid.evaluation",
+    "re_ranking": "omnireid.evaluation",
+    "FeatureExtractor": "omnireid.inference",
 }
 
 

@@ -17,6 +17,13 @@ from omnireid import __version__
 # Order here is the order shown in `omnireid --help`.
 COMMAND_MODULES: list[str] = [
     "omnireid.cli.demo",
+    "omnireid.cli.train",
+    "omnireid.cli.eval",
+    "omnireid.cli.nas",
+    "omnireid.cli.extract",
+    "omnireid.cli.search",
+    "omnireid.cli.export",
+    "omnireid.cli.bench",
     "omnireid.cli.models",
     "omnireid.cli.info",
     "omnireid.cli.data",

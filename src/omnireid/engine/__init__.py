@@ -1,1 +1,41 @@
-"""omnireid.engine"""
+"""Training: ``fit(config)``, one epoch, optimisers and schedules, checkpoints, DDP, evaluation.
+
+Submodules are imported on first use so that ``import omnireid`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "fit": "omnireid.engine.fit",
+    "FitResult": "omnireid.engine.fit",
+    "seed_everything": "omnireid.engine.fit",
+    "train_one_epoch": "omnireid.engine.train",
+    "EpochStats": "omnireid.engine.train",
+    "NonFiniteLossError": "omnireid.engine.train",
+    "build_optimizer": "omnireid.engine.optim",
+    "lr_factor": "omnireid.engine.optim",
+    "EpochLR": "omnireid.engine.optim",
+    "set_trainable": "omnireid.engine.optim",
+    "atomic_torch_save": "omnireid.engine.checkpoint",
+    "load_checkpoint": "omnireid.engine.checkpoint",
+    "evaluate_model": "omnireid.engine.evaluate",
+    "ModelEvaluation": "omnireid.engine.evaluate",
+    "init_distributed": "omnireid.engine.ddp",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'omnireid.engine' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = list(_LAZY)

@@ -61,6 +61,13 @@ class OSNetArch:
             start += n
         return out
 
+    def with_width(self, width: float) -> OSNetArch:
+        """The same IN placement at another width multiplier (channels rescaled)."""
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        return OSNetArch(scaled_channels(width), self.layers, self.blocks, self.conv1_in,
+                         self.feature_dim)
+
     def block_names(self) -> list[str]:
         return [f"conv{s + 2}-{i + 1}" for s, n in enumerate(self.layers) for i in range(n)]
 

@@ -46,22 +46,27 @@ for _suffix, _w in _WIDTHS.items():
 def build_osnet(
     num_classes: int = 0,
     arch: OSNetArch | dict | str | os.PathLike | None = None,
-    width: float = 1.0,
+    width: float | None = None,
     in_positions: Sequence[INPosition | str] | None = None,
     conv1_in: bool = False,
     feature_dim: int = 512,
     **kw: Any,
 ) -> OSNet:
     """General OSNet: give an ``arch`` (spec object, dict, or JSON path), or a width multiplier,
-    the IN position of each of the six OS blocks (none/inside/after/both) and ``conv1_in``."""
+    the IN position of each of the six OS blocks (none/inside/after/both) and ``conv1_in``.
+
+    With both ``arch`` and ``width``, the spec's IN placement is built at that width (a child
+    searched at x0_25 can be trained at x1_0)."""
     if arch is None:
-        spec = make_arch(width, in_positions, conv1_in, feature_dim)
+        spec = make_arch(1.0 if width is None else width, in_positions, conv1_in, feature_dim)
     elif isinstance(arch, OSNetArch):
         spec = arch
     elif isinstance(arch, dict):
         spec = OSNetArch.from_dict(arch)
     else:
         spec = OSNetArch.load(Path(arch))
+    if arch is not None and width is not None:
+        spec = spec.with_width(width)
     return OSNet(spec, num_classes=num_classes, **kw)
 
 

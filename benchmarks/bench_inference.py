@@ -1,0 +1,260 @@
+"""Inference throughput of every omnireid path against torchreid's eager OSNet, in one process.
+
+torchreid (PyPI ``torchreid==0.2.5``) is imported from a separate environment (``--torchreid-env``,
+default /work/venv-tr) by appending its site-packages to ``sys.path`` *after* ours, so both models
+run on the same torch build, in the same process, with the same thread count
+(``torch.set_num_threads``; ONNX Runtime / OpenVINO get the same number) and the same allocator.
+Both sides get the same weights: torchreid's model is built, then its state dict is loaded into
+ours (the genuine checkpoint where one is given with ``--weights``).
+
+Rounds are interleaved: each path runs once per round, medians are reported.
+
+``--allocators both`` re-runs the script under glibc malloc and under tcmalloc (``LD_PRELOAD``),
+so the effect of the allocator is visible and never credited to one side.
+
+Examples::
+
+    python benchmarks/bench_inference.py --model osnet_x1_0 --batch 16
+    python benchmarks/bench_inference.py --model osnet_x0_25 --batch 64 --allocators both
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TCMALLOC_CANDIDATES = [
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4",
+]
+
+
+def import_torchreid(env: str):
+    sites = glob.glob(os.path.join(env, "lib", "python*", "site-packages"))
+    if not sites:
+        raise SystemExit(f"no torchreid environment at {env} (see benchmarks/README.md)")
+    sys.path.append(sites[0])  # after ours: torch and numpy still come from this environment
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torchreid.reid.models.osnet as tr_osnet
+        import torchreid.reid.models.osnet_ain as tr_osnet_ain
+    return tr_osnet, tr_osnet_ain
+
+
+def torchreid_model(name: str, env: str) -> torch.nn.Module:
+    tr_osnet, tr_osnet_ain = import_torchreid(env)
+    module = tr_osnet_ain if name.startswith("osnet_ain") else tr_osnet
+    torch.manual_seed(0)
+    model = getattr(module, name)(num_classes=1000, pretrained=False, loss="softmax")
+    return model.eval()
+
+
+def tr_runner(model):
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(x)).numpy()
+    return run
+
+
+def jit_runner(fast_model, example: np.ndarray, onednn_graph: bool = False):
+    """TorchScript trace + freeze + optimize_for_inference of the fused model (+ oneDNN graph)."""
+    from omnireid.inference.fuse import EmbeddingModel
+
+    torch.jit.enable_onednn_fusion(onednn_graph)
+    x = torch.from_numpy(example).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        traced = torch.jit.trace(EmbeddingModel(fast_model).eval(), x, check_trace=False)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        for _ in range(3):  # profiling runs (oneDNN graph compiles its partitions here)
+            frozen(x)
+
+    @torch.inference_mode()
+    def run(a: np.ndarray) -> np.ndarray:
+        return frozen(torch.from_numpy(a).contiguous(memory_format=torch.channels_last)).numpy()
+    return run
+
+
+def compile_runner(fast_model, example: np.ndarray):
+    t = time.perf_counter()
+    compiled = torch.compile(fast_model, dynamic=False)
+    x = torch.from_numpy(example).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        compiled(x)
+    print(f"  torch.compile: first call (compilation) {time.perf_counter() - t:.1f} s")
+
+    @torch.inference_mode()
+    def run(a: np.ndarray) -> np.ndarray:
+        return compiled(torch.from_numpy(a).contiguous(memory_format=torch.channels_last)
+                        ).embedding.numpy()
+    return run
+
+
+def rank_on_crops(compat: Path, runners: dict, model_name: str) -> dict:
+    """rank-1/mAP (cam0 queries vs cam1 gallery, cosine) of each runner's features on the compat
+    crops, computed with the project's NumPy reference metric in tests/inference_helpers.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from omnireid.inference.extractor import FeatureExtractor
+    from tests.inference_helpers import rank1_map
+
+    folder = compat / "cuhk03_pair1_val"
+    with open(folder / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fe = FeatureExtractor(model_name, backend="eager")
+    batch = fe.preprocess([folder / r["path"] for r in rows]).numpy()
+    pids = np.array([int(r["pid"]) for r in rows])
+    cams = np.array([int(r["camid"]) for r in rows])
+    out = {}
+    for name, run in runners.items():
+        feats = np.concatenate([run(batch[i:i + 64]) for i in range(0, len(batch), 64)])
+        q, g = cams == 0, cams == 1
+        r1, m = rank1_map(feats[q], feats[g], pids[q], pids[g])
+        out[name] = {"rank1": 100 * r1, "mAP": 100 * m}
+    return out
+
+
+def run_once(args) -> dict:
+    from omnireid.inference.bench import time_interleaved
+    from omnireid.inference.fuse import optimize_for_inference
+    from omnireid.inference.runtime import TorchRunner, make_runner
+    from omnireid.models import create_model, load_weights
+
+    torch.set_num_threads(args.threads)
+    tr = torchreid_model(args.model, args.torchreid_env)
+    if args.weights:
+        state = torch.load(args.weights, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        tr.load_state_dict(state, strict=False)
+    ours = create_model(args.model).eval()
+    load_weights(ours, tr.state_dict())  # the same weights on both sides
+
+    size = (256, 128)
+    x = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
+    runners = {"torchreid eager": tr_runner(tr), "omnireid eager": make_runner("eager", ours)}
+    runners["BN folded, NCHW"] = TorchRunner(
+        optimize_for_inference(ours, channels_last=False))
+    runners["BN folded + NHWC"] = TorchRunner(optimize_for_inference(ours), channels_last=True)
+    runners["fused (default: +jit.freeze)"] = make_runner("fused", ours)
+    merged = optimize_for_inference(ours, merge_streams=True)
+    runners["+ merged streams"] = TorchRunner(merged, channels_last=True)
+    runners["bf16 (fused)"] = make_runner("bf16", ours)
+    runners["bf16 + merged streams"] = TorchRunner(merged, dtype=torch.bfloat16,
+                                                   channels_last=True)
+    fast = optimize_for_inference(ours)
+    optional = {
+            "onednn": ("fused + jit + oneDNN graph", lambda: jit_runner(fast, x, onednn_graph=True)),
+        "compile": ("fused + torch.compile", lambda: compile_runner(fast, x)),
+    }
+    failures = {}
+    for key in args.extra:
+        name, build = optional[key]
+        try:
+            runners[name] = build()
+        except Exception as exc:  # report and go on: these paths are experiments
+            failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+            print(f"  {name}: failed ({failures[name]})")
+        finally:
+            torch.jit.enable_onednn_fusion(False)
+    runners["onnxruntime"] = make_runner("onnxruntime", ours, size, num_threads=args.threads)
+    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        # OpenVINO 2026.4 aborts (free(): invalid pointer) when tcmalloc is preloaded
+        failures["openvino, openvino-bf16"] = "skipped: OpenVINO crashes under LD_PRELOAD tcmalloc"
+    else:
+        runners["openvino"] = make_runner("openvino", ours, size, num_threads=args.threads)
+        runners["openvino-bf16"] = make_runner("openvino-bf16", ours, size,
+                                               num_threads=args.threads)
+
+    ref = runners["torchreid eager"](x)
+    diffs = {name: float(np.abs(run(x) - ref).max()) for name, run in runners.items()}
+    times = time_interleaved(runners, x, rounds=args.rounds, warmup=1)
+    base = statistics.median(times["torchreid eager"])
+    rows = []
+    for name, t in times.items():
+        med = statistics.median(t)
+        rows.append({"path": name, "images_per_s": args.batch / med, "ratio": base / med,
+                     "max_abs_diff": diffs[name], "seconds": t})
+    result = {"model": args.model, "batch": args.batch, "threads": args.threads,
+              "allocator": os.environ.get("LD_PRELOAD") or "glibc malloc", "rows": rows,
+              "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+              "cpu_count": os.cpu_count(),
+              "load_average": os.getloadavg(), "failed_paths": failures}
+    if args.accuracy:
+        compat = Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat"))
+        keep = {k: runners[k] for k in ("torchreid eager", "fused (default: +jit.freeze)",
+                                          "bf16 (fused)", "openvino-bf16", "onnxruntime")
+                if k in runners}
+        result["accuracy"] = rank_on_crops(compat, keep, args.model)
+    return result
+
+
+def print_result(res: dict) -> None:
+    print(f"\n{res['model']}  batch {res['batch']}  threads {res['threads']}  "
+          f"allocator {res['allocator']}  (load average during run {res['load_average'][0]:.1f})")
+    print(f"{'path':32s} {'images/s':>9s} {'x torchreid':>11s} {'max|diff|':>10s}")
+    for r in res["rows"]:
+        print(f"{r['path']:32s} {r['images_per_s']:9.1f} {r['ratio']:10.2f}x "
+              f"{r['max_abs_diff']:10.1e}")
+    for name, why in res.get("failed_paths", {}).items():
+        print(f"{name:32s} failed: {why}")
+    for name, m in res.get("accuracy", {}).items():
+        print(f"  compat crops {name:22s} rank-1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="osnet_x1_0")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--weights", help="torchreid checkpoint for both sides (default: seeded random)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--extra", default="",
+                   help="optional paths: onednn (TorchScript + oneDNN graph), compile "
+                        "(torch.compile, takes minutes to compile)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also rank-1/mAP of each path on the compat crops")
+    p.add_argument("--allocators", choices=["current", "both"], default="current")
+    p.add_argument("--torchreid-env", default="/work/venv-tr")
+    p.add_argument("--json", help="write results here")
+    args = p.parse_args()
+    args.extra = [e for e in args.extra.split(",") if e]
+    if args.allocators == "both":
+        tcmalloc = next((c for c in TCMALLOC_CANDIDATES if os.path.exists(c)), None)
+        if tcmalloc is None:
+            raise SystemExit("tcmalloc not found (apt-get install libgoogle-perftools4)")
+        results = []
+        for preload in ("", tcmalloc):
+            env = dict(os.environ, LD_PRELOAD=preload)
+            out_json = f"/tmp/bench_inference_{os.getpid()}_{bool(preload)}.json"
+            cmd = [sys.executable, __file__, "--model", args.model, "--batch", str(args.batch),
+                   "--threads", str(args.threads), "--rounds", str(args.rounds),
+                   "--extra", ",".join(args.extra), "--torchreid-env", args.torchreid_env,
+                   "--json", out_json] + (["--weights", args.weights] if args.weights else []) \
+                + (["--accuracy"] if args.accuracy else [])
+            subprocess.run(cmd, env=env, check=True)
+            results.append(json.loads(Path(out_json).read_text()))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
+    res = run_once(args)
+    print_result(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Training throughput: omnireid vs torchreid, model + loss + optimiser step on the same batches.
+
+Both sides train the same architecture (osnet_x0_25, osnet_x1_0) at batch 32, 256x128, with
+label-smoothed cross-entropy over 751 identities and AMSGrad, on the same pre-generated batches,
+with the same number of threads, each in its own process. Every setting runs in rounds that
+alternate between the two sides (a busy machine then slows both alike); the best round counts.
+Everything runs twice: with glibc malloc and with tcmalloc preloaded (when installed), and the
+ratios are computed within one allocator only, so the allocator is never credited to the library.
+
+    python benchmarks/bench_train.py                       # both models, both allocators
+    python benchmarks/bench_train.py --models osnet_x0_25 --steps 6 --rounds 2
+    python benchmarks/bench_train.py --time-to-accuracy    # plus the synthetic time-to-accuracy run
+
+torchreid lives in its own virtualenv (default /work/venv-tr, ``--torchreid-python``):
+    python3 -m venv /work/venv-tr && /work/venv-tr/bin/pip install torch torchvision scipy \
+        opencv-python-headless gdown tensorboard && /work/venv-tr/bin/pip install --no-deps torchreid==0.2.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4")
+NUM_CLASSES = 751
+
+# ------------------------------------------------------------------------------------------------
+# worker side (runs inside one interpreter, prints one JSON line)
+
+
+def _worker(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = np.load(args.batches)
+    images = torch.from_numpy(data["images"])
+    labels = torch.from_numpy(data["labels"]).long()
+    torch.manual_seed(0)
+    if args.side == "torchreid":
+        from torchreid.reid.losses import CrossEntropyLoss
+        from torchreid.reid.models import build_model
+        from torchreid.reid.optim import build_optimizer
+
+        model = build_model(args.model, num_classes=NUM_CLASSES, loss="softmax", pretrained=False)
+        criterion = CrossEntropyLoss(num_classes=NUM_CLASSES, use_gpu=False, label_smooth=True)
+        optimizer = build_optimizer(model, optim="amsgrad", lr=0.0015)
+
+        def loss_of(x, y):
+            return criterion(model(x), y)
+    else:
+        sys.path.insert(0, str(ROOT / "src"))
+        from omnireid.engine.optim import build_optimizer
+        from omnireid.engine.train import autocast_context
+        from omnireid.losses import build_loss
+        from omnireid.models import create_model
+
+        model = create_model(args.model, num_classes=NUM_CLASSES)
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        criterion = build_loss({"softmax": 1.0}, label_smooth=0.1)
+        optimizer = build_optimizer(model, "amsgrad", 0.0015)
+        device = torch.device("cpu")
+
+        def loss_of(x, y):
+            if args.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_context(device, args.amp):
+                out = model(x)
+            return criterion(out, y).total
+
+    model.train()
+    n = images.shape[0] // args.batch
+    times = []
+    for step in range(args.warmup + args.steps):
+        i = step % n
+        x = images[i * args.batch:(i + 1) * args.batch]
+        y = labels[i * args.batch:(i + 1) * args.batch]
+        t = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_of(x, y)
+        loss.backward()
+        optimizer.step()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - t)
+    print(json.dumps({"images_per_s": args.batch / statistics.median(times), "loss": float(loss)}))
+
+
+# ------------------------------------------------------------------------------------------------
+# orchestration
+
+
+def _run(python: str, side: str, model: str, batches: str, env: dict, a: argparse.Namespace, **extra) -> float:
+    cmd = [python, str(Path(__file__).resolve()), "--worker", "--side", side, "--model", model,
+           "--batches", batches, "--threads", str(a.threads), "--batch", str(a.batch),
+           "--steps", str(a.steps), "--warmup", str(a.warmup)]
+    for k, v in extra.items():
+        cmd += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} {model} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def _env(allocator: str | None, threads: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH="")
+    if allocator:
+        env["LD_PRELOAD"] = allocator
+    return env
+
+
+OURS_VARIANTS = {
+    "fp32": {},
+    "fp32+channels_last": {"channels_last": True},
+    "bf16": {"amp": "bf16"},
+    "bf16+channels_last": {"amp": "bf16", "channels_last": True},
+}
+
+
+def throughput(a: argparse.Namespace) -> dict:
+    import numpy as np
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    batches = tmp / "batches.npz"
+    rng = np.random.default_rng(0)
+    n = a.batch * 4
+    np.savez(batches, images=rng.standard_normal((n, 3, a.height, a.width), dtype=np.float32),
+             labels=rng.integers(0, NUM_CLASSES, n))
+    allocators = [("glibc", None)] if "glibc" in a.allocators else []
+    tc = next((p for p in TCMALLOC if os.path.exists(p)), None)
+    if tc and "tcmalloc" in a.allocators:
+        allocators.append(("tcmalloc", tc))
+    results: dict = {}
+    for alloc_name, alloc in allocators:
+        env = _env(alloc, a.threads)
+        for model in a.models:
+            best: dict[str, float] = {}
+            for r in range(a.rounds):
+                runs = [("torchreid", a.torchreid_python, "torchreid", {})]
+                runs += [(f"omnireid {v}", sys.executable, "ours", kw) for v, kw in OURS_VARIANTS.items()
+                         if v in a.variants]
+                if r % 2:
+                    runs.reverse()
+                for label, python, side, kw in runs:
+                    ips = _run(python, side, model, str(batches), env, a, **kw)
+                    best[label] = max(best.get(label, 0.0), ips)
+                    print(f"  [{alloc_name}] {model} round {r + 1} {label:28s} {ips:7.1f} img/s", flush=True)
+            results[f"{alloc_name}/{model}"] = best
+    return results
+
+
+def time_to_accuracy(a: argparse.Namespace) -> dict:
+    """Train the demo recipe on synthetic_a, evaluating every epoch; report when rank-1 first
+    reaches the thresholds."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from omnireid.cli.demo import DEMO_RECIPE
+    from omnireid.config import load_config
+    from omnireid.engine.fit import fit
+
+    out = Path(tempfile.mkdtemp(prefix="bench_tta_"))
+    cfg = load_config(None, [f"train.output_dir={out}", "train.eval_freq=1", "data.targets=[synthetic_a]",
+                             f"train.max_epoch={a.tta_epochs}", "train.progress=false",
+                             f"train.num_threads={max(1, (os.cpu_count() or 2) - 1)}"], base=DEMO_RECIPE)
+    result = fit(cfg)
+    curve = [(r["epoch"] + 1, r["elapsed_s"], r["eval"]["synthetic_a"]["rank1"], r["eval"]["synthetic_a"]["mAP"])
+             for r in result.history]
+    reached = {}
+    for thr in (0.5, 0.7, 0.8, 0.9):
+        hit = next(((e, s) for e, s, r1, _ in curve if r1 >= thr), None)
+        reached[f"rank1>={thr:.0%}"] = None if hit is None else {"epoch": hit[0], "seconds": round(hit[1], 1)}
+    return {"curve": curve, "reached": reached}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--side", default="ours", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="osnet_x0_25", help=argparse.SUPPRESS)
+    p.add_argument("--batches", help=argparse.SUPPRESS)
+    p.add_argument("--amp", default="none", help=argparse.SUPPRESS)
+    p.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--models", nargs="+", default=["osnet_x0_25", "osnet_x1_0"])
+    p.add_argument("--variants", nargs="+", default=list(OURS_VARIANTS), choices=list(OURS_VARIANTS))
+    p.add_argument("--allocators", nargs="+", default=["glibc", "tcmalloc"], choices=["glibc", "tcmalloc"])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--torchreid-python", default="/work/venv-tr/bin/python")
+    p.add_argument("--time-to-accuracy", action="store_true")
+    p.add_argument("--tta-epochs", type=int, default=12)
+    p.add_argument("--json", help="also write the results here")
+    a = p.parse_args()
+    if a.worker:
+        _worker(a)
+        return
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {a.threads}; "
+          f"torch {torch.__version__}; batch {a.batch} at {a.height}x{a.width}; {a.steps} timed steps, "
+          f"{a.rounds} alternating rounds (best counts)", flush=True)
+    results = throughput(a)
+    print("\nimages/s (best round); ratio = omnireid / torchreid under the same allocator")
+    print(f"{'allocator/model':24s} {'torchreid':>10s} " + " ".join(f"{v:>20s}" for v in a.variants)
+          + f" {'best ratio':>11s}")
+    summary = {}
+    for key, best in results.items():
+        tr = best["torchreid"]
+        ours = {v: best[f"omnireid {v}"] for v in a.variants}
+        top = max(ours, key=ours.get)
+        summary[key] = {"torchreid": tr, **{f"omnireid {v}": ours[v] for v in ours},
+                        "best_setting": top, "ratio": ours[top] / tr,
+                        "ratio_fp32_same_settings": ours.get("fp32", float("nan")) / tr}
+        cells = " ".join(f"{ours[v]:9.1f} ({ours[v] / tr:4.2f}x)".rjust(20) for v in a.variants)
+        print(f"{key:24s} {tr:10.1f} {cells} {ours[top] / tr:10.2f}x")
+    out: dict = {"throughput": summary}
+    if a.time_to_accuracy:
+        tta = time_to_accuracy(a)
+        out["time_to_accuracy"] = tta
+        print("\ntime to accuracy (demo recipe, osnet_x0_25 on synthetic_a, evaluated every epoch):")
+        for k, v in tta["reached"].items():
+            text = "not reached" if v is None else "epoch {epoch}, {seconds} s".format(**v)
+            print(f"  {k}: {text}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`omnireid bench --model NAME`: images/s of every available inference path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+
+from omnireid.cli.util import parse_size, print_table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure inference throughput of every available backend",
+        description="Runs the plain eager model and each available fast path (fused PyTorch, "
+                    "bf16, ONNX Runtime, OpenVINO) on the same random batches, interleaved, and "
+                    "prints images/s, the speed-up over eager and the largest embedding "
+                    "difference. The allocator in use (e.g. LD_PRELOAD=libtcmalloc) affects "
+                    "all paths; it is printed.")
+    p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
+    p.add_argument("--weights", help="checkpoint to load (random weights otherwise)")
+    p.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
+    p.add_argument("--input", default="256x128", help="input size HxW (default 256x128)")
+    p.add_argument("--backends", help="comma-separated subset (default: all available)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per backend (default 5)")
+    p.add_argument("--threads", type=int, help="torch/runtime threads (default: torch's)")
+    p.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from omnireid.inference.bench import bench_backends
+    from omnireid.inference.runtime import available_backends
+    from omnireid.models import create_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = create_model(args.model, weights=args.weights).eval()
+    batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    backends = args.backends.split(",") if args.backends else available_backends()
+    allocator = os.environ.get("LD_PRELOAD", "") or "default (glibc malloc)"
+    print(f"model {args.model}, input {args.input}, threads {torch.get_num_threads()}, "
+          f"allocator {allocator}")
+    rows = bench_backends(model, backends, batches, parse_size(args.input), rounds=args.rounds,
+                          warmup=1)
+    print_table(["backend", "batch", "images/s", "vs eager", "max |diff|"],
+                [[r.backend, r.batch, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
+                  f"{r.max_abs_diff:.1e}"] for r in rows])
+    if args.json_path:
+        with open(args.json_path, "w") as fh:
+            json.dump({"model": args.model, "input": args.input, "allocator": allocator,
+                       "threads": torch.get_num_threads(), "rows": [asdict(r) for r in rows]},
+                      fh, indent=2)
+        print(f"wrote {args.json_path}")
+    return 0

@@ -1,0 +1,67 @@
+"""`omnireid extract DIR_OR_GLOB -o gallery.npz`: embed a folder of crops."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from omnireid.cli import CLIError
+from omnireid.cli.util import parse_size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "extract", help="embed every image of a folder (or glob) into a gallery file",
+        description="Embeds the images under a folder (recursively) or matching a glob and "
+                    "writes an .npz with the L2-normalised embeddings, the image paths relative "
+                    "to the folder, and the model/weights used. Unreadable images are listed "
+                    "and skipped (an error with --strict).")
+    p.add_argument("source", help="a folder, an image file, or a glob pattern (quote it)")
+    p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
+    p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
+    p.add_argument("--weights", help="checkpoint to load")
+    p.add_argument("--backend", default="fused",
+                   help="fused (default), eager, bf16, onnxruntime, openvino, openvino-bf16")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--input", help="input size HxW (default: from known weights, else 256x128)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-normalize", action="store_true", help="store raw embeddings")
+    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omnireid.inference import FeatureExtractor
+    from omnireid.inference.gallery import Gallery, find_images
+
+    root, rel = find_images(args.source)
+    if not rel:
+        raise CLIError(f"no images found in {args.source}")
+    extractor = FeatureExtractor(
+        args.model, weights=args.weights, device=args.device, batch_size=args.batch_size,
+        size=parse_size(args.input) if args.input else None,
+        normalize=not args.no_normalize, backend=args.backend)
+    try:
+        result = extractor.extract([root / p for p in rel], progress=True,
+                                   strict=args.strict)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"{exc} (--strict)") from None
+    failed = [{"path": rel[i], "error": msg} for i, msg in result.failed]
+    meta = {"model": args.model, "weights": args.weights, "backend": args.backend,
+            "input": list(extractor.size), "mean": list(extractor.mean),
+            "std": list(extractor.std), "normalized": extractor.normalize,
+            "source": str(args.source), "failed": failed}
+    gallery = Gallery(result.embeddings, [rel[i] for i in result.indices], str(root), meta)
+    path = gallery.save(args.output)
+    print(f"embedded {len(gallery)} of {len(rel)} images with {args.model} -> "
+          f"{gallery.embeddings.shape[1]}-d")
+    if failed:
+        print(f"{len(failed)} unreadable image(s) skipped:")
+        for f in failed:
+            print(f"  {f['path']}: {f['error']}")
+    print(f"wrote {path}")
+    summary = {"gallery": str(path), "images": len(gallery), "failed": failed, **meta}
+    json_path = path.with_suffix(".json")
+    json_path.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {json_path}")
+    return 0

@@ -1,0 +1,175 @@
+"""Optimisers, per-epoch learning-rate schedules and fixbase (training only some layers).
+
+Schedules are pure functions of the epoch (:func:`lr_factor`), applied at the start of every
+epoch by :class:`EpochLR`; resuming therefore needs nothing but the epoch number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("amsgrad", "adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "single_step", "multi_step", "cosine")
+
+
+def _top_level(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _check_layer_names(model: nn.Module, names: Sequence[str], what: str) -> None:
+    children = [n for n, _ in model.named_children()]
+    for n in names:
+        if n not in children:
+            import difflib
+
+            close = difflib.get_close_matches(n, children, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"{what}: the model has no layer {n!r}.{hint} Layers: {', '.join(children)}")
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "amsgrad",
+    lr: float = 0.0015,
+    *,
+    weight_decay: float = 5e-4,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    betas: tuple[float, float] = (0.9, 0.999),
+    rmsprop_alpha: float = 0.99,
+    new_layers: Sequence[str] = (),
+    new_layers_lr_mult: float = 1.0,
+) -> torch.optim.Optimizer:
+    """Build an optimiser over all parameters of ``model``.
+
+    Args:
+        name: ``amsgrad``, ``adam``, ``sgd`` or ``rmsprop``.
+        lr: base learning rate.
+        new_layers: top-level child names (e.g. ``["classifier"]``) trained at
+            ``lr * new_layers_lr_mult``; they form the second parameter group.
+
+    Each parameter group remembers its base rate in ``group["initial_lr"]`` for the schedule.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimiser {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    module = model.module if hasattr(model, "module") else model
+    if new_layers:
+        _check_layer_names(module, new_layers, "optim.new_layers")
+    base, new = [], []
+    for pname, p in module.named_parameters():
+        (new if _top_level(pname) in new_layers else base).append(p)
+    groups = [{"params": base, "lr": lr, "initial_lr": lr}]
+    if new:
+        groups.append({"params": new, "lr": lr * new_layers_lr_mult, "initial_lr": lr * new_layers_lr_mult})
+    if name in ("amsgrad", "adam"):
+        opt = torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay, amsgrad=name == "amsgrad")
+    elif name == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              nesterov=nesterov, dampening=0.0)
+    else:
+        opt = torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, alpha=rmsprop_alpha)
+    return opt
+
+
+def lr_factor(
+    epoch: int,
+    name: str,
+    max_epoch: int,
+    *,
+    stepsize: Sequence[int] = (),
+    gamma: float = 0.1,
+    warmup_epochs: int = 0,
+    warmup_factor: float = 0.1,
+    min_factor: float = 0.0,
+) -> float:
+    """Multiplier of the base learning rate during ``epoch`` (0-based).
+
+    - ``constant``: 1.
+    - ``single_step``: ``gamma ** (epoch // stepsize[0])``.
+    - ``multi_step``: ``gamma ** (number of milestones <= epoch)``.
+    - ``cosine``: ``min + (1 - min) * (1 + cos(pi * t / T)) / 2`` with ``t = epoch - warmup``,
+      ``T = max_epoch - warmup``.
+    - warm-up: for ``epoch < warmup_epochs`` the factor is
+      ``warmup_factor + (1 - warmup_factor) * epoch / warmup_epochs``.
+    """
+    if warmup_epochs > 0 and epoch < warmup_epochs:
+        return warmup_factor + (1.0 - warmup_factor) * epoch / warmup_epochs
+    if name == "constant":
+        return 1.0
+    if name == "single_step":
+        if not stepsize or stepsize[0] <= 0:
+            raise ValueError("single_step needs a positive stepsize")
+        return gamma ** (epoch // stepsize[0])
+    if name == "multi_step":
+        return gamma ** sum(1 for m in stepsize if epoch >= m)
+    if name == "cosine":
+        span = max(1, max_epoch - warmup_epochs)
+        t = min(epoch - warmup_epochs, span)
+        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t / span))
+    raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+
+
+class EpochLR:
+    """Sets every group's ``lr = initial_lr * lr_factor(epoch, ...)``; call ``step(epoch)``
+    at the start of each epoch. Stateless apart from its options."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, name: str, max_epoch: int, **options) -> None:
+        if name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+        self.optimizer = optimizer
+        self.name = name
+        self.max_epoch = max_epoch
+        self.options = options
+        lr_factor(0, name, max_epoch, **options)  # validate early
+
+    def factor(self, epoch: int) -> float:
+        return lr_factor(epoch, self.name, self.max_epoch, **self.options)
+
+    def step(self, epoch: int) -> list[float]:
+        f = self.factor(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * f
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "max_epoch": self.max_epoch, "options": dict(self.options)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("name") != self.name or state.get("max_epoch") != self.max_epoch:
+            logger.warning("resuming with schedule %s/%s (checkpoint had %s/%s)", self.name,
+                           self.max_epoch, state.get("name"), state.get("max_epoch"))
+
+
+def set_trainable(model: nn.Module, open_layers: Sequence[str] | None) -> list[str]:
+    """Fixbase: train only ``open_layers`` (top-level child names), or everything for ``None``.
+
+    Closed layers get ``requires_grad=False`` and are put in eval mode (BatchNorm statistics
+    stay fixed); open layers are in train mode. Returns the names of the trainable parameters.
+    """
+    module = model.module if hasattr(model, "module") else model
+    if open_layers is None:
+        module.train()
+        for p in module.parameters():
+            p.requires_grad_(True)
+        return [n for n, _ in module.named_parameters()]
+    _check_layer_names(module, open_layers, "optim.open_layers")
+    module.train()
+    for child_name, child in module.named_children():
+        is_open = child_name in open_layers
+        child.train(is_open)
+        for p in child.parameters():
+            p.requires_grad_(is_open)
+    for pname, p in module.named_parameters(recurse=False):
+        p.requires_grad_(False)
+        del pname
+    return [n for n, p in module.named_parameters() if p.requires_grad]
+
+
+__all__ = ["EpochLR", "OPTIMIZERS", "SCHEDULES", "build_optimizer", "lr_factor", "set_trainable"]

@@ -1,0 +1,143 @@
+"""Export to ONNX and OpenVINO IR, with a parity check against PyTorch.
+
+Exported graphs take ``images``: ``(N, 3, H, W)`` float32 normalised crops (dynamic ``N``) and give
+``embeddings``: ``(N, D)`` float32, the raw (not L2-normalised) embedding, exactly what
+``model(x).embedding`` gives in eval mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnireid.inference.fuse import EmbeddingModel, fold_batchnorm
+from omnireid.inference.preprocess import DEFAULT_SIZE
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{module} is needed for this; install it with "
+                          f"`pip install omnireid[{extra}]`") from None
+
+
+def _export_ready(model: nn.Module) -> nn.Module:
+    """Eval-mode copy on CPU with BatchNorm folded and plain-tensor output."""
+    import copy
+
+    m = copy.deepcopy(model).cpu().float().eval()
+    if getattr(m, "classifier", None) is not None:
+        m.classifier = None
+    fold_batchnorm(m)
+    return EmbeddingModel(m).eval()
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    opset: int = 17,
+) -> Path:
+    """Write ``model`` as an ONNX file with a dynamic batch dimension (atomically).
+
+    Args:
+        model: any omnireid model (BatchNorm is folded in the exported copy).
+        path: output ``.onnx`` file.
+        size: (height, width) of the input.
+        opset: ONNX opset.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = _export_ready(model)
+    x = torch.randn(2, 3, *size)
+    tmp = path.with_name(f".{path.stem}.tmp.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            m, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset, dynamo=False,
+        )
+    os.replace(tmp, path)
+    logger.info("wrote %s", path)
+    return path
+
+
+def export_openvino(
+    model: nn.Module,
+    path: str | os.PathLike,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Path:
+    """Write ``model`` as OpenVINO IR (``path`` = the ``.xml``; a ``.bin`` is written beside it).
+
+    Goes through ONNX; the batch dimension stays dynamic. Needs ``omnireid[openvino]``.
+    """
+    ov = _require("openvino", "openvino")
+    path = Path(path).with_suffix(".xml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size)
+        ov_model = ov.convert_model(str(onnx_path))
+        tmp_xml = path.with_name(f".{path.stem}.tmp.xml")
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+    logger.info("wrote %s", path)
+    return path
+
+
+@dataclass
+class ParityReport:
+    """Exported model vs PyTorch on the same random batches."""
+
+    path: str
+    backend: str
+    batch_sizes: list[int]
+    max_abs_diff: float
+    max_abs_value: float
+
+
+@torch.no_grad()
+def check_parity(
+    model: nn.Module,
+    path: str | os.PathLike,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    seed: int = 0,
+) -> ParityReport:
+    """Run the exported file (ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``) and PyTorch
+    on the same seeded random inputs; report the largest absolute embedding difference."""
+    from omnireid.inference.runtime import make_runner
+
+    path = Path(path)
+    backend = "openvino" if path.suffix == ".xml" else "onnxruntime"
+    runner = make_runner(backend, path)
+    ref_model = model.cpu().float().eval()
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    largest = 0.0
+    for b in batch_sizes:
+        x = torch.randn(b, 3, *size, generator=gen)
+        ref = ref_model(x).embedding.numpy()
+        out = runner(x.numpy())
+        if out.shape != ref.shape:
+            raise ValueError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
+        worst = max(worst, float(np.abs(out - ref).max()))
+        largest = max(largest, float(np.abs(ref).max()))
+    return ParityReport(str(path), backend, list(batch_sizes), worst, largest)

@@ -1,0 +1,206 @@
+"""`FeatureExtractor`: embeddings from person crops in whatever form the caller holds them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from omnireid.inference.inputs import ImageInput, describe, to_model_input
+from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from omnireid.inference.runtime import BACKENDS, make_runner
+
+logger = logging.getLogger(__name__)
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation of an ``(N, D)`` array (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
+
+
+@dataclass
+class ExtractResult:
+    """Embeddings of the images that could be read, and the ones that could not.
+
+    Attributes:
+        embeddings: ``(M, D)`` float32, one row per readable image, in input order.
+        indices: ``(M,)`` int64 positions of those images in the input list.
+        failed: ``(position, message)`` for every image that could not be read.
+    """
+
+    embeddings: np.ndarray
+    indices: np.ndarray
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+class FeatureExtractor:
+    """Embeds person crops with an omnireid model.
+
+    Args:
+        model: a model name (see :func:`omnireid.list_models`) or an ``nn.Module`` whose forward
+            returns a record with ``.embedding``.
+        weights: checkpoint path (or a known checkpoint name) to load when ``model`` is a name.
+        device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available, else CPU.
+        batch_size: images per forward pass.
+        size: (height, width) crops are resized to; defaults to the known input size of
+            ``weights`` or 256x128.
+        mean, std: normalisation (ImageNet by default, as torchreid).
+        normalize: L2-normalise the returned embeddings.
+        backend: how to run the model, one of
+            :data:`omnireid.inference.runtime.BACKENDS`: ``"fused"`` (default: plain PyTorch with
+            BatchNorm folded, channels-last), ``"eager"``, ``"bf16"``,
+            ``"onnxruntime"``, ``"openvino"``, ``"openvino-bf16"``.
+        num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
+
+    Calling it returns ``(N, D)`` float32 embeddings (D = 512 for OSNet).
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+        size: tuple[int, int] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        normalize: bool = True,
+        backend: str = "fused",
+        num_threads: int | None = None,
+    ) -> None:
+        from omnireid.models import create_model
+        from omnireid.models.weights import KNOWN_WEIGHTS
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if isinstance(model, str):
+            self.model_name = model
+            module = create_model(model)
+        elif isinstance(model, nn.Module):
+            self.model_name = type(model).__name__
+            module = model
+        else:
+            raise TypeError(f"model must be a name or an nn.Module, got {type(model).__name__}")
+        self.weights = None
+        if weights is not None:
+            from omnireid.models.weights import load_weights
+
+            load_weights(module, weights)
+            self.weights = str(weights)
+            known = KNOWN_WEIGHTS.get(os.path.basename(str(weights)))
+            if known is not None and size is None:
+                size, mean, std = known.input_size, known.mean, known.std
+        self.model = module.eval()
+        self.size = tuple(size) if size is not None else DEFAULT_SIZE
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.backend = backend
+        self.feature_dim = int(getattr(module, "feature_dim", 0))
+        if backend != "eager" and self.device.type != "cpu" and backend != "fused":
+            raise ValueError(f"backend {backend!r} runs on the CPU only")
+        self._runner = make_runner(backend, self.model, self.size, self.device, num_threads)
+        logger.info("feature extractor: %s, backend %s, device %s", self.model_name, backend,
+                    self.device)
+
+    def preprocess(self, images: Sequence[ImageInput], bgr: bool = False,
+                   offset: int = 0) -> torch.Tensor:
+        """Images -> ``(N, 3, H, W)`` float32 batch (the evaluation preprocessing)."""
+        return torch.stack([
+            to_model_input(x, self.size, self.mean, self.std, bgr=bgr, name=describe(x, offset + i))
+            for i, x in enumerate(images)
+        ])
+
+    def embed_batch(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``(N, 3, H, W)`` preprocessed batch -> ``(N, D)`` float32 embeddings (normalised if
+        the extractor normalises)."""
+        x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
+        out = np.asarray(self._runner(x), dtype=np.float32)
+        return l2_normalize(out) if self.normalize else out
+
+    def __call__(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        bgr: bool = False,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embed one image or a list of images.
+
+        Args:
+            images: a path, PIL image, uint8 array ``(H, W)`` / ``(H, W, 3)``, uint8 tensor
+                ``(3, H, W)``, preprocessed float tensor ``(3, H, W)``, a float batch tensor
+                ``(N, 3, H, W)``, or a list of any of these.
+            bgr: arrays/uint8 tensors are in BGR order (OpenCV).
+            progress: show a progress bar.
+
+        Returns:
+            ``(N, D)`` float32 embeddings in input order. Any unreadable image raises an error
+            naming it (see :meth:`extract` to collect failures instead).
+        """
+        result = self.extract(images, bgr=bgr, progress=progress, strict=True)
+        return result.embeddings
+
+    def extract(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        bgr: bool = False,
+        progress: bool = False,
+        strict: bool = False,
+    ) -> ExtractResult:
+        """Like :meth:`__call__`, but with ``strict=False`` unreadable images are collected in
+        :attr:`ExtractResult.failed` instead of raising."""
+        items = self._as_list(images)
+        if isinstance(items, torch.Tensor):  # preprocessed batch
+            chunks = [self.embed_batch(items[i:i + self.batch_size].float())
+                      for i in range(0, len(items), self.batch_size)]
+            emb = np.concatenate(chunks) if chunks else np.zeros((0, self.feature_dim), np.float32)
+            return ExtractResult(emb, np.arange(len(items)), [])
+        chunks: list[np.ndarray] = []
+        kept: list[int] = []
+        failed: list[tuple[int, str]] = []
+        bar = tqdm(total=len(items), unit="img", disable=not progress, desc="extract")
+        for start in range(0, len(items), self.batch_size):
+            tensors, idx = [], []
+            for i, x in enumerate(items[start:start + self.batch_size], start):
+                try:
+                    tensors.append(to_model_input(x, self.size, self.mean, self.std, bgr=bgr,
+                                                  name=describe(x, i)))
+                    idx.append(i)
+                except (OSError, ValueError) as exc:
+                    if strict:
+                        raise
+                    logger.warning("skipping %s", exc)
+                    failed.append((i, str(exc)))
+            if tensors:
+                chunks.append(self.embed_batch(torch.stack(tensors)))
+                kept.extend(idx)
+            bar.update(min(self.batch_size, len(items) - start))
+        bar.close()
+        emb = np.concatenate(chunks) if chunks else np.zeros((0, self.feature_dim), np.float32)
+        return ExtractResult(emb, np.asarray(kept, dtype=np.int64), failed)
+
+    @staticmethod
+    def _as_list(images):
+        if isinstance(images, torch.Tensor) and images.is_floating_point() and images.ndim == 4:
+            return images
+        if isinstance(images, (str, os.PathLike, np.ndarray, torch.Tensor)) or hasattr(
+                images, "getpixel"):
+            return [images]
+        return list(images)
+
+    def __repr__(self) -> str:
+        return (f"FeatureExtractor({self.model_name!r}, backend={self.backend!r}, "
+                f"device={str(self.device)!r}, size={self.size}, normalize={self.normalize})")

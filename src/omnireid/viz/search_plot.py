@@ -1,0 +1,73 @@
+"""Plot of the architecture search: candidate probabilities per block over the epochs.
+
+Needs matplotlib (``pip install omnireid[viz]``), imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plotting the search needs matplotlib: pip install omnireid[viz]"
+        ) from None
+    return plt
+
+
+def plot_search_probabilities(result: Any, path: str | os.PathLike) -> Path:
+    """One panel per searchable block: the probability of each candidate after every epoch.
+
+    Args:
+        result: a :class:`omnireid.engine.search.SearchResult` (``history[e].probabilities`` is
+            ``(num_blocks, num_candidates)``; ``block_names``, ``candidates``, ``arch``).
+        path: the PNG to write (atomically).
+
+    Returns:
+        the path written.
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    names, candidates, history = result.block_names, result.candidates, result.history
+    epochs = [r.epoch + 1 for r in history]
+    cols = 3
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    for b, name in enumerate(names):
+        ax = axes[b // cols][b % cols]
+        for c, cand in enumerate(candidates):
+            ax.plot(epochs, [r.probabilities[b][c] for r in history], marker="o", markersize=3,
+                    label=cand)
+        chosen = result.arch.blocks[b].value
+        ax.set_title(f"{name} -> {chosen}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if b % cols == 0:
+            ax.set_ylabel("probability")
+        if b // cols == rows - 1:
+            ax.set_xlabel("epoch")
+    for b in range(len(names), rows * cols):
+        axes[b // cols][b % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    temps = sorted({r.temperature for r in history}, reverse=True)
+    fig.legend(handles, labels, loc="upper center", ncol=len(candidates), title="IN placement")
+    fig.suptitle(f"candidate probabilities ({result.mode}; lambda {', '.join(f'{t:g}' for t in temps)})",
+                 y=0.01, va="bottom", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.9))
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,275 @@
+"""Rank metrics: hand-computed cases, fast path == reference, ties, protocols, real material."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from omnireid.evaluation import (
+    SplitInputs,
+    evaluate_rank,
+    evaluate_rank_reference,
+    evaluate_splits,
+)
+from tests.conftest import require_file
+
+BOTH = pytest.mark.parametrize("impl", [evaluate_rank, evaluate_rank_reference])
+ARITH = pytest.mark.parametrize("arithmetic", ["float32", "float64"])
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    assert a.mAP == b.mAP
+    assert a.mINP == pytest.approx(b.mINP, abs=1e-12)
+    assert a.num_valid_queries == b.num_valid_queries
+    assert a.num_skipped == b.num_skipped
+    np.testing.assert_array_equal(a.first_match, b.first_match)
+    np.testing.assert_allclose(a.query_ap, b.query_ap, rtol=0, atol=1e-7, equal_nan=True)
+
+
+def random_case(seed, num_q=40, num_g=300, num_ids=25, num_cams=3, levels=None):
+    rng = np.random.default_rng(seed)
+    d = rng.random((num_q, num_g)).astype(np.float32)
+    if levels:  # quantise to create many exact ties
+        d = np.round(d * levels) / levels
+    return (
+        d,
+        rng.integers(0, num_ids, num_q),
+        rng.integers(0, num_ids, num_g),
+        rng.integers(0, num_cams, num_q),
+        rng.integers(0, num_cams, num_g),
+    )
+
+
+# --- hand-computed ------------------------------------------------------------------------------
+
+# query 0: id 1 cam 0. Gallery g0 (id1 cam0) is removed; kept order g1(-) g2(+) g3(-) g4(+):
+#          true matches at positions 2 and 4 -> AP = (1/2 + 2/4) / 2 = 0.5, INP = 2/4.
+# query 1: id 9 is absent from the gallery -> skipped.
+# query 2: id 3 cam 0: g3 is nearest -> AP = 1, INP = 1.
+HAND = dict(
+    distmat=np.array(
+        [[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1], [0.9, 0.8, 0.7, 0.1, 0.6]],
+        np.float32,
+    ),
+    q_pids=np.array([1, 9, 3]),
+    g_pids=np.array([1, 2, 1, 3, 1]),
+    q_camids=np.array([0, 0, 0]),
+    g_camids=np.array([0, 1, 1, 1, 2]),
+)
+
+
+@BOTH
+@ARITH
+def test_market_hand_computed(impl, arithmetic):
+    r = impl(*HAND.values(), max_rank=5, arithmetic=arithmetic)
+    assert r.num_valid_queries == 2 and r.num_skipped == 1
+    np.testing.assert_allclose(r.cmc, [0.5, 1, 1, 1, 1])
+    assert r.mAP == pytest.approx(0.75, abs=1e-7)
+    assert r.mINP == pytest.approx(0.75)
+    np.testing.assert_allclose(r.query_ap, [0.5, np.nan, 1.0], equal_nan=True)
+    np.testing.assert_array_equal(r.first_match, [1, -1, 0])
+    assert r.rank(1) == 0.5 and r.rank(50) == 1.0
+    assert r.summary()["rank1"] == 0.5
+
+
+@BOTH
+def test_max_rank_cut_to_gallery_and_short_lists_padded(impl):
+    r = impl(*HAND.values(), max_rank=50)
+    assert len(r.cmc) == 5
+    # query 0 keeps 4 of 5 gallery images; its curve stays at 1 after the first hit
+    one = impl(HAND["distmat"][:1], HAND["q_pids"][:1], *list(HAND.values())[2:3],
+               HAND["q_camids"][:1], HAND["g_camids"], max_rank=5)
+    np.testing.assert_array_equal(one.cmc, [0, 1, 1, 1, 1])
+
+
+@BOTH
+def test_no_camera_protocol_excludes_only_the_query_itself(impl):
+    # 2 queries that are also gallery images 0 and 3; gallery ids [5, 5, 6, 6, 5]
+    d = np.array([[0.0, 0.3, 0.1, 0.2, 0.4], [0.2, 0.5, 0.3, 0.0, 0.1]], np.float32)
+    q_pids, g_pids = np.array([5, 6]), np.array([5, 5, 6, 6, 5])
+    r = impl(d, q_pids, g_pids, None, None, max_rank=4, protocol="no_camera",
+             query_gallery_index=np.array([0, 3]))
+    # q0 kept order: g2(-) g3(-) g1(+) g4(+) -> AP = (1/3 + 2/4)/2 ; INP = 2/4
+    # q1 kept order: g4(-) g0(-) g2(+) g1(-) -> AP = 1/3 ; INP = 1/3
+    assert r.num_valid_queries == 2
+    assert r.mAP == pytest.approx(((1 / 3 + 2 / 4) / 2 + 1 / 3) / 2, abs=1e-7)
+    assert r.mINP == pytest.approx((2 / 4 + 1 / 3) / 2)
+    np.testing.assert_allclose(r.cmc, [0, 0, 1, 1])
+    # without the index, every same-id image counts, the query's own copy included
+    r2 = impl(d, q_pids, g_pids, None, None, max_rank=4, protocol="no_camera")
+    assert r2.first_match.tolist() == [0, 0]
+
+
+def test_no_camera_index_must_point_at_same_identity():
+    d = np.zeros((1, 2), np.float32)
+    with pytest.raises(ValueError, match="another identity"):
+        evaluate_rank(d, [1], [1, 2], None, None, protocol="no_camera",
+                      query_gallery_index=np.array([1]))
+
+
+def test_every_query_without_match_raises():
+    with pytest.raises(ValueError, match="no query has a valid match"):
+        evaluate_rank(np.zeros((2, 3)), [1, 2], [3, 3, 3], [0, 0], [1, 1, 1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(distmat=np.zeros(3)), "2-D"),
+        (dict(q_pids=np.zeros(2)), "q_pids must have shape"),
+        (dict(distmat=np.full((3, 5), np.nan)), "NaN"),
+        (dict(protocol="dukemtmc"), "unknown protocol"),
+    ],
+)
+def test_bad_input_is_named(kwargs, message):
+    args = dict(HAND)
+    protocol = kwargs.pop("protocol", "market")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        evaluate_rank(*args.values(), protocol=protocol)
+
+
+def test_market_needs_cameras():
+    with pytest.raises(ValueError, match="no_camera"):
+        evaluate_rank(HAND["distmat"], HAND["q_pids"], HAND["g_pids"], None, None)
+
+
+# --- ties ---------------------------------------------------------------------------------------
+
+
+@BOTH
+def test_ties_that_do_not_change_the_result_hand_computed(impl):
+    # the true match at 0.2 ties only with a removed image and another true match
+    d = np.array([[0.2, 0.2, 0.2, 0.1, 0.3]], np.float32)
+    r = impl(d, [1], [1, 1, 1, 2, 2], [0], [0, 1, 2, 1, 1], max_rank=3)
+    # kept: g3(-) then {g1, g2}(+,+) then g4(-) -> AP = (1/2 + 2/3)/2
+    assert r.mAP == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-7)
+    np.testing.assert_array_equal(r.cmc, [0, 1, 1])
+
+
+@BOTH
+def test_tie_between_true_and_false_match_follows_argsort(impl):
+    d = np.array([[0.5, 0.5, 0.1]], np.float32)
+    r = impl(d, [1], [1, 2, 3], [0], [1, 1, 1], max_rank=3)
+    order = np.argsort(d[0])  # the order torchreid uses, ties included
+    expected_pos = int(np.flatnonzero(np.array([1, 2, 3])[order] == 1)[0])
+    assert expected_pos in (1, 2)
+    assert r.first_match[0] == expected_pos
+    assert r.mAP == pytest.approx(1 / (expected_pos + 1), abs=1e-7)
+
+
+@ARITH
+@pytest.mark.parametrize("levels", [None, 7, 40])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_equals_reference_market(seed, levels, arithmetic):
+    case = random_case(seed, levels=levels)
+    assert_same(
+        evaluate_rank(*case, max_rank=20, arithmetic=arithmetic),
+        evaluate_rank_reference(*case, max_rank=20, arithmetic=arithmetic),
+    )
+
+
+@pytest.mark.parametrize("levels", [None, 9])
+def test_fast_equals_reference_no_camera(levels):
+    d, q_pids, g_pids, _, _ = random_case(3, levels=levels)
+    qgi = np.full(len(q_pids), -1)
+    # let every third query be a gallery image of its own identity
+    for i in range(0, len(q_pids), 3):
+        same = np.flatnonzero(g_pids == q_pids[i])
+        if len(same):
+            qgi[i] = same[0]
+    kw = dict(max_rank=10, protocol="no_camera", query_gallery_index=qgi)
+    assert_same(evaluate_rank(d, q_pids, g_pids, None, None, **kw),
+                evaluate_rank_reference(d, q_pids, g_pids, None, None, **kw))
+
+
+def test_float64_input_kept_as_given_in_float64_arithmetic():
+    # two distances equal in float32 but not in float64: only float32 arithmetic sees a tie
+    d = np.array([[0.3 + 1e-12, 0.3, 0.9]])
+    ids = ([1], [1, 2, 3], [0], [1, 1, 1])
+    assert evaluate_rank(d, *ids, arithmetic="float64").first_match[0] == 1
+    r32 = evaluate_rank(d, *ids, arithmetic="float32")
+    assert r32.first_match[0] == int(np.flatnonzero(np.argsort(d[0].astype(np.float32)) == 0)[0])
+
+
+# --- CUHK03 -------------------------------------------------------------------------------------
+
+
+@ARITH
+@pytest.mark.parametrize("levels", [None, 8])
+def test_cuhk03_fast_equals_reference(levels, arithmetic):
+    case = random_case(5, num_q=30, num_g=200, num_ids=20, num_cams=2, levels=levels)
+    kw = dict(max_rank=10, protocol="cuhk03", arithmetic=arithmetic, seed=7)
+    assert_same(evaluate_rank(*case, **kw), evaluate_rank_reference(*case, **kw))
+
+
+def test_cuhk03_seeded_and_hand_computed():
+    # gallery: id 1 twice (positions 0 and 2 in the ranking), id 2 once (position 1)
+    d = np.array([[0.1, 0.2, 0.3]], np.float32)
+    args = (d, [1], [1, 2, 1], [0], [1, 1, 1])
+    r = evaluate_rank(*args, max_rank=2, protocol="cuhk03", num_repeats=10, seed=3)
+    # rank-1 is a hit exactly when the draw for id 1 picks the nearer image: count them
+    draws = np.random.RandomState(3).randint(0, np.tile([2, 1], 10)).reshape(10, 2)[:, 0]
+    hits = int((draws == 0).sum())
+    assert 0 < hits < 10
+    assert r.cmc[0] == pytest.approx(hits / 10, abs=1e-6)
+    assert r.cmc[1] == pytest.approx(1.0, abs=1e-6)
+    assert r.mAP == pytest.approx((1 + 2 / 3) / 2, abs=1e-7)  # AP uses the full list
+    again = evaluate_rank(*args, max_rank=2, protocol="cuhk03", num_repeats=10, seed=3)
+    np.testing.assert_array_equal(r.cmc, again.cmc)
+
+
+def test_cuhk03_single_shot_equals_market_when_one_image_per_identity():
+    rng = np.random.default_rng(0)
+    d = rng.random((15, 30)).astype(np.float32)
+    g_pids = np.arange(30)
+    q_pids = rng.integers(0, 30, 15)
+    a = evaluate_rank(d, q_pids, g_pids, np.zeros(15), np.ones(30), 10, protocol="cuhk03")
+    b = evaluate_rank(d, q_pids, g_pids, np.zeros(15), np.ones(30), 10)
+    np.testing.assert_allclose(a.cmc, b.cmc, atol=1e-6)
+    assert a.mAP == b.mAP
+
+
+# --- split averaging ----------------------------------------------------------------------------
+
+
+def test_splits_average_each_split():
+    splits = [SplitInputs(*random_case(s, num_q=10, num_g=40, num_ids=10)) for s in range(3)]
+    res = evaluate_splits(splits, max_rank=5)
+    singles = [evaluate_rank(*vars(s).values(), max_rank=5) for s in splits]
+    assert res.mAP == pytest.approx(np.mean([r.mAP for r in singles]))
+    np.testing.assert_allclose(res.cmc, np.mean([r.cmc for r in singles], axis=0))
+    assert res.summary()["num_splits"] == 3
+    with pytest.raises(ValueError):
+        evaluate_splits([])
+
+
+# --- real material: torchreid's own numbers on real features ------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("model", ["market1501", "msmt17"])
+def test_equals_torchreid_on_real_features(compat_dir, model, metric):
+    from omnireid.evaluation import compute_distance_matrix
+
+    folder = compat_dir / "cuhk03_pair1_val"
+    reference = json.loads(require_file(compat_dir / "reference.json").read_text())
+    name = f"features_osnet_x0_25_{model}.npy"
+    expected = reference["files"][name]["metrics_cam0_query_vs_cam1_gallery"][metric]
+    rows = list(csv.DictReader(require_file(folder / "manifest.csv").open()))
+    pids = np.array([int(r["pid"]) for r in rows])
+    cams = np.array([int(r["camid"]) for r in rows])
+    feats = np.load(require_file(folder / name))
+    q, g = cams == 0, cams == 1
+    d = compute_distance_matrix(feats[q], feats[g], metric)
+    # the reference was produced by torchreid's Python evaluator: float64 arithmetic
+    r = evaluate_rank(d, pids[q], pids[g], cams[q], cams[g], arithmetic="float64")
+    assert r.mAP == expected["mAP"]
+    for k in (1, 5, 10, 20):
+        assert float(r.cmc[k - 1]) == expected[f"rank{k}"]
+    r32 = evaluate_rank(d, pids[q], pids[g], cams[q], cams[g])
+    assert r32.mAP == pytest.approx(expected["mAP"], abs=1e-6)

@@ -1,0 +1,65 @@
+"""Exported ONNX / OpenVINO models give PyTorch's embeddings, at any batch size."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx  # noqa: F401  (the dev extra installs the deploy packages; missing must fail)
+import onnxruntime  # noqa: F401
+import openvino  # noqa: F401
+import torch
+
+from omnireid.cli import main
+from omnireid.inference.export import check_parity, export_onnx, export_openvino
+from omnireid.inference.runtime import make_runner
+from omnireid.models import create_model, save_weights
+from tests.inference_helpers import one_thread  # noqa: F401
+from tests.test_inference_fuse import randomize_norms
+
+SIZE = (64, 32)
+
+
+def test_onnx_dynamic_batch_parity(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = randomize_norms(create_model("osnet_ain_x0_25", num_classes=4))
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE)
+    runner = make_runner("onnxruntime", path)
+    for batch in (1, 5):
+        x = torch.randn(batch, 3, *SIZE)
+        with torch.no_grad():
+            ref = model(x).embedding.numpy()
+        out = runner(x.numpy())
+        assert out.shape == (batch, 512)
+        diff = np.abs(out - ref).max()
+        print(f"onnx batch {batch}: max abs diff {diff:.2e}")
+        assert diff < 1e-4
+    report = check_parity(model, path, SIZE, batch_sizes=(2,))
+    assert report.max_abs_diff < 1e-4 and report.backend == "onnxruntime"
+
+
+def test_openvino_parity(tmp_path) -> None:
+    torch.manual_seed(1)
+    model = randomize_norms(create_model("osnet_x0_25"))
+    path = export_openvino(model, tmp_path / "ir" / "m.xml", SIZE)
+    assert path.is_file() and path.with_suffix(".bin").is_file()
+    report = check_parity(model, path, SIZE, batch_sizes=(1, 3))
+    print(f"openvino max abs diff {report.max_abs_diff:.2e}")
+    assert report.max_abs_diff < 1e-4
+
+
+def test_export_cli(tmp_path, capsys) -> None:
+    torch.manual_seed(2)
+    weights = save_weights(randomize_norms(create_model("osnet_x0_25", num_classes=3)),
+                           tmp_path / "w.pth", layout="torchreid")
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "osnet_x0_25", "--weights", str(weights), "-o", str(out),
+                 "--input", "64x32"]) == 0
+    text = capsys.readouterr().out
+    assert "max abs diff" in text and out.is_file()
+    summary = json.loads(out.with_suffix(".export.json").read_text())
+    assert summary["max_abs_diff"] < 1e-4
+    # float rounding differs between ONNX Runtime and PyTorch: a zero tolerance must fail
+    assert main(["export", "--model", "osnet_x0_25", "-o", str(out), "--input", "64x32",
+                 "--tolerance", "0"]) == 2
+    assert "differs from PyTorch" in capsys.readouterr().err

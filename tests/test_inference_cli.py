@@ -1,0 +1,88 @@
+"""`omnireid extract`, `search` and `bench`, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omnireid.cli import main
+from omnireid.inference.gallery import Gallery
+from omnireid.models import create_model, save_weights
+from tests.inference_helpers import one_thread  # noqa: F401
+
+
+@pytest.fixture()
+def crops(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "crops"
+    (folder / "cam1").mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)).save(
+            folder / "cam1" / f"{i:04d}.png")
+    (folder / "cam1" / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("ignored")
+    torch.manual_seed(0)
+    weights = save_weights(create_model("osnet_x0_25", num_classes=3), tmp_path / "w.pth",
+                           layout="torchreid")
+    return folder, weights
+
+
+def test_extract_then_search(crops, tmp_path, capsys) -> None:
+    folder, weights = crops
+    out = tmp_path / "gallery.npz"
+    args = ["extract", str(folder), "-o", str(out), "--model", "osnet_x0_25",
+            "--weights", str(weights), "--input", "64x32", "--batch-size", "2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "embedded 5 of 6 images" in text and "cam1/broken.jpg" in text
+    gallery = Gallery.load(out)
+    assert gallery.paths == [f"cam1/{i:04d}.png" for i in range(5)]
+    assert gallery.embeddings.shape == (5, 512)
+    np.testing.assert_allclose(np.linalg.norm(gallery.embeddings, axis=1), 1.0, atol=1e-5)
+    assert gallery.meta["model"] == "osnet_x0_25" and gallery.meta["weights"] == str(weights)
+    assert gallery.meta["failed"][0]["path"] == "cam1/broken.jpg"
+    assert json.loads(out.with_suffix(".json").read_text())["images"] == 5
+
+    # --strict: the unreadable file is fatal and named
+    assert main(args[:3] + [str(tmp_path / "g2.npz")] + args[4:] + ["--strict"]) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+
+    # a glob
+    assert main(["extract", str(folder / "cam1" / "*.png"), "-o", str(tmp_path / "g3.npz"),
+                 "--model", "osnet_x0_25", "--weights", str(weights), "--input", "64x32"]) == 0
+    assert Gallery.load(tmp_path / "g3.npz").paths == [f"{i:04d}.png" for i in range(5)]
+    capsys.readouterr()
+
+    query = folder / "cam1" / "0003.png"
+    report = tmp_path / "report"
+    for index in ("exact", "faiss-flat"):
+        assert main(["search", "--gallery", str(out), str(query), "--top", "3",
+                     "--report", str(report), "--index", index]) == 0
+        text = capsys.readouterr().out
+        # the query itself is in the gallery: it must come first with similarity 1
+        first = text.splitlines()[3].split()
+        assert first[0] == "1" and first[2] == "cam1/0003.png"
+        assert float(first[1]) == pytest.approx(1.0, abs=1e-4)
+        results = json.loads((report / "results.json").read_text())
+        assert len(results["queries"][0]["matches"]) == 3
+    with Image.open(report / "ranked.png") as img:
+        assert img.width > 4 * 64 and img.height >= 64
+    assert "0003.png" in (report / "index.html").read_text()
+    assert main(["search", "--gallery", str(out), str(tmp_path / "nope.png")]) == 2
+
+
+def test_bench_tiny(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", "osnet_x0_25", "--batch-sizes", "2", "--input", "64x32",
+                 "--backends", "eager,fused", "--rounds", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "images/s" in text and "fused" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"eager", "fused"}
+    assert all(r["images_per_s"] > 0 for r in rows)
+    fused = next(r for r in rows if r["backend"] == "fused")
+    assert fused["max_abs_diff"] < 1e-4

@@ -1,0 +1,145 @@
+"""FeatureExtractor: every input kind gives the embedding of the same RGB crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import omnireid
+from omnireid.inference import FeatureExtractor, extract_features
+from omnireid.models import create_model
+from tests.inference_helpers import one_thread  # noqa: F401
+
+SIZE = (64, 32)
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("osnet_x0_25").eval()
+
+
+@pytest.fixture(scope="module")
+def crops():
+    rng = np.random.default_rng(0)
+    # different sizes, so resizing is exercised
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(80, 40), (64, 32), (50, 30)]]
+
+
+def manual_input(rgb: np.ndarray) -> torch.Tensor:
+    """Independent preprocessing: PIL bilinear resize, /255, ImageNet mean/std, CHW."""
+    img = Image.fromarray(rgb).resize((SIZE[1], SIZE[0]), Image.BILINEAR)
+    x = (np.asarray(img, np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())
+
+
+@pytest.fixture(scope="module")
+def reference(model, crops):
+    with torch.no_grad():
+        return model(torch.stack([manual_input(c) for c in crops])).embedding.numpy()
+
+
+def make(model, **kw) -> FeatureExtractor:
+    return FeatureExtractor(model, size=SIZE, batch_size=2, backend="eager", **kw)
+
+
+def test_public_name_is_lazy() -> None:
+    assert omnireid.FeatureExtractor is FeatureExtractor
+
+
+def test_numpy_rgb_matches_manual_preprocessing(model, crops, reference) -> None:
+    raw = make(model, normalize=False)(crops)
+    assert raw.dtype == np.float32 and raw.shape == (3, 512)
+    np.testing.assert_allclose(raw, reference, atol=1e-5)
+    unit = make(model)(crops)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(unit, reference / np.linalg.norm(reference, axis=1, keepdims=True),
+                               atol=1e-5)
+
+
+def test_every_input_kind_agrees(model, crops, reference, tmp_path) -> None:
+    fe = make(model, normalize=False)
+    paths = []
+    for i, c in enumerate(crops):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(c).save(p)
+        paths.append(p)
+    kinds = {
+        "path": [str(p) for p in paths],
+        "pathlike": paths,
+        "pil": [Image.fromarray(c) for c in crops],
+        "bgr": [c[:, :, ::-1].copy() for c in crops],
+        "uint8 tensor": [torch.from_numpy(c).permute(2, 0, 1).contiguous() for c in crops],
+        "float tensor": [manual_input(c) for c in crops],
+        "float batch": torch.stack([manual_input(c) for c in crops]),
+        "rgba": [np.dstack([c, np.full(c.shape[:2], 255, np.uint8)]) for c in crops],
+    }
+    for kind, images in kinds.items():
+        out = fe(images, bgr=kind == "bgr")
+        np.testing.assert_allclose(out, reference, atol=1e-5, err_msg=kind)
+    # BGR read as RGB must differ: the flag matters
+    assert np.abs(fe([c[:, :, ::-1].copy() for c in crops]) - reference).max() > 1e-3
+    # a single image (not in a list) gives one row
+    np.testing.assert_allclose(fe(crops[0]), reference[:1], atol=1e-5)
+
+
+def test_grayscale(model) -> None:
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (70, 36), dtype=np.uint8)
+    expected_rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    with torch.no_grad():
+        ref = model(manual_input(expected_rgb)[None]).embedding.numpy()
+    fe = make(model, normalize=False)
+    for image in [gray, gray[:, :, None], Image.fromarray(gray, mode="L"), torch.from_numpy(gray)[None]]:
+        np.testing.assert_allclose(fe([image]), ref, atol=1e-5)
+
+
+def test_fast_backend_and_extract_features_agree(model, crops, reference) -> None:
+    fused = FeatureExtractor(model, size=SIZE, backend="fused", normalize=False)(crops)
+    np.testing.assert_allclose(fused, reference, atol=1e-4)
+    plain = extract_features(model, crops, batch_size=2, size=SIZE)
+    np.testing.assert_allclose(plain, reference, atol=1e-5)
+
+
+def test_model_by_name_with_weights(tmp_path) -> None:
+    from omnireid.models import save_weights
+
+    torch.manual_seed(3)
+    m = create_model("osnet_x0_25", num_classes=5).eval()
+    path = save_weights(m, tmp_path / "w.pth", layout="torchreid")
+    img = np.random.default_rng(2).integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    fe = FeatureExtractor("osnet_x0_25", weights=path, size=SIZE, backend="eager",
+                          normalize=False)
+    with torch.no_grad():
+        ref = m(manual_input(img)[None]).embedding.numpy()
+    np.testing.assert_allclose(fe([img]), ref, atol=1e-5)
+
+
+def test_bad_inputs_name_the_problem(model, tmp_path) -> None:
+    fe = make(model)
+    with pytest.raises(ValueError, match="uint8"):
+        fe([np.zeros((64, 32, 3), np.float32)])
+    with pytest.raises(ValueError, match=r"shape"):
+        fe([np.zeros((64, 32, 5), np.uint8)])
+    with pytest.raises(TypeError, match="unsupported image type"):
+        fe([3.5])
+    with pytest.raises(ValueError, match="preprocessed"):
+        fe([torch.zeros(3, 10, 10)])
+    missing = tmp_path / "nope.jpg"
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        fe([str(missing)])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    good = np.zeros((64, 32, 3), np.uint8)
+    with pytest.raises(OSError, match="broken.jpg"):
+        fe([good, str(broken)])
+    result = fe.extract([good, str(broken), good])
+    assert result.embeddings.shape == (2, 512)
+    assert result.indices.tolist() == [0, 2]
+    assert result.failed[0][0] == 1 and "broken.jpg" in result.failed[0][1]
+    with pytest.raises(ValueError, match="backend"):
+        FeatureExtractor(model, backend="magic")
