@@ -14,37 +14,24 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omnireid.data.decode import read_image, to_rgb
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (256, 128)  # (height, width)
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with an error that names the file when it cannot be read."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise OSError(f"cannot read image {path}: {exc}") from None
+    """Open an image file as 8-bit RGB (see :func:`omnireid.data.decode.read_image`).
 
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode (L, LA, P, RGBA, CMYK, I;16, I, F ...) to 8-bit RGB."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    Raises:
+        FileNotFoundError: no such file.
+        ImageDecodeError: (an ``OSError``) the file is empty, truncated, corrupt or not an image;
+            the message names the file.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    return read_image(path)
 
 
 def preprocess(
