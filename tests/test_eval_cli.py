@@ -113,3 +113,21 @@ def test_missing_weights_and_unknown_dataset_are_clear_errors(data_root, tmp_pat
     rc = main(["eval", "--model", "osnet_x0_25", "--data", "no_such_set", "--root", str(data_root),
                "--size", SIZE, "--output", str(tmp_path / "o")])
     assert rc == 2 and "no_such_set" in capsys.readouterr().err
+
+
+def test_data_without_cameras_uses_no_camera_protocol_and_says_so(weights, tmp_path, capsys):
+    root = tmp_path / "people"
+    for pid in range(1, 4):
+        for split, ks in (("query", (9,)), ("gallery", (0, 1))):
+            folder = root / split / f"person{pid}"
+            folder.mkdir(parents=True)
+            for k in ks:
+                _person(pid, 1, k).save(folder / f"{k}.jpg")
+    common = ["eval", "--model", "osnet_x0_25", "--weights", str(weights), "--data",
+              "identity_folders", "--root", str(root), "--size", SIZE, "--num-vis", "0",
+              "--output", str(tmp_path / "out")]
+    assert main(common) == 0
+    printed = capsys.readouterr().out
+    assert "no camera ids" in printed and "no_camera" in printed
+    assert main([*common, "--protocol", "market"]) == 2
+    assert "same-camera filter cannot apply" in capsys.readouterr().err

@@ -199,6 +199,12 @@ def _evaluate_split(model, dataset, args, size, device, out_dir, name, draw):
     protocol = args.protocol
     if protocol == "auto":
         protocol = "market" if dataset.has_cameras else "no_camera"
+    if not dataset.has_cameras:
+        if protocol in ("market", "cuhk03"):
+            raise CLIError(f"dataset {name!r} has no camera ids: the {protocol} protocol's "
+                           "same-camera filter cannot apply; use --protocol no_camera")
+        print(f"{name}: no camera ids in this data, so the same-camera filter cannot apply; "
+              "protocol no_camera (only the query image itself is left out of its gallery)")
     qgi = None
     if protocol == "no_camera":
         where = {p: i for i, p in enumerate(g_paths)}
