@@ -7,9 +7,7 @@ benchmark), :func:`build_train_loader` / :func:`build_test_loader`, the samplers
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from omnireid._lazy import lazy_attributes
 from omnireid.data.records import UNKNOWN_CAMERA, ReIDDataset, Sample
 
 _LAZY = {
@@ -40,15 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'omnireid.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = ["Sample", "ReIDDataset", "UNKNOWN_CAMERA", *_LAZY]

@@ -5,8 +5,7 @@ Submodules are imported on first use so that ``import omnireid`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from omnireid._lazy import lazy_attributes
 
 _LAZY = {
     "fit": "omnireid.engine.fit",
@@ -27,15 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'omnireid.engine' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = list(_LAZY)

@@ -6,9 +6,7 @@ caller.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from omnireid._lazy import lazy_attributes
 from omnireid.evaluation.rank import (
     PROTOCOLS,
     RankResult,
@@ -31,11 +29,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'omnireid.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())[0]
 
 
 __all__ = [
