@@ -51,11 +51,17 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     assert main(args[:3] + [str(tmp_path / "g2.npz")] + args[4:] + ["--strict"]) == 2
     assert "broken.jpg" in capsys.readouterr().err
 
-    # a glob
+    # a glob, in micro-batches of 2 images: the same embeddings
     assert main(["extract", str(folder / "cam1" / "*.png"), "-o", str(tmp_path / "g3.npz"),
-                 "--model", "osnet_x0_25", "--weights", str(weights), "--input", "64x32"]) == 0
-    assert Gallery.load(tmp_path / "g3.npz").paths == [f"{i:04d}.png" for i in range(5)]
+                 "--model", "osnet_x0_25", "--weights", str(weights), "--input", "64x32",
+                 "--micro-batch", "2"]) == 0
+    g3 = Gallery.load(tmp_path / "g3.npz")
+    assert g3.paths == [f"{i:04d}.png" for i in range(5)]
+    np.testing.assert_allclose(g3.embeddings, gallery.embeddings, atol=1e-5)
     capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["extract", str(folder), "-o", str(tmp_path / "g4.npz"), "--micro-batch", "none"])
+    assert "--micro-batch" in capsys.readouterr().err
 
     query = folder / "cam1" / "0003.png"
     report = tmp_path / "report"

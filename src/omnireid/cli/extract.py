@@ -23,11 +23,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="fused",
                    help="fused (default), eager, bf16, onnxruntime, openvino, openvino-bf16")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--micro-batch", default="auto", type=parse_micro_batch,
+                   help="images per forward pass inside a batch for the PyTorch backends: "
+                        "auto (default: sized to the CPU cache), a number, or off")
     p.add_argument("--input", help="input size HxW (default: from known weights, else 256x128)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings")
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.set_defaults(func=run)
+
+
+def parse_micro_batch(text: str) -> int | str | None:
+    """``auto`` -> "auto", ``off`` -> None, a positive integer -> int."""
+    if text in ("auto", "off"):
+        return None if text == "off" else text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a positive integer, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     extractor = FeatureExtractor(
         args.model, weights=args.weights, device=args.device, batch_size=args.batch_size,
         size=parse_size(args.input) if args.input else None,
-        normalize=not args.no_normalize, backend=args.backend)
+        normalize=not args.no_normalize, backend=args.backend, micro_batch=args.micro_batch)
     try:
         result = extractor.extract([root / p for p in rel], progress=True,
                                    strict=args.strict)

@@ -58,6 +58,10 @@ class FeatureExtractor:
             BatchNorm folded, channels-last), ``"eager"``, ``"bf16"``,
             ``"onnxruntime"``, ``"openvino"``, ``"openvino-bf16"``.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
+        micro_batch: for the PyTorch backends, images per forward pass inside a batch:
+            ``"auto"`` (default) fits the widest activation in the CPU's cache (see
+            :func:`omnireid.inference.runtime.auto_micro_batch`), an int forces it, ``None``
+            runs whole batches.
 
     Calling it returns ``(N, D)`` float32 embeddings (D = 512 for OSNet).
     """
@@ -74,6 +78,7 @@ class FeatureExtractor:
         normalize: bool = True,
         backend: str = "fused",
         num_threads: int | None = None,
+        micro_batch: int | str | None = "auto",
     ) -> None:
         from omnireid.models import create_model
         from omnireid.models.weights import KNOWN_WEIGHTS
@@ -112,7 +117,8 @@ class FeatureExtractor:
         self.feature_dim = int(getattr(module, "feature_dim", 0))
         if backend != "eager" and self.device.type != "cpu" and backend != "fused":
             raise ValueError(f"backend {backend!r} runs on the CPU only")
-        self._runner = make_runner(backend, self.model, self.size, self.device, num_threads)
+        self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
+                                   micro_batch=micro_batch)
         logger.info("feature extractor: %s, backend %s, device %s", self.model_name, backend,
                     self.device)
 

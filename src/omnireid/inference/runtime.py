@@ -2,11 +2,20 @@
 
 Every runner maps ``(N, 3, H, W)`` float32 NumPy input to ``(N, D)`` float32 raw embeddings.
 
+Micro-batching. On the CPU a forward pass over a whole batch is memory-bound where OSNet is
+widest: at 256x128 every image of osnet_x1_0 has 2 MiB of activations after the stem and in
+stage 2, so a batch of 16 moves 32 MiB tensors through every layer there (more than the last-level
+cache, and above glibc's largest mmap threshold, so each such tensor is a fresh mapping that
+page-faults). The PyTorch CPU runners therefore split a batch into micro-batches whose widest
+activation fits :data:`MICRO_BATCH_BUDGET` bytes and concatenate the results. Every image is
+computed independently either way; only the kernels' blocking changes (differences of order
+1e-7). docs/deployment.md has the measurements.
+
 ========================  =====================================================================
 ``eager``                 the model as built (plain PyTorch)
 ``fused``                 :func:`~omnireid.inference.fuse.optimize_for_inference`: BN folded,
-                          channels-last; on the CPU also TorchScript-frozen (plain PyTorch, the
-                          default)
+                          channels-last; on the CPU also TorchScript-frozen and run in
+                          cache-sized micro-batches (plain PyTorch, the default)
 ``bf16``                  ``fused`` with bfloat16 weights and activations (CPUs with native
                           bf16, e.g. AVX512-BF16/AMX; slower elsewhere)
 ``onnxruntime``           ONNX Runtime, fp32 (``omnireid[deploy]``)
@@ -35,6 +44,9 @@ BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16"
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
+MICRO_BATCH_BUDGET = 8 * 2**20
+"""Bytes that the widest activation of one micro-batch may take (``micro_batch="auto"``)."""
+
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 convolutions natively (oneDNN's AVX512-BF16 / AMX kernels)."""
@@ -59,15 +71,54 @@ def available_backends() -> list[str]:
     return out
 
 
+def widest_activation_bytes(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE,
+                            dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of the largest tensor any submodule of ``model`` outputs for one ``size`` image in
+    ``dtype`` (one forward pass of a single image on the CPU, with hooks)."""
+    import copy
+
+    probe = copy.deepcopy(model).cpu().float().eval()
+    widest = 0
+
+    def hook(_module, _inputs, output) -> None:
+        nonlocal widest
+        if isinstance(output, torch.Tensor):
+            widest = max(widest, output.numel())
+
+    handles = [m.register_forward_hook(hook) for m in probe.modules()]
+    try:
+        with torch.inference_mode():
+            probe(torch.zeros(1, 3, *size))
+    finally:
+        for h in handles:
+            h.remove()
+    return widest * torch.empty((), dtype=dtype).element_size()
+
+
+def auto_micro_batch(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE,
+                     dtype: torch.dtype = torch.float32,
+                     budget: int = MICRO_BATCH_BUDGET) -> int:
+    """Images per micro-batch such that the widest activation fits ``budget`` bytes (at least 1).
+
+    For 256x128 input: 4 for osnet_x1_0 in fp32, 8 in bf16, 16 for osnet_x0_25 in fp32.
+    """
+    return max(1, budget // max(1, widest_activation_bytes(model, size, dtype)))
+
+
 class TorchRunner:
     """Runs a PyTorch module. ``dtype`` bfloat16 casts weights and input; ``channels_last``
-    feeds NHWC-strided input."""
+    feeds NHWC-strided input; ``micro_batch`` (images) splits larger batches into pieces of at
+    most that many images (``None``: whole batches)."""
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, channels_last: bool = False) -> None:
+                 dtype: torch.dtype = torch.float32, channels_last: bool = False,
+                 micro_batch: int | None = None) -> None:
+        if micro_batch is not None and micro_batch < 1:
+            raise ValueError(f"micro_batch must be >= 1 or None, got {micro_batch}")
         self.device = torch.device(device)
         self.dtype = dtype
         self.channels_last = channels_last
+        self.micro_batch = micro_batch
         if dtype != torch.float32:  # casting is in place: keep the caller's model as it is
             import copy
 
@@ -79,6 +130,12 @@ class TorchRunner:
     @torch.inference_mode()
     def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` tensor -> ``(N, D)`` float32 tensor on the CPU."""
+        step = self.micro_batch
+        if step is not None and len(x) > step:
+            return torch.cat([self._forward(x[i:i + step]) for i in range(0, len(x), step)])
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -161,32 +218,45 @@ def make_runner(
     device: str | torch.device | None = None,
     num_threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    micro_batch: int | str | None = "auto",
 ) -> Runner:
     """Build a runner for ``backend`` (one of :data:`BACKENDS`).
 
     ``model`` is an ``nn.Module`` or, for ``onnxruntime``/``openvino*``, also a path to an
     exported file. PyTorch modules given to those backends are exported first (to ``cache_dir``,
     or a temporary folder).
+
+    ``micro_batch`` applies to the PyTorch backends: ``"auto"`` (default) sizes micro-batches
+    with :func:`auto_micro_batch` for ``fused`` and ``bf16`` on the CPU and leaves ``eager`` and
+    other devices whole; an int forces that size; ``None`` runs whole batches.
     """
     from omnireid.inference.fuse import optimize_for_inference
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     device = torch.device(device or "cpu")
+    if isinstance(micro_batch, str) and micro_batch != "auto":
+        raise ValueError(f"micro_batch must be 'auto', an int or None, got {micro_batch!r}")
     if backend in ("eager", "fused", "bf16"):
         if not isinstance(model, nn.Module):
             raise ValueError(f"backend {backend!r} needs a PyTorch model, got {model!r}")
+        dtype = torch.bfloat16 if backend == "bf16" else torch.float32
+        if micro_batch == "auto":
+            micro_batch = (auto_micro_batch(model, size, dtype)
+                           if backend != "eager" and device.type == "cpu" else None)
         if backend == "eager":
-            return TorchRunner(model, device)
+            return TorchRunner(model, device, micro_batch=micro_batch)
         fast = optimize_for_inference(model, channels_last=device.type == "cpu")
         if backend == "fused":
-            runner = TorchRunner(fast, device, channels_last=device.type == "cpu")
+            runner = TorchRunner(fast, device, channels_last=device.type == "cpu",
+                                 micro_batch=micro_batch)
             if device.type == "cpu":
                 runner.model = freeze_for_cpu(runner.model, size)
             return runner
         if device.type == "cpu" and not cpu_has_bf16():
             logger.warning("this CPU has no native bf16 support; bf16 will be slow")
-        return TorchRunner(fast, device, dtype=torch.bfloat16, channels_last=device.type == "cpu")
+        return TorchRunner(fast, device, dtype=dtype, channels_last=device.type == "cpu",
+                           micro_batch=micro_batch)
 
     path: Path
     if isinstance(model, nn.Module):
