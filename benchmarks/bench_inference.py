@@ -127,11 +127,28 @@ def rank_on_crops(compat: Path, runners: dict, model_name: str) -> dict:
     return out
 
 
+def gemm_rates(n: int = 2048, repeats: int = 10) -> dict:
+    """Multiply-adds per second (G) of one large dense matrix product in fp32 and bf16 with the
+    current thread count: the machine's practical arithmetic ceiling for a model made of convs."""
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        out[name] = n ** 3 / best / 1e9
+    return out
+
+
 def run_once(args) -> dict:
     from omnireid.inference.bench import time_interleaved
     from omnireid.inference.fuse import optimize_for_inference
-    from omnireid.inference.runtime import TorchRunner, make_runner
-    from omnireid.models import create_model, load_weights
+    from omnireid.inference.runtime import TorchRunner, freeze_for_cpu, make_runner
+    from omnireid.models import create_model, load_weights, model_complexity
 
     torch.set_num_threads(args.threads)
     tr = torchreid_model(args.model, args.torchreid_env)
@@ -148,12 +165,17 @@ def run_once(args) -> dict:
     runners["BN folded, NCHW"] = TorchRunner(
         optimize_for_inference(ours, channels_last=False))
     runners["BN folded + NHWC"] = TorchRunner(optimize_for_inference(ours), channels_last=True)
-    runners["fused (default: +jit.freeze)"] = make_runner("fused", ours)
-    merged = optimize_for_inference(ours, merge_streams=True)
-    runners["+ merged streams"] = TorchRunner(merged, channels_last=True)
+    runners["+ jit.freeze, whole batch"] = make_runner("fused", ours, micro_batch=None)
+    runners["fused (default: + micro-batches)"] = make_runner("fused", ours)
+    mb = runners["fused (default: + micro-batches)"].micro_batch
+    merged = TorchRunner(optimize_for_inference(ours, merge_streams=True), channels_last=True,
+                         micro_batch=mb)
+    merged.model = freeze_for_cpu(merged.model, size)
+    runners["fused + merged streams"] = merged
     runners["bf16 (fused)"] = make_runner("bf16", ours)
-    runners["bf16 + merged streams"] = TorchRunner(merged, dtype=torch.bfloat16,
-                                                   channels_last=True)
+    runners["bf16 + merged streams"] = TorchRunner(
+        optimize_for_inference(ours, merge_streams=True), dtype=torch.bfloat16,
+        channels_last=True, micro_batch=runners["bf16 (fused)"].micro_batch)
     fast = optimize_for_inference(ours)
     optional = {
             "onednn": ("fused + jit + oneDNN graph", lambda: jit_runner(fast, x, onednn_graph=True)),
@@ -182,19 +204,25 @@ def run_once(args) -> dict:
     diffs = {name: float(np.abs(run(x) - ref).max()) for name, run in runners.items()}
     times = time_interleaved(runners, x, rounds=args.rounds, warmup=1)
     base = statistics.median(times["torchreid eager"])
+    macs = model_complexity(ours, size).mult_adds * args.batch
     rows = []
     for name, t in times.items():
         med = statistics.median(t)
         rows.append({"path": name, "images_per_s": args.batch / med, "ratio": base / med,
-                     "max_abs_diff": diffs[name], "seconds": t})
+                     "gmacs_per_s": macs / med / 1e9, "max_abs_diff": diffs[name],
+                     "seconds": t})
+    gemm = gemm_rates()
     result = {"model": args.model, "batch": args.batch, "threads": args.threads,
+              "micro_batch": {"fused": mb, "bf16": runners["bf16 (fused)"].micro_batch},
+              "gemm_gmacs_per_s": gemm, "baseline_gmacs_per_s": macs / base / 1e9,
+              "ceiling_ratio": {k: v * base * 1e9 / macs for k, v in gemm.items()},
               "allocator": os.environ.get("LD_PRELOAD") or "glibc malloc", "rows": rows,
               "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(),
               "load_average": os.getloadavg(), "failed_paths": failures}
     if args.accuracy:
         compat = Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat"))
-        keep = {k: runners[k] for k in ("torchreid eager", "fused (default: +jit.freeze)",
+        keep = {k: runners[k] for k in ("torchreid eager", "fused (default: + micro-batches)",
                                           "bf16 (fused)", "openvino-bf16", "onnxruntime")
                 if k in runners}
         result["accuracy"] = rank_on_crops(compat, keep, args.model)
@@ -204,10 +232,18 @@ def run_once(args) -> dict:
 def print_result(res: dict) -> None:
     print(f"\n{res['model']}  batch {res['batch']}  threads {res['threads']}  "
           f"allocator {res['allocator']}  (load average during run {res['load_average'][0]:.1f})")
-    print(f"{'path':32s} {'images/s':>9s} {'x torchreid':>11s} {'max|diff|':>10s}")
+    print(f"micro-batches: fused {res['micro_batch']['fused']}, bf16 {res['micro_batch']['bf16']}"
+          " images")
+    print(f"{'path':34s} {'images/s':>9s} {'x torchreid':>11s} {'GMAC/s':>7s} {'max|diff|':>10s}")
     for r in res["rows"]:
-        print(f"{r['path']:32s} {r['images_per_s']:9.1f} {r['ratio']:10.2f}x "
-              f"{r['max_abs_diff']:10.1e}")
+        print(f"{r['path']:34s} {r['images_per_s']:9.1f} {r['ratio']:10.2f}x "
+              f"{r['gmacs_per_s']:7.1f} {r['max_abs_diff']:10.1e}")
+    gemm, ceiling = res["gemm_gmacs_per_s"], res["ceiling_ratio"]
+    print(f"dense {2048}^3 matrix product on this machine: fp32 {gemm['fp32']:.1f} GMAC/s, "
+          f"bf16 {gemm['bf16']:.1f} GMAC/s; torchreid eager runs at "
+          f"{res['baseline_gmacs_per_s']:.1f} GMAC/s, so a path running every mult-add at the "
+          f"matrix-product rate would be {ceiling['fp32']:.2f}x (fp32) / "
+          f"{ceiling['bf16']:.2f}x (bf16) torchreid")
     for name, why in res.get("failed_paths", {}).items():
         print(f"{name:32s} failed: {why}")
     for name, m in res.get("accuracy", {}).items():
