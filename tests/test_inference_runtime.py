@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from omnireid.inference.runtime import (
-    MICRO_BATCH_BUDGET,
+    MICRO_BATCH_BYTES_PER_THREAD,
     TorchRunner,
     auto_micro_batch,
     make_runner,
@@ -50,10 +50,17 @@ def test_widest_activation_from_the_architecture() -> None:
     assert widest_activation_bytes(create_model("osnet_x1_0")) == widest * 4
     assert widest_activation_bytes(create_model("osnet_x1_0"), dtype=torch.bfloat16) == widest * 2
     assert widest_activation_bytes(create_model("osnet_x0_25")) == widest // 4 * 4
-    assert auto_micro_batch(create_model("osnet_x1_0")) == MICRO_BATCH_BUDGET // (widest * 4)
-    assert auto_micro_batch(create_model("osnet_x0_25"), size=(64, 32)) == \
-        MICRO_BATCH_BUDGET // (16 * 32 * 16 * 4)
+    assert auto_micro_batch(create_model("osnet_x1_0"), budget=8 * 2**20) == 4
     assert auto_micro_batch(create_model("osnet_x1_0"), budget=1) == 1
+    # the default budget grows with the thread count
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert auto_micro_batch(create_model("osnet_x0_25"), size=(64, 32)) == \
+                MICRO_BATCH_BYTES_PER_THREAD * threads // (16 * 32 * 16 * 4)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_micro_batched_fused_equals_whole_batch() -> None:

@@ -7,7 +7,8 @@ widest: at 256x128 every image of osnet_x1_0 has 2 MiB of activations after the 
 stage 2, so a batch of 16 moves 32 MiB tensors through every layer there (more than the last-level
 cache, and above glibc's largest mmap threshold, so each such tensor is a fresh mapping that
 page-faults). The PyTorch CPU runners therefore split a batch into micro-batches whose widest
-activation fits :data:`MICRO_BATCH_BUDGET` bytes and concatenate the results. Every image is
+activation fits :data:`MICRO_BATCH_BYTES_PER_THREAD` bytes per intra-op thread and concatenate
+the results (with many threads the micro-batches grow, so that every thread keeps work). Every image is
 computed independently either way; only the kernels' blocking changes (differences of order
 1e-7). docs/deployment.md has the measurements.
 
@@ -44,8 +45,9 @@ BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16"
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
-MICRO_BATCH_BUDGET = 8 * 2**20
-"""Bytes that the widest activation of one micro-batch may take (``micro_batch="auto"``)."""
+MICRO_BATCH_BYTES_PER_THREAD = 4 * 2**20
+"""Bytes per intra-op thread that the widest activation of one micro-batch may take
+(``micro_batch="auto"``)."""
 
 
 def cpu_has_bf16() -> bool:
@@ -96,12 +98,15 @@ def widest_activation_bytes(model: nn.Module, size: tuple[int, int] = DEFAULT_SI
 
 
 def auto_micro_batch(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE,
-                     dtype: torch.dtype = torch.float32,
-                     budget: int = MICRO_BATCH_BUDGET) -> int:
+                     dtype: torch.dtype = torch.float32, budget: int | None = None) -> int:
     """Images per micro-batch such that the widest activation fits ``budget`` bytes (at least 1).
 
-    For 256x128 input: 4 for osnet_x1_0 in fp32, 8 in bf16, 16 for osnet_x0_25 in fp32.
+    ``budget`` defaults to :data:`MICRO_BATCH_BYTES_PER_THREAD` times torch's intra-op thread
+    count. With two threads and 256x128 input: 4 for osnet_x1_0 in fp32, 8 in bf16, 16 for
+    osnet_x0_25 in fp32.
     """
+    if budget is None:
+        budget = MICRO_BATCH_BYTES_PER_THREAD * torch.get_num_threads()
     return max(1, budget // max(1, widest_activation_bytes(model, size, dtype)))
 
 
