@@ -127,25 +127,8 @@ def rank_on_crops(compat: Path, runners: dict, model_name: str) -> dict:
     return out
 
 
-def gemm_rates(n: int = 2048, repeats: int = 10) -> dict:
-    """Multiply-adds per second (G) of one large dense matrix product in fp32 and bf16 with the
-    current thread count: the machine's practical arithmetic ceiling for a model made of convs."""
-    out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-        out[name] = n ** 3 / best / 1e9
-    return out
-
-
 def run_once(args) -> dict:
-    from omnireid.inference.bench import time_interleaved
+    from omnireid.inference.bench import matmul_rates, time_interleaved
     from omnireid.inference.fuse import optimize_for_inference
     from omnireid.inference.runtime import TorchRunner, freeze_for_cpu, make_runner
     from omnireid.models import create_model, load_weights, model_complexity
@@ -211,7 +194,7 @@ def run_once(args) -> dict:
         rows.append({"path": name, "images_per_s": args.batch / med, "ratio": base / med,
                      "gmacs_per_s": macs / med / 1e9, "max_abs_diff": diffs[name],
                      "seconds": t})
-    gemm = gemm_rates()
+    gemm = matmul_rates()
     result = {"model": args.model, "batch": args.batch, "threads": args.threads,
               "micro_batch": {"fused": mb, "bf16": runners["bf16 (fused)"].micro_batch},
               "gemm_gmacs_per_s": gemm, "baseline_gmacs_per_s": macs / base / 1e9,

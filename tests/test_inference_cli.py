@@ -92,3 +92,10 @@ def test_bench_tiny(tmp_path, capsys) -> None:
     assert all(r["images_per_s"] > 0 for r in rows)
     fused = next(r for r in rows if r["backend"] == "fused")
     assert fused["max_abs_diff"] < 1e-4
+    # GMAC/s is the model's multiply-adds per image times images/s
+    from omnireid.models import model_complexity
+
+    macs = model_complexity(create_model("osnet_x0_25"), (64, 32)).mult_adds
+    assert fused["gmacs_per_s"] == pytest.approx(fused["images_per_s"] * macs / 1e9)
+    assert "matrix product" in text
+    assert set(json.loads(out.read_text())["matmul_gmacs_per_s"]) == {"fp32", "bf16"}

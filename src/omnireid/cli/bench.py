@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "bf16, ONNX Runtime, OpenVINO) on the same random batches, interleaved, and "
                     "prints images/s, the speed-up over eager and the largest embedding "
                     "difference. The allocator in use (e.g. LD_PRELOAD=libtcmalloc) affects "
-                    "all paths; it is printed.")
+                    "all paths; it is printed. So is the rate of a large matrix product on "
+                    "this machine, the most any exact path can reach.")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
     p.add_argument("--weights", help="checkpoint to load (random weights otherwise)")
     p.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from omnireid.inference.bench import bench_backends
+    from omnireid.inference.bench import bench_backends, matmul_rates
     from omnireid.inference.runtime import available_backends
     from omnireid.models import create_model
 
@@ -45,14 +46,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {args.model}, input {args.input}, threads {torch.get_num_threads()}, "
           f"allocator {allocator}")
     rows = bench_backends(model, backends, batches, parse_size(args.input), rounds=args.rounds,
-                          warmup=1)
-    print_table(["backend", "batch", "images/s", "vs eager", "max |diff|"],
+                          warmup=3)
+    print_table(["backend", "batch", "images/s", "vs eager", "GMAC/s", "max |diff|"],
                 [[r.backend, r.batch, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
-                  f"{r.max_abs_diff:.1e}"] for r in rows])
+                  f"{r.gmacs_per_s:.1f}", f"{r.max_abs_diff:.1e}"] for r in rows])
+    ceiling = matmul_rates()
+    print(f"a 2048x2048 matrix product runs at {ceiling['fp32']:.1f} GMAC/s (fp32) and "
+          f"{ceiling['bf16']:.1f} GMAC/s (bf16) here: no exact path can exceed those rates")
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump({"model": args.model, "input": args.input, "allocator": allocator,
-                       "threads": torch.get_num_threads(), "rows": [asdict(r) for r in rows]},
+                       "threads": torch.get_num_threads(), "matmul_gmacs_per_s": ceiling,
+                       "rows": [asdict(r) for r in rows]},
                       fh, indent=2)
         print(f"wrote {args.json_path}")
     return 0

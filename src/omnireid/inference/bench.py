@@ -2,6 +2,10 @@
 
 Rounds are interleaved (every backend runs once per round) so that a machine whose load changes
 during the run penalises all backends alike; the median over rounds is reported.
+
+:func:`matmul_rates` times one large dense matrix product in fp32 and bf16: the arithmetic rate a
+convolutional network can at best reach on this machine. Dividing it by a path's rate (the
+model's multiply-adds per second) tells how much faster any exact path could still be.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ class BenchRow:
     Attributes:
         backend: runner name; batch: images per call; images_per_s: median throughput;
         speedup: ``images_per_s`` over the baseline's at the same batch size;
-        max_abs_diff: largest embedding difference to the baseline on the same batch.
+        max_abs_diff: largest embedding difference to the baseline on the same batch;
+        gmacs_per_s: the model's multiply-adds per second at that throughput (billions).
     """
 
     backend: str
@@ -38,6 +43,24 @@ class BenchRow:
     speedup: float
     max_abs_diff: float
     seconds_per_batch: list[float]
+    gmacs_per_s: float = 0.0
+
+
+def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
+    """Billions of multiply-adds per second of an ``n x n`` by ``n x n`` matrix product, best of
+    ``repeats``, with torch's current thread count: ``{"fp32": ..., "bf16": ...}``."""
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        for _ in range(2):
+            torch.mm(a, b)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+        out[name] = n ** 3 / best / 1e9
+    return out
 
 
 def time_interleaved(
@@ -71,7 +94,7 @@ def bench_backends(
     batch_sizes: Sequence[int] = (1, 16, 64),
     size: tuple[int, int] = DEFAULT_SIZE,
     rounds: int = 5,
-    warmup: int = 2,
+    warmup: int = 3,
     seed: int = 0,
     extra_runners: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     baseline: str = "eager",
@@ -81,7 +104,10 @@ def bench_backends(
     names = list(backends or available_backends())
     if baseline not in names and baseline not in (extra_runners or {}):
         names.insert(0, baseline)
+    from omnireid.models.complexity import model_complexity
+
     model = model.cpu().float().eval()
+    mult_adds = model_complexity(model, size).mult_adds
     runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     for name in names:
         logger.info("preparing backend %s", name)
@@ -97,5 +123,5 @@ def bench_backends(
         for name, t in times.items():
             ips = b / statistics.median(t)
             diff = float(np.abs(runners[name](x) - ref).max())
-            rows.append(BenchRow(name, b, ips, ips / base_ips, diff, t))
+            rows.append(BenchRow(name, b, ips, ips / base_ips, diff, t, ips * mult_adds / 1e9))
     return rows
