@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from omnireid.inference.runtime import (
-    MICRO_BATCH_BYTES_PER_THREAD,
+    MICRO_BATCH_ELEMENTS_PER_THREAD,
     TorchRunner,
     auto_micro_batch,
     make_runner,
-    widest_activation_bytes,
+    widest_activation,
 )
 from omnireid.models import create_model
 from tests.inference_helpers import one_thread  # noqa: F401
@@ -45,12 +45,13 @@ def test_runner_splits_into_micro_batches_in_order() -> None:
 
 def test_widest_activation_from_the_architecture() -> None:
     # osnet_x1_0 at 256x128: the stem's 7x7 stride-2 conv gives 64 x 128 x 64 values, and stage 2
-    # gives 256 x 64 x 32, the same count; no later tensor is larger
+    # gives 256 x 64 x 32, the same count; no later tensor is larger. x0_25 has a quarter of the
+    # channels everywhere.
     widest = 64 * 128 * 64
-    assert widest_activation_bytes(create_model("osnet_x1_0")) == widest * 4
-    assert widest_activation_bytes(create_model("osnet_x1_0"), dtype=torch.bfloat16) == widest * 2
-    assert widest_activation_bytes(create_model("osnet_x0_25")) == widest // 4 * 4
-    assert auto_micro_batch(create_model("osnet_x1_0"), budget=8 * 2**20) == 4
+    assert widest_activation(create_model("osnet_x1_0")) == widest
+    assert widest_activation(create_model("osnet_x0_25")) == widest // 4
+    assert widest_activation(create_model("osnet_x0_25"), size=(64, 32)) == 16 * 32 * 16
+    assert auto_micro_batch(create_model("osnet_x1_0"), budget=8 * widest + 1) == 8
     assert auto_micro_batch(create_model("osnet_x1_0"), budget=1) == 1
     # the default budget grows with the thread count
     before = torch.get_num_threads()
@@ -58,7 +59,7 @@ def test_widest_activation_from_the_architecture() -> None:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             assert auto_micro_batch(create_model("osnet_x0_25"), size=(64, 32)) == \
-                MICRO_BATCH_BYTES_PER_THREAD * threads // (16 * 32 * 16 * 4)
+                MICRO_BATCH_ELEMENTS_PER_THREAD * threads // (16 * 32 * 16)
     finally:
         torch.set_num_threads(before)
 

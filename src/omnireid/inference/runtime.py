@@ -4,13 +4,13 @@ Every runner maps ``(N, 3, H, W)`` float32 NumPy input to ``(N, D)`` float32 raw
 
 Micro-batching. On the CPU a forward pass over a whole batch is memory-bound where OSNet is
 widest: at 256x128 every image of osnet_x1_0 has 2 MiB of activations after the stem and in
-stage 2, so a batch of 16 moves 32 MiB tensors through every layer there (more than the last-level
-cache, and above glibc's largest mmap threshold, so each such tensor is a fresh mapping that
-page-faults). The PyTorch CPU runners therefore split a batch into micro-batches whose widest
-activation fits :data:`MICRO_BATCH_BYTES_PER_THREAD` bytes per intra-op thread and concatenate
-the results (with many threads the micro-batches grow, so that every thread keeps work). Every image is
-computed independently either way; only the kernels' blocking changes (differences of order
-1e-7). docs/deployment.md has the measurements.
+stage 2, so a batch of 16 moves 32 MiB tensors through every layer there (as large as the
+last-level cache, and above glibc's largest mmap threshold, so each such tensor is a fresh mapping
+that page-faults). The PyTorch CPU runners therefore split a batch into micro-batches whose widest
+activation holds at most :data:`MICRO_BATCH_ELEMENTS_PER_THREAD` values per intra-op thread and
+concatenate the results (with more threads the micro-batches grow, so that every thread keeps
+work). Every image is computed independently either way; only the kernels' blocking changes
+(differences of order 1e-7). docs/deployment.md has the measurements.
 
 ========================  =====================================================================
 ``eager``                 the model as built (plain PyTorch)
@@ -45,9 +45,11 @@ BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16"
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
-MICRO_BATCH_BYTES_PER_THREAD = 4 * 2**20
-"""Bytes per intra-op thread that the widest activation of one micro-batch may take
-(``micro_batch="auto"``)."""
+MICRO_BATCH_ELEMENTS_PER_THREAD = 2**21
+"""Values per intra-op thread that the widest activation of one micro-batch may hold
+(``micro_batch="auto"``). Counted in values, not bytes: on the machine measured the best
+micro-batch was the same for fp32 and bf16 (8 images for osnet_x1_0 and 32 for osnet_x0_25 at
+256x128 with two threads; docs/deployment.md)."""
 
 
 def cpu_has_bf16() -> bool:
@@ -73,10 +75,9 @@ def available_backends() -> list[str]:
     return out
 
 
-def widest_activation_bytes(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE,
-                            dtype: torch.dtype = torch.float32) -> int:
-    """Bytes of the largest tensor any submodule of ``model`` outputs for one ``size`` image in
-    ``dtype`` (one forward pass of a single image on the CPU, with hooks)."""
+def widest_activation(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> int:
+    """Number of values in the largest tensor any submodule of ``model`` outputs for one ``size``
+    image (one forward pass of a single image on the CPU, with hooks, on a copy of the model)."""
     import copy
 
     probe = copy.deepcopy(model).cpu().float().eval()
@@ -94,20 +95,20 @@ def widest_activation_bytes(model: nn.Module, size: tuple[int, int] = DEFAULT_SI
     finally:
         for h in handles:
             h.remove()
-    return widest * torch.empty((), dtype=dtype).element_size()
+    return widest
 
 
 def auto_micro_batch(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE,
-                     dtype: torch.dtype = torch.float32, budget: int | None = None) -> int:
-    """Images per micro-batch such that the widest activation fits ``budget`` bytes (at least 1).
+                     budget: int | None = None) -> int:
+    """Images per micro-batch such that the widest activation holds at most ``budget`` values
+    (at least 1 image).
 
-    ``budget`` defaults to :data:`MICRO_BATCH_BYTES_PER_THREAD` times torch's intra-op thread
-    count. With two threads and 256x128 input: 4 for osnet_x1_0 in fp32, 8 in bf16, 16 for
-    osnet_x0_25 in fp32.
+    ``budget`` defaults to :data:`MICRO_BATCH_ELEMENTS_PER_THREAD` times torch's intra-op thread
+    count. With two threads and 256x128 input: 8 for osnet_x1_0, 32 for osnet_x0_25.
     """
     if budget is None:
-        budget = MICRO_BATCH_BYTES_PER_THREAD * torch.get_num_threads()
-    return max(1, budget // max(1, widest_activation_bytes(model, size, dtype)))
+        budget = MICRO_BATCH_ELEMENTS_PER_THREAD * torch.get_num_threads()
+    return max(1, budget // max(1, widest_activation(model, size)))
 
 
 class TorchRunner:
@@ -247,7 +248,7 @@ def make_runner(
             raise ValueError(f"backend {backend!r} needs a PyTorch model, got {model!r}")
         dtype = torch.bfloat16 if backend == "bf16" else torch.float32
         if micro_batch == "auto":
-            micro_batch = (auto_micro_batch(model, size, dtype)
+            micro_batch = (auto_micro_batch(model, size)
                            if backend != "eager" and device.type == "cpu" else None)
         if backend == "eager":
             return TorchRunner(model, device, micro_batch=micro_batch)
