@@ -54,7 +54,7 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     # a glob, in micro-batches of 2 images: the same embeddings
     assert main(["extract", str(folder / "cam1" / "*.png"), "-o", str(tmp_path / "g3.npz"),
                  "--model", "osnet_x0_25", "--weights", str(weights), "--input", "64x32",
-                 "--micro-batch", "2"]) == 0
+                 "--micro-batch", "2", "--backend", "onnxruntime", "--workers", "2"]) == 0
     g3 = Gallery.load(tmp_path / "g3.npz")
     assert g3.paths == [f"{i:04d}.png" for i in range(5)]
     np.testing.assert_allclose(g3.embeddings, gallery.embeddings, atol=1e-5)

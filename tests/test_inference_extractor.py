@@ -143,3 +143,24 @@ def test_bad_inputs_name_the_problem(model, tmp_path) -> None:
     assert result.failed[0][0] == 1 and "broken.jpg" in result.failed[0][1]
     with pytest.raises(ValueError, match="backend"):
         FeatureExtractor(model, backend="magic")
+
+
+def test_decoding_workers_keep_order_failures_and_values(model, crops, tmp_path) -> None:
+    paths = []
+    for i, c in enumerate(crops * 3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(c).save(paths[-1])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    items = paths[:4] + [broken] + paths[4:]
+    inline = make(model, num_workers=0).extract(items)
+    threaded = make(model, num_workers=3).extract(items)
+    assert inline.indices.tolist() == threaded.indices.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert [i for i, _ in threaded.failed] == [4] and "broken.jpg" in threaded.failed[0][1]
+    np.testing.assert_array_equal(inline.embeddings, threaded.embeddings)
+    with pytest.raises(OSError, match="broken.jpg"):
+        make(model, num_workers=3)(items)
+    with pytest.raises(ValueError, match="num_workers"):
+        make(model, num_workers=-1)
+    # defaults: the PyTorch CPU backends decode on the calling thread
+    assert make(model).num_workers == 0

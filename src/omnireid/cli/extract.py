@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="fused",
                    help="fused (default), eager, bf16, onnxruntime, openvino, openvino-bf16")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads decoding the next batch while the model runs (default: 0 for "
+                        "the PyTorch backends on the CPU, 2 for ONNX Runtime/OpenVINO, 4 on a GPU)")
     p.add_argument("--micro-batch", default="auto", type=parse_micro_batch,
                    help="images per forward pass inside a batch for the PyTorch backends: "
                         "auto (default: sized to the CPU cache), a number, or off")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     extractor = FeatureExtractor(
         args.model, weights=args.weights, device=args.device, batch_size=args.batch_size,
         size=parse_size(args.input) if args.input else None,
-        normalize=not args.no_normalize, backend=args.backend, micro_batch=args.micro_batch)
+        normalize=not args.no_normalize, backend=args.backend, micro_batch=args.micro_batch,
+        num_workers=args.workers)
     try:
         result = extractor.extract([root / p for p in rel], progress=True,
                                    strict=args.strict)
