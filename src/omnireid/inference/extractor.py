@@ -67,9 +67,9 @@ class FeatureExtractor:
             378 -> 433 img/s), 4 for a GPU, which would otherwise wait for the CPU. The
             embeddings do not depend on it.
         micro_batch: for the PyTorch backends, images per forward pass inside a batch:
-            ``"auto"`` (default) fits the widest activation in the CPU's cache (see
-            :func:`omnireid.inference.runtime.auto_micro_batch`), an int forces it, ``None``
-            runs whole batches.
+            ``"auto"`` (default) sizes them from the model's widest activation and the thread
+            count (see :func:`omnireid.inference.runtime.auto_micro_batch`), an int forces a
+            size, ``None`` runs whole batches. The embeddings do not depend on it.
 
     Calling it returns ``(N, D)`` float32 embeddings (D = 512 for OSNet).
     """
