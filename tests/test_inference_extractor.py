@@ -164,3 +164,26 @@ def test_decoding_workers_keep_order_failures_and_values(model, crops, tmp_path)
         make(model, num_workers=-1)
     # defaults: the PyTorch CPU backends decode on the calling thread
     assert make(model).num_workers == 0
+
+
+def test_embed_boxes_crops_like_slicing(model) -> None:
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (100, 60, 3), dtype=np.uint8)
+    boxes = [[10.2, 5.7, 40.1, 80.9], [-5, -5, 20, 30], [50, 90, 70, 120]]
+    # by hand: floor the top-left, ceil the bottom-right, clip to the frame
+    by_hand = [frame[5:81, 10:41], frame[0:30, 0:20], frame[90:100, 50:60]]
+    fe = make(model)
+    expected = fe(by_hand)
+    np.testing.assert_array_equal(fe.embed_boxes(frame, np.array(boxes)), expected)
+    np.testing.assert_array_equal(fe.embed_boxes(np.ascontiguousarray(frame[:, :, ::-1]), boxes,
+                                                 bgr=True), expected)
+    np.testing.assert_array_equal(fe.embed_boxes(Image.fromarray(frame), boxes), expected)
+    assert fe.embed_boxes(frame, np.zeros((0, 4))).shape == (0, 512)
+    with pytest.raises(ValueError, match=r"box #1 .* no area"):
+        fe.embed_boxes(frame, [[0, 0, 10, 10], [30, 30, 30, 50]])
+    with pytest.raises(ValueError, match="box #0"):
+        fe.embed_boxes(frame, [[70, 0, 90, 10]])  # entirely right of the frame
+    with pytest.raises(ValueError, match="NaN"):
+        fe.embed_boxes(frame, [[0, 0, np.nan, 10]])
+    with pytest.raises(ValueError, match="frame"):
+        fe.embed_boxes(frame[:, :, 0], boxes)

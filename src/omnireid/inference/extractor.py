@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -178,6 +179,49 @@ class FeatureExtractor:
         """
         result = self.extract(images, bgr=bgr, progress=progress, strict=True)
         return result.embeddings
+
+    def embed_boxes(
+        self,
+        frame: np.ndarray | Image.Image,
+        boxes: np.ndarray | Sequence[Sequence[float]],
+        bgr: bool = False,
+    ) -> np.ndarray:
+        """Embed the people in ``boxes`` of one video frame, as a tracker does every frame.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 array (RGB, or BGR with ``bgr=True`` as OpenCV gives it)
+                or a PIL image.
+            boxes: ``(N, 4)`` pixel boxes ``x1, y1, x2, y2`` (floats are rounded outwards to
+                whole pixels); parts outside the frame are clipped.
+
+        Returns:
+            ``(N, D)`` float32 embeddings in box order (``(0, D)`` for no boxes).
+
+        Raises:
+            ValueError: a box is malformed or has no area inside the frame (the message gives
+                its index and coordinates).
+        """
+        if isinstance(frame, Image.Image):
+            frame = np.asarray(frame.convert("RGB"))
+            bgr = False
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame must be an (H, W, 3) array or a PIL image, got "
+                             f"{getattr(frame, 'shape', type(frame).__name__)}")
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
+        if not np.isfinite(b).all():
+            raise ValueError("boxes contain NaN or infinite coordinates")
+        height, width = frame.shape[:2]
+        crops = []
+        for i, (x1, y1, x2, y2) in enumerate(b):
+            left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+            right, bottom = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+            if right <= left or bottom <= top:
+                raise ValueError(f"box #{i} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside "
+                                 f"the {width}x{height} frame")
+            crops.append(frame[top:bottom, left:right])
+        if not crops:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return self(crops, bgr=bgr)
 
     def extract(
         self,
