@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from omnireid.cli import CLIError
 from omnireid.cli.util import parse_size
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         size=parse_size(args.input) if args.input else None,
         normalize=not args.no_normalize, backend=args.backend, micro_batch=args.micro_batch,
         num_workers=args.workers)
+    start = time.perf_counter()
     try:
         result = extractor.extract([root / p for p in rel], progress=True,
                                    strict=args.strict)
@@ -73,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
             "source": str(args.source), "failed": failed}
     gallery = Gallery(result.embeddings, [rel[i] for i in result.indices], str(root), meta)
     path = gallery.save(args.output)
+    seconds = time.perf_counter() - start
     print(f"embedded {len(gallery)} of {len(rel)} images with {args.model} -> "
-          f"{gallery.embeddings.shape[1]}-d")
+          f"{gallery.embeddings.shape[1]}-d in {seconds:.1f} s "
+          f"({len(rel) / max(seconds, 1e-9):.0f} images/s, backend {args.backend})")
     if failed:
         print(f"{len(failed)} unreadable image(s) skipped:")
         for f in failed:
