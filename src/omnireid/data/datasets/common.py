@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omnireid.data.records import Sample
+from omnireid.data.records import ReIDDataset, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +221,32 @@ def samples_from_triplets(items: list, dataset_dir: Path, depth: int = 1) -> lis
 
 def triplets(samples: Sequence[Sample], dataset_dir: Path) -> list[list]:
     return [[relative_to(s.path, dataset_dir), s.pid, s.camid] for s in samples]
+
+
+def dataset_from_split_file(
+    name: str,
+    split_path: Path,
+    create: Callable[[], list],
+    split_id: int,
+    dataset_dir: Path,
+    *,
+    depth: int = 1,
+    check: Sequence[str] = ("train", "query", "gallery"),
+    extra: dict | None = None,
+) -> ReIDDataset:
+    """The dataset of split ``split_id`` of a split file holding ``[path, pid, camid]`` lists.
+
+    Reads ``split_path`` (writing it with ``create()`` first when missing), resolves the stored
+    paths (see :func:`resolve_path`; ``depth`` as there), and checks that the images of the
+    ``check`` parts exist. ``extra`` is added to the dataset's split information.
+    """
+    splits = load_or_create_splits(split_path, create, name)
+    split = pick_split(splits, split_id, split_path)
+    parts = {k: samples_from_triplets(split[k], dataset_dir, depth) for k in ("train", "query", "gallery")}
+    check_paths_exist([s for k in check for s in parts[k]], split_path)
+    info = {"split_id": split_id, "num_splits": len(splits), "split_file": str(split_path)}
+    return ReIDDataset(name, parts["train"], parts["query"], parts["gallery"],
+                       extra={**info, **(extra or {})})
 
 
 def check_paths_exist(samples: Sequence[Sample], source: Path, max_examples: int = 3) -> None:

@@ -28,12 +28,9 @@ import numpy as np
 from omnireid.data.datasets.common import (
     DatasetLayoutError,
     ParseReport,
-    check_paths_exist,
+    dataset_from_split_file,
     list_images,
-    load_or_create_splits,
-    pick_split,
     require_dir,
-    samples_from_triplets,
     seeded_split_path,
     triplets,
 )
@@ -107,11 +104,4 @@ def read_cuhk01(root: str | Path, *, split_id: int = 0, split_seed: int = 0) -> 
             raise DatasetLayoutError(f"no usable images in {campus}", LAYOUT)
         return make_splits(samples, dataset_dir, split_seed)
 
-    splits = load_or_create_splits(split_path, create, "cuhk01")
-    split = pick_split(splits, split_id, split_path)
-    parts = {k: samples_from_triplets(split[k], dataset_dir) for k in ("train", "query", "gallery")}
-    check_paths_exist(parts["train"] + parts["query"] + parts["gallery"], split_path)
-    return ReIDDataset(
-        "cuhk01", parts["train"], parts["query"], parts["gallery"],
-        extra={"split_id": split_id, "num_splits": len(splits), "split_file": str(split_path)},
-    )
+    return dataset_from_split_file("cuhk01", split_path, create, split_id, dataset_dir)

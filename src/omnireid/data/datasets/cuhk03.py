@@ -40,16 +40,13 @@ import numpy as np
 
 from omnireid.data.datasets.common import (
     DatasetLayoutError,
-    check_paths_exist,
-    load_or_create_splits,
-    pick_split,
+    dataset_from_split_file,
     relative_to,
     require_dir,
     require_file,
-    samples_from_triplets,
 )
 from omnireid.data.datasets.registry import DATASETS
-from omnireid.data.records import ReIDDataset, Sample
+from omnireid.data.records import ReIDDataset
 
 logger = logging.getLogger(__name__)
 
@@ -218,17 +215,6 @@ def read_cuhk03(
             dataset_dir / f"cuhk03_new_protocol_config_{kind}.mat", LAYOUT, "CUHK03 new-protocol file")
         return new_protocol_split(config, image_dir, dataset_dir)
 
-    splits = load_or_create_splits(split_path, create, "cuhk03")
-    split = pick_split(splits, split_id, split_path)
-    parts: dict[str, list[Sample]] = {
-        k: samples_from_triplets(split[k], dataset_dir) for k in ("train", "query", "gallery")
-    }
-    check_paths_exist(parts["train"] + parts["query"], split_path)
-    return ReIDDataset(
-        name="cuhk03",
-        train=parts["train"],
-        query=parts["query"],
-        gallery=parts["gallery"],
-        extra={"protocol": "classic" if classic_split else "767/700", "kind": kind, "split_id": split_id,
-               "num_splits": len(splits), "split_file": str(split_path)},
-    )
+    return dataset_from_split_file(
+        "cuhk03", split_path, create, split_id, dataset_dir, check=("train", "query"),
+        extra={"protocol": "classic" if classic_split else "767/700", "kind": kind})

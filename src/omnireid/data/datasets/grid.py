@@ -26,13 +26,10 @@ import numpy as np
 
 from omnireid.data.datasets.common import (
     ParseReport,
-    check_paths_exist,
+    dataset_from_split_file,
     list_images,
-    load_or_create_splits,
-    pick_split,
     require_dir,
     require_file,
-    samples_from_triplets,
     triplets,
 )
 from omnireid.data.datasets.registry import DATASETS
@@ -102,11 +99,5 @@ def read_grid(root: str | Path, *, split_id: int = 0) -> ReIDDataset:
             })
         return splits
 
-    splits = load_or_create_splits(split_path, create, "grid")
-    split = pick_split(splits, split_id, split_path)
-    parts = {k: samples_from_triplets(split[k], dataset_dir, depth=2) for k in ("train", "query", "gallery")}
-    check_paths_exist(parts["train"] + parts["query"] + parts["gallery"], split_path)
-    return ReIDDataset(
-        "grid", parts["train"], parts["query"], parts["gallery"],
-        extra={"split_id": split_id, "num_splits": len(splits), "split_file": str(split_path), "junk_pids": [0]},
-    )
+    return dataset_from_split_file("grid", split_path, create, split_id, dataset_dir, depth=2,
+                                   extra={"junk_pids": [0]})

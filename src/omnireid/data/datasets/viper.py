@@ -25,12 +25,9 @@ import numpy as np
 
 from omnireid.data.datasets.common import (
     DatasetLayoutError,
-    check_paths_exist,
+    dataset_from_split_file,
     list_images,
-    load_or_create_splits,
-    pick_split,
     require_dir,
-    samples_from_triplets,
     seeded_split_path,
     triplets,
 )
@@ -82,11 +79,4 @@ def read_viper(root: str | Path, *, split_id: int = 0, split_seed: int = 0) -> R
                 f"and {cam_b_dir} ({len(cam_b)})", LAYOUT)
         return make_splits(cam_a, cam_b, dataset_dir, split_seed)
 
-    splits = load_or_create_splits(split_path, create, "viper")
-    split = pick_split(splits, split_id, split_path)
-    parts = {k: samples_from_triplets(split[k], dataset_dir, depth=2) for k in ("train", "query", "gallery")}
-    check_paths_exist(parts["train"] + parts["query"] + parts["gallery"], split_path)
-    return ReIDDataset(
-        "viper", parts["train"], parts["query"], parts["gallery"],
-        extra={"split_id": split_id, "num_splits": len(splits), "split_file": str(split_path)},
-    )
+    return dataset_from_split_file("viper", split_path, create, split_id, dataset_dir, depth=2)
