@@ -15,9 +15,8 @@ import torch
 from PIL import Image
 
 from omnireid.data.decode import read_image, to_rgb
+from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (256, 128)  # (height, width)
 
 
