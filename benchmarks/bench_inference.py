@@ -151,14 +151,14 @@ def run_once(args) -> dict:
     runners["+ jit.freeze, whole batch"] = make_runner("fused", ours, micro_batch=None)
     runners["fused (default: + micro-batches)"] = make_runner("fused", ours)
     mb = runners["fused (default: + micro-batches)"].micro_batch
-    merged = TorchRunner(optimize_for_inference(ours, merge_streams=True), channels_last=True,
-                         micro_batch=mb)
+    merged_model = optimize_for_inference(ours, merge_streams=True)
+    merged = TorchRunner(merged_model, channels_last=True, micro_batch=mb)
     merged.model = freeze_for_cpu(merged.model, size)
     runners["fused + merged streams"] = merged
     runners["bf16 (fused)"] = make_runner("bf16", ours)
-    runners["bf16 + merged streams"] = TorchRunner(
-        optimize_for_inference(ours, merge_streams=True), dtype=torch.bfloat16,
-        channels_last=True, micro_batch=runners["bf16 (fused)"].micro_batch)
+    runners["bf16 + merged streams"] = TorchRunner(  # casts a copy: merged_model stays fp32
+        merged_model, dtype=torch.bfloat16, channels_last=True,
+        micro_batch=runners["bf16 (fused)"].micro_batch)
     fast = optimize_for_inference(ours)
     optional = {
             "onednn": ("fused + jit + oneDNN graph", lambda: jit_runner(fast, x, onednn_graph=True)),

@@ -22,6 +22,7 @@ from torch import nn
 
 from omnireid.inference.preprocess import DEFAULT_SIZE
 from omnireid.inference.runtime import available_backends, make_runner
+from omnireid.models.complexity import model_complexity
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,6 @@ def bench_backends(
     names = list(backends or available_backends())
     if baseline not in names and baseline not in (extra_runners or {}):
         names.insert(0, baseline)
-    from omnireid.models.complexity import model_complexity
-
     model = model.cpu().float().eval()
     mult_adds = model_complexity(model, size).mult_adds
     runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
