@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny CPU inputs run fastest, and most predictably on a busy machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def rank1_map(q: np.ndarray, g: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray) -> tuple[float, float]:

@@ -8,14 +8,16 @@ import numpy as np
 import onnx  # noqa: F401  (the dev extra installs the deploy packages; missing must fail)
 import onnxruntime  # noqa: F401
 import openvino  # noqa: F401
+import pytest
 import torch
 
 from omnireid.cli import main
 from omnireid.inference.export import check_parity, export_onnx, export_openvino
 from omnireid.inference.runtime import make_runner
 from omnireid.models import create_model, save_weights
-from tests.inference_helpers import one_thread  # noqa: F401
 from tests.test_inference_fuse import randomize_norms
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = (64, 32)
 

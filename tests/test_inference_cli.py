@@ -12,7 +12,8 @@ from PIL import Image
 from omnireid.cli import main
 from omnireid.inference.gallery import Gallery
 from omnireid.models import create_model, save_weights
-from tests.inference_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

@@ -10,7 +10,9 @@ import pytest
 
 from omnireid.inference import FeatureExtractor
 from tests.conftest import require_file
-from tests.inference_helpers import one_thread, rank1_map  # noqa: F401
+from tests.inference_helpers import rank1_map
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 WEIGHTS = "osnet_x0_25_msmt17.pth"
 FEATURES = "features_osnet_x0_25_msmt17.npy"

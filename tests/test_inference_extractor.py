@@ -10,7 +10,8 @@ from PIL import Image
 import omnireid
 from omnireid.inference import FeatureExtractor, extract_features
 from omnireid.models import create_model
-from tests.inference_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = (64, 32)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)

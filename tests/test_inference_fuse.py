@@ -16,7 +16,8 @@ from omnireid.inference.fuse import (
     optimize_for_inference,
 )
 from omnireid.models import OSBlock, create_model
-from tests.inference_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -15,7 +15,8 @@ from omnireid.inference.runtime import (
     widest_activation,
 )
 from omnireid.models import create_model
-from tests.inference_helpers import one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class BatchRecorder(nn.Module):

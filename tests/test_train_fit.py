@@ -23,12 +23,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY_SYNTHETIC = {"num_ids": 24, "num_distractors": 4, "num_junk": 0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")
