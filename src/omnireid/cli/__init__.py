@@ -2,6 +2,11 @@
 
 Each command lives in its own module of this package, which defines ``register(subparsers)`` and
 ``run(args) -> int``. ``main`` wires them together.
+
+Errors: the library's own errors (:mod:`omnireid.errors`) and failed writes to a full or
+read-only disk end the command with one line, ``omnireid COMMAND: error: MESSAGE``, and a
+non-zero status; Ctrl-C ends it with status 130 and a line saying what was kept. Any other
+exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from omnireid import __version__
+from omnireid.errors import OmnireidError, UsageError, clean_message
+from omnireid.files import is_write_failure, output_error
 
 # Order here is the order shown in `omnireid --help`.
 COMMAND_MODULES: list[str] = [
@@ -30,8 +37,8 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-class CLIError(Exception):
-    """An error the user can fix; printed without a traceback."""
+#: A bad option value or combination, printed without a traceback.
+CLIError = UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +66,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (CLIError, KeyError, FileNotFoundError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"omnireid {args.command}: error: {message}", file=sys.stderr)
+    except OmnireidError as exc:
+        report_error(args.command, exc)
+        return exc.exit_code
+    except OSError as exc:
+        if not (is_write_failure(exc) and exc.filename):
+            raise
+        report_error(args.command, output_error(exc.filename, exc))
         return 2
+    except KeyboardInterrupt as exc:
+        detail = clean_message(exc.args[0]) if exc.args else "interrupted"
+        print(f"\nomnireid {args.command}: {detail}", file=sys.stderr)
+        return 130
+
+
+def report_error(command: str, exc: BaseException) -> None:
+    """Print ``exc`` as ``omnireid COMMAND: error: ...`` without terminal control codes; the
+    first line names the file or option, further lines (when there are any) give details."""
+    text = clean_message(str(exc)) or type(exc).__name__
+    first, _, rest = text.partition("\n")
+    print(f"omnireid {command}: error: {first}", file=sys.stderr)
+    for line in rest.splitlines():
+        print(f"  {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

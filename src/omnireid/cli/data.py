@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from omnireid.cli import CLIError
+from omnireid.files import write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,9 +99,6 @@ def run_summary(args: argparse.Namespace) -> int:
             print(f"  {path}: {why}")
         info["unreadable"] = bad
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(info, f, indent=1, default=str)
-        os.replace(tmp, args.json)
+        write_json(args.json, info, indent=1, default=str)
         print(f"wrote {args.json}")
     return 0

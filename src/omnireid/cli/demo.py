@@ -4,11 +4,12 @@ domain, print the results and write a report folder."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from omnireid.files import write_json
 
 # The recipe of configs/demo.yaml (kept equal to it by a test), so that the installed package
 # needs no file from the source tree.
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from omnireid.cli.train import print_results
-    from omnireid.config import ConfigError, load_config
+    from omnireid.config import load_config
     from omnireid.engine.fit import fit
     from omnireid.evaluation.rank import removed_gallery
     from omnireid.viz.ranked import save_ranked_lists
@@ -92,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
         # one core per loader worker, the rest for the network: no oversubscription on small machines
         workers = int(DEMO_RECIPE["data"]["num_workers"])
         overrides.append(f"train.num_threads={max(1, (os.cpu_count() or 1) - workers)}")
-    try:
-        cfg = load_config(None, overrides, base=DEMO_RECIPE)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+    cfg = load_config(None, overrides, base=DEMO_RECIPE, base_source="the demo recipe")
     print(f"training {cfg.model.name} on {'+'.join(cfg.data.sources)} for {cfg.train.max_epoch} epochs "
           f"({cfg.data.height}x{cfg.data.width}); evaluating on {', '.join(cfg.data.targets)}", flush=True)
     result = fit(cfg)
@@ -127,9 +125,7 @@ def run(args: argparse.Namespace) -> int:
         "files": {"curves": str(out / "curves.png"), "ranked_lists": pictures,
                   "weights": str(out / "model.pth"), "config": str(out / "config.yaml")},
     }
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    write_json(out / "metrics.json", report)
     print()
     print_results(result.final)
     print(f"\ntrained {result.epochs} epochs in {result.seconds:.0f} s")

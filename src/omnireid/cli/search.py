@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from omnireid.cli import CLIError
+from omnireid.cli.util import positive_int
+from omnireid.files import make_dirs, write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "report folder.")
     p.add_argument("queries", nargs="+", help="query image files")
     p.add_argument("--gallery", required=True, help="gallery file from `omnireid extract`")
-    p.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
+    p.add_argument("--top", type=positive_int, default=10, help="matches per query (default 10)")
     p.add_argument("--index", default="exact",
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
     p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery)")
@@ -33,8 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.inference import FeatureExtractor
     from omnireid.inference.gallery import Gallery
     from omnireid.inference.index import build_index
+    from omnireid.inference.runtime import BACKENDS
     from omnireid.inference.search_report import Match, draw_ranked_grid, write_html
 
+    if args.backend is not None and args.backend not in BACKENDS:
+        raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
     gallery = Gallery.load(args.gallery)
     meta = gallery.meta
     if "model" not in meta:
@@ -50,14 +54,15 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"query image not found: {q}")
     q_emb = extractor(args.queries)
     g_emb = gallery.embeddings
+    if q_emb.shape[1] != g_emb.shape[1]:
+        raise CLIError(f"{args.gallery} holds {g_emb.shape[1]}-d embeddings but {meta['model']} gives "
+                       f"{q_emb.shape[1]}-d ones: the gallery and the model disagree (re-extract the gallery "
+                       "with this model, or search it with the model that made it)")
     if not meta.get("normalized", True):
         from omnireid.inference.extractor import l2_normalize
 
         g_emb = l2_normalize(g_emb)
-    try:
-        index = build_index(g_emb, args.index, metric="ip")
-    except ImportError as exc:
-        raise CLIError(str(exc)) from None
+    index = build_index(g_emb, args.index, metric="ip")
     result = index.search(q_emb, args.top)
     all_matches: list[list[Match]] = []
     for qi, q in enumerate(args.queries):
@@ -69,13 +74,12 @@ def run(args: argparse.Namespace) -> int:
         print_table(["rank", "similarity", "gallery image"],
                     [[m.rank, f"{m.score:.4f}", m.path] for m in hits])
         print()
-    report = Path(args.report)
-    report.mkdir(parents=True, exist_ok=True)
+    report = make_dirs(args.report)
     picture = draw_ranked_grid(args.queries, all_matches, report / "ranked.png")
     page = write_html(args.queries, all_matches, report / "index.html", picture=picture.name)
-    (report / "results.json").write_text(json.dumps(
-        {"gallery": str(args.gallery), "index": args.index,
-         "queries": [{"query": q, "matches": [m.__dict__ for m in hits]}
-                     for q, hits in zip(args.queries, all_matches)]}, indent=2))
+    write_json(report / "results.json",
+               {"gallery": str(args.gallery), "index": args.index,
+                "queries": [{"query": q, "matches": [m.__dict__ for m in hits]}
+                            for q, hits in zip(args.queries, all_matches)]})
     print(f"report folder: {report} ({picture.name}, {page.name}, results.json)")
     return 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from omnireid.errors import DataError, MissingFileError, UsageError
+from omnireid.files import atomic_write
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -32,7 +36,7 @@ class Gallery:
     def __post_init__(self) -> None:
         self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
         if self.embeddings.ndim != 2 or len(self.embeddings) != len(self.paths):
-            raise ValueError(f"gallery: {self.embeddings.shape} embeddings for "
+            raise UsageError(f"gallery: {self.embeddings.shape} embeddings for "
                              f"{len(self.paths)} paths")
 
     def __len__(self) -> int:
@@ -45,12 +49,9 @@ class Gallery:
     def save(self, path: str | os.PathLike) -> Path:
         """Write an ``.npz`` (atomically): ``embeddings``, ``paths``, ``root``, ``meta`` (JSON)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_write(path, "wb") as fh:
             np.savez(fh, embeddings=self.embeddings, paths=np.array(self.paths, dtype=str),
                      root=np.array(str(self.root)), meta=np.array(json.dumps(self.meta)))
-        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -58,13 +59,13 @@ class Gallery:
         """Read a gallery written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"gallery file not found: {path}")
+            raise MissingFileError(f"gallery file not found: {path}")
         try:
             with np.load(path, allow_pickle=False) as data:
                 return cls(data["embeddings"], [str(p) for p in data["paths"]],
                            str(data["root"]), json.loads(str(data["meta"])))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path} is not an omnireid gallery file: {exc}") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path} is not an omnireid gallery file: {exc}") from None
 
 
 def find_images(source: str | os.PathLike) -> tuple[Path, list[str]]:
@@ -87,6 +88,6 @@ def find_images(source: str | os.PathLike) -> tuple[Path, list[str]]:
         root = Path(text).parent
         files = [Path(text)]
     else:
-        raise FileNotFoundError(f"no such folder, file or glob match: {text}")
+        raise MissingFileError(f"no such folder, file or glob match: {text}")
     rel = sorted(os.path.relpath(p, root) for p in files)
     return root.resolve(), rel
