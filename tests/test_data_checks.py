@@ -36,7 +36,7 @@ def test_manifest_paths_stay_inside_its_folder(tmp_path, row, why):
     m = _manifest(tmp_path, ["images/a.jpg,1,0,train", row])
     with pytest.raises(DataError, match=why) as err:
         load_dataset("csv_manifest", m)
-    assert "m.csv" in str(err.value) and "row 2" in str(err.value)
+    assert "m.csv:line 3" in str(err.value)  # the header is line 1
 
 
 def test_absolute_paths_with_the_explicit_option(tmp_path):
@@ -48,7 +48,7 @@ def test_absolute_paths_with_the_explicit_option(tmp_path):
 def test_duplicate_rows_refused_or_dropped_by_policy(tmp_path):
     m = _manifest(tmp_path, ["images/a.jpg,1,0,gallery", "images/b.jpg,2,0,gallery",
                              "images/a.jpg,1,0,gallery", "images/c.jpg,1,1,query"])
-    with pytest.raises(DataError, match=r"1 duplicate row\(s\), e.g. rows 1 and 3 \(images/a.jpg\)"):
+    with pytest.raises(DataError, match=r"1 duplicate row\(s\), e.g. lines 2 and 4 \(images/a.jpg\)"):
         load_dataset("csv_manifest", m)
     ds = load_dataset("csv_manifest", m, duplicates="drop")
     assert [s.path.rsplit("/", 1)[1] for s in ds.gallery] == ["a.jpg", "b.jpg"]

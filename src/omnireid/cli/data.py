@@ -67,10 +67,7 @@ def run_summary(args: argparse.Namespace) -> int:
     from omnireid.data.summary import summarize, summary_dict
 
     options = parse_options(args.option)
-    try:
-        ds = load_dataset(args.name, args.root, combineall=args.combineall, **options)
-    except TypeError as exc:
-        raise CLIError(f"bad reader option for {args.name!r}: {exc}") from None
+    ds = load_dataset(args.name, args.root, combineall=args.combineall, **options)
     print(f"{ds.name}" + (f"  ({args.root})" if args.root else ""))
     rows = [[s.split, s.num_ids, s.num_images, s.num_cameras if ds.has_cameras else "unknown"]
             for s in summarize(ds)]

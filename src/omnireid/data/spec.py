@@ -112,8 +112,9 @@ def reader_options(name: str) -> tuple[list[str], bool]:
     return names, anything
 
 
-def check_spec(spec: DatasetSpec, where: str = "dataset") -> None:
-    """Raise if the reader is unknown or an option is not one of the reader's."""
+def check_spec(spec: DatasetSpec, where: str = "dataset", spec_keys: bool = True) -> None:
+    """Raise if the reader is unknown or an option is not one of the reader's (the message lists
+    the valid keys, with ``name``/``root``/``as`` when ``spec_keys``)."""
     valid, anything = reader_options(spec.name)
     if anything:
         return
@@ -121,9 +122,9 @@ def check_spec(spec: DatasetSpec, where: str = "dataset") -> None:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=2, cutoff=0.5)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            choices = ", ".join([*SPEC_KEYS, *valid])
+            choices = ", ".join([*SPEC_KEYS, *valid] if spec_keys else valid) or "none"
             raise UsageError(f"{where}: {key!r} is not an option of the {spec.name} reader.{hint} "
-                             f"Valid keys: {choices}")
+                             f"Valid {'keys' if spec_keys else 'options'}: {choices}")
 
 
 def check_unique_labels(specs: Sequence[DatasetSpec], where: str) -> None:

@@ -387,11 +387,11 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
                 "epoch": epoch, "loss": all_reduce_mean(stats.loss, info), "acc": all_reduce_mean(stats.acc, info),
                 "parts": stats.parts, "lr": lrs[0], "fixbase": fixbase, "steps": stats.steps,
                 "images_per_s": stats.images * info.world_size / max(stats.seconds, 1e-9),
-                "epoch_seconds": stats.seconds,
+                "epoch_seconds": stats.seconds, "epoch_cpu_seconds": stats.cpu_seconds,
             }
             new_bad = {b.path: b.reason for b in stats.skipped if b.path not in skipped}
             score = -record["loss"] if cfg.train.eval_freq < 0 else None
-            eval_start = time.perf_counter()
+            eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
             if _should_eval(epoch, cfg.train.max_epoch, cfg.train.eval_freq):
                 if info.is_main:
                     last_epoch = epoch + 1 == cfg.train.max_epoch
@@ -401,6 +401,7 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
                             batch_size=cfg.test.batch_size, dist_metric=cfg.test.dist_metric,
                             normalize_feature=cfg.test.normalize_feature, device=device,
                             channels_last=cfg.train.channels_last, keep_distmat=last_epoch, progress=progress,
+                            num_workers=cfg.data.num_workers,
                             on_error="skip" if cfg.data.on_bad_image == "skip" else "raise")
                         for ds in targets
                     }
@@ -411,6 +412,7 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
                     first = next(iter(record["eval"].values()), None)
                     score = first["mAP"] if first else None
                     record["eval_seconds"] = time.perf_counter() - eval_start
+                    record["eval_cpu_seconds"] = time.process_time() - eval_cpu_start
                 broadcast_flag(False, info)  # all ranks wait for the evaluation
             if new_bad:
                 skipped.update(new_bad)

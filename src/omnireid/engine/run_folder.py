@@ -67,8 +67,7 @@ class RunFolder:
 
     def __init__(self, folder: str | os.PathLike, command: str | None = None) -> None:
         self.folder = Path(folder)
-        self.command = command if command is not None else " ".join(
-            [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None
+        self.command = command if command is not None else _command_line()
         self._fh = None
 
     @property
@@ -159,6 +158,16 @@ class RunFolder:
         if removed:
             logger.info("%s: removed the previous run's %s (overwrite)", self.folder, ", ".join(removed))
         return removed
+
+
+def _command_line() -> str | None:
+    """How this process was started, as a user would type it."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    prog = Path(sys.argv[0]).name
+    if prog in ("__main__.py", "omnireid"):
+        prog = "omnireid"
+    return " ".join([prog, *sys.argv[1:]])
 
 
 def _summarise_run(folder: Path) -> str:

@@ -36,7 +36,9 @@ class NonFiniteLossError(NonFiniteError):
 @dataclass
 class EpochStats:
     """Means over the epoch's steps: ``loss`` (weighted total), ``parts`` (each loss), ``acc``
-    (identity accuracy of the logits, 0 when the model has none), ``images`` seen and ``seconds``."""
+    (identity accuracy of the logits, 0 when the model has none), ``images`` seen, ``seconds``
+    (wall time) and ``cpu_seconds`` (CPU time of this process, all its threads; loader workers
+    not included)."""
 
     loss: float
     acc: float
@@ -45,6 +47,7 @@ class EpochStats:
     images: int = 0
     seconds: float = 0.0
     skipped: list[BadImage] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
 
 def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -123,7 +126,7 @@ def train_one_epoch(
     """
     import time
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     total = max_steps if max_steps > 0 else len(loader)  # type: ignore[arg-type]
     bar = progress_bar(total=total, desc=f"epoch {epoch + 1}", unit="batch", enabled=progress)
     sums = {"loss": 0.0, "correct": 0.0}
@@ -207,6 +210,7 @@ def train_one_epoch(
         images=images,
         seconds=time.perf_counter() - start,
         skipped=skipped,
+        cpu_seconds=time.process_time() - cpu_start,
     )
 
 

@@ -59,7 +59,7 @@ def load_dataset(
     reader = DATASETS.get(names[0])
     if root is None and not names[0].startswith("synthetic"):
         raise UsageError(f"dataset {name!r} needs a data root (root=...)")
-    check_spec(DatasetSpec(names[0], options=kwargs), f"dataset {names[0]!r}")
+    check_spec(DatasetSpec(names[0], options=kwargs), f"dataset {names[0]!r}", spec_keys=False)
     dataset = reader(root, **kwargs)
     if combineall:
         dataset = combine_all(dataset)

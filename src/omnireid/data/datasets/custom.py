@@ -167,15 +167,17 @@ def parse_market_folder_any(folder: Path, report: ParseReport) -> tuple[list[Sam
     return parse_market_folder(folder, max_camera=None, report=report, extensions=IMAGE_EXTENSIONS)
 
 
-def _read_csv_rows(path: Path) -> list[list[str]]:
+def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV file with their line numbers (1-based, as an editor shows)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+            reader = csv.reader(f)
+            rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file (it is not UTF-8 text)") from None
     except csv.Error as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    return [[cell.strip() for cell in row] for row in rows]
+    return [(n, [cell.strip() for cell in row]) for n, row in rows]
 
 
 DUPLICATE_POLICIES = ("error", "drop")
@@ -208,11 +210,11 @@ def _check_repeats(raw: list, csv_path: Path, duplicates: str) -> tuple[list, in
             row0, pid0, cam0, split0 = seen
             name = os.path.relpath(path, csv_path.parent)
             if pid0 != pid:
-                conflicts.append(f"{name} is listed under two identities (row {row0}: {pid0}, row {lineno}: {pid})")
+                conflicts.append(f"{name} is listed under two identities (line {row0}: {pid0}, line {lineno}: {pid})")
             elif cam0 != cam:
-                conflicts.append(f"{name} is listed under two cameras (row {row0}: {cam0}, row {lineno}: {cam})")
+                conflicts.append(f"{name} is listed under two cameras (line {row0}: {cam0}, line {lineno}: {cam})")
             elif (split0 == "train") != (split_name == "train"):
-                conflicts.append(f"{name} is listed both for training and for testing (rows {row0} and {lineno})")
+                conflicts.append(f"{name} is listed both for training and for testing (lines {row0} and {lineno})")
         else:
             roles[path] = (lineno, pid, cam, split_name)
         key = (path, split_name)
@@ -225,7 +227,7 @@ def _check_repeats(raw: list, csv_path: Path, duplicates: str) -> tuple[list, in
         more = f"; ... {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
         raise DataError(f"{csv_path}: {len(conflicts)} conflicting row(s): {'; '.join(conflicts[:5])}{more}")
     if repeated and duplicates == "error":
-        examples = "; ".join(f"rows {a} and {b} ({os.path.relpath(p, csv_path.parent)})" for a, b, p in repeated[:3])
+        examples = "; ".join(f"lines {a} and {b} ({os.path.relpath(p, csv_path.parent)})" for a, b, p in repeated[:3])
         raise DataError(f"{csv_path}: {len(repeated)} duplicate row(s), e.g. {examples}. Remove them, or "
                         "read the manifest with duplicates=drop to keep the first of each")
     if repeated:
@@ -247,15 +249,15 @@ def read_csv_manifest(
         raise UsageError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {duplicates!r}")
     csv_path = require_file(Path(root).expanduser(), CSV_LAYOUT, "CSV manifest")
     rows = _read_csv_rows(csv_path)
-    if rows and rows[0][:2] == ["path", "pid"]:
+    if rows and rows[0][1][:2] == ["path", "pid"]:
         rows = rows[1:]
     if not rows:
         raise DatasetLayoutError(f"{csv_path}: no rows", CSV_LAYOUT)
     base = Path(os.path.normpath(csv_path.parent.absolute()))
     report = ParseReport()
     raw: list[tuple[int, str, str, int, str | None]] = []
-    for lineno, row in enumerate(rows, 1):
-        where = f"{csv_path.name}:row {lineno}"
+    for lineno, row in rows:
+        where = f"{csv_path.name}:line {lineno}"
         if len(row) not in (3, 4):
             report.add(where, f"expected 3 or 4 columns, got {len(row)}")
             continue
