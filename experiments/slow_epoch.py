@@ -74,7 +74,8 @@ def cuhk03_recipe(folder: Path, compat: Path) -> list[str]:
         for r in rows:
             split = ("query" if r["camid"] == "0" else "gallery") if r["pid"] in test else "train"
             f.write(f"{compat / 'cuhk03_pair1_val' / r['path']},{r['pid']},{r['camid']},{split}\n")
-    return [f"data.root={manifest}", "data.sources=[csv_manifest]", "data.targets=[csv_manifest]",
+    spec = f"{{name: csv_manifest, root: {manifest}, allow_absolute: true}}"
+    return [f"data.sources=[{spec}]", f"data.targets=[{spec}]",
             "data.height=256", "data.width=128", "data.batch_size=32", "data.num_workers=1",
             f"model.weights={compat / 'weights' / 'osnet_x0_25_msmt17.pth'}", "optim.lr=0.0015",
             "test.batch_size=128"]

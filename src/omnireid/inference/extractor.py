@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 from omnireid.errors import UsageError
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.runtime import BACKENDS, make_runner
+from omnireid.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class FeatureExtractor:
         chunks: list[np.ndarray] = []
         kept: list[int] = []
         failed: list[tuple[int, str]] = []
-        bar = tqdm(total=len(items), unit="img", disable=not progress, desc="extract")
+        bar = progress_bar(total=len(items), unit="img", enabled=progress, desc="extract")
         pool = ThreadPoolExecutor(self.num_workers) if self.num_workers else None
         starts = range(0, len(items), self.batch_size)
         try:

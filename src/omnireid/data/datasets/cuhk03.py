@@ -49,6 +49,7 @@ from omnireid.data.records import ReIDDataset
 from omnireid.errors import DataError
 from omnireid.extras import require
 from omnireid.files import atomic_path
+from omnireid.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 def extract_images(mat_path: Path, dataset_dir: Path) -> None:
     """Write every image of ``cuhk-03.mat`` as PNG into ``images_detected/`` and ``images_labeled/``."""
     h5py = _import_h5py()
-    from tqdm import tqdm
 
     with h5py.File(mat_path, "r") as mat:
         for kind in KINDS:
@@ -95,7 +95,7 @@ def extract_images(mat_path: Path, dataset_dir: Path) -> None:
             pairs = mat[kind][0]
             for pair_index, pair_ref in enumerate(pairs):
                 cells = mat[pair_ref][:].T  # (num_persons, 10) references
-                for person in tqdm(range(cells.shape[0]), desc=f"cuhk03 {kind} pair {pair_index + 1}", leave=False):
+                for person in progress_bar(range(cells.shape[0]), desc=f"cuhk03 {kind} pair {pair_index + 1}"):
                     found = 0
                     for image_index, ref in enumerate(cells[person]):
                         img = mat[ref][:].T  # (H, W, 3) uint8, or an empty placeholder
