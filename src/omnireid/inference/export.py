@@ -54,8 +54,8 @@ def export_onnx(
         size: (height, width) of the input.
         opset: ONNX opset.
     """
+    require("onnx", "deploy", "exporting to ONNX")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     m = _export_ready(model)
     x = torch.randn(2, 3, *size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
