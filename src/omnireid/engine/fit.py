@@ -296,8 +296,6 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
         or (None, [])
     if not info.is_main:
         train_set = load_train_set(cfg)
-    else:
-        cfg.save(out_dir / "config.yaml")  # once the settings, the checkpoint and the data are checked
     num_classes = train_set.num_train_pids
     logger.info("training on %s: %d images, %d identities", train_set.name, len(train_set.train), num_classes)
 
@@ -360,6 +358,8 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
         model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                         find_unused_parameters=o.fixbase_epochs > start_epoch)
 
+    if info.is_main:  # the settings, the checkpoint, the data and the model are good: the run starts
+        cfg.save(out_dir / "config.yaml")
     if info.is_main and on_start is not None:
         on_start({"model": cfg.model.name, "sources": [spec.label for spec in _specs(cfg.data.sources)],
                   "train_images": len(train_set.train), "num_classes": num_classes,
