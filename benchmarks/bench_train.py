@@ -209,10 +209,10 @@ def epoch_times(a: argparse.Namespace) -> bool:
     cpu = [r["epoch_cpu_seconds"] for r in records]
     med_wall, med_cpu = statistics.median(wall), statistics.median(cpu)
     print(f"{'epoch':>5s} {'train wall s':>12s} {'x median':>8s} {'train CPU s':>11s} {'x median':>8s} "
-          f"{'eval wall s':>11s}")
+          f"{'eval wall s':>11s} {'eval CPU s':>10s}")
     for r, w, c in zip(records, wall, cpu):
         print(f"{r['epoch'] + 1:5d} {w:12.2f} {w / med_wall:8.2f} {c:11.2f} {c / med_cpu:8.2f} "
-              f"{r.get('eval_seconds', 0.0):11.2f}")
+              f"{r.get('eval_seconds', 0.0):11.2f} {r.get('eval_cpu_seconds', 0.0):10.2f}")
     idle = max(load_before, load_after) < 0.25 * cores
     checks = [("CPU", cpu, med_cpu)] + ([("wall", wall, med_wall)] if idle else [])
     if not idle:
