@@ -438,10 +438,12 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
                         record["loss"], record["acc"], record["lr"])
     except NonFiniteLossError as exc:
         metrics_log.close()
+        last_good = _on_disk(last_path) or last_good
         raise NonFiniteLossError(f"{exc}; training stopped. {_last_good_text(last_good)} Lower optim.lr "
                                  "or set optim.grad_clip (a resumed run may change both).") from None
     except KeyboardInterrupt:
         metrics_log.close()
+        last_good = _on_disk(last_path) or last_good
         raise KeyboardInterrupt(f"interrupted in epoch {epoch + 1} of {cfg.train.max_epoch}. "
                                 f"{_last_good_text(last_good)}") from None
 
@@ -525,6 +527,20 @@ def _save_checkpoint(out_dir: Path, epoch: int, model, optimizer, scheduler, sca
     atomic_torch_save(state, out_dir / LAST)
     if improved:
         atomic_torch_save(state, out_dir / BEST)
+
+
+def _on_disk(path: Path) -> tuple[Path, int] | None:
+    """``(path, epochs done)`` of the checkpoint at ``path`` when it is readable and finite: what
+    is really on disk when a run stops (an interruption can fall between a write and its
+    bookkeeping)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+        check_finite(state, path)
+    except (OmnireidError, OSError):
+        return None
+    return path, int(state["epoch"])
 
 
 def _last_good_text(last_good: tuple[Path, int] | None) -> str:
