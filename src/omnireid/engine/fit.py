@@ -63,7 +63,14 @@ from omnireid.engine.metrics_log import MetricsLogger, plot_curves
 from omnireid.engine.optim import EpochLR, build_optimizer, set_trainable
 from omnireid.engine.run_folder import RunFolder
 from omnireid.engine.train import NonFiniteLossError, train_one_epoch
-from omnireid.errors import CheckpointError, ConfigError, OmnireidError, RunFolderError
+from omnireid.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    OmnireidError,
+    RunFolderError,
+    UsageError,
+)
 from omnireid.files import write_json, write_text
 from omnireid.losses import build_loss
 
@@ -304,16 +311,7 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # augmentation/dropout streams per rank
 
-    from omnireid.data import build_train_loader
-
-    loader = build_train_loader(
-        train_set.train, height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.batch_size,
-        sampler=cfg.data.sampler, num_instances=cfg.data.num_instances, num_workers=cfg.data.num_workers,
-        seed=cfg.train.seed, rank=info.rank, world_size=info.world_size, random_flip=cfg.data.random_flip,
-        random_crop=cfg.data.random_crop, random_erase=cfg.data.random_erase,
-        color_jitter=cfg.data.color_jitter, persistent_workers=False, pin_memory=device.type == "cuda",
-        on_error="skip" if cfg.data.on_bad_image == "skip" else "raise",
-    )
+    loader = _train_loader(cfg, train_set, info, device)
     criterion = build_loss({"softmax": cfg.loss.softmax, "triplet": cfg.loss.triplet},
                            label_smooth=cfg.loss.label_smooth, margin=cfg.loss.margin)
     o = cfg.optim
@@ -481,6 +479,29 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
         raise RuntimeError(f"replicas disagree on the weights after training: {digests}")
     return FitResult(out_dir, len(history), result_final, best["epoch"], history,
                      time.perf_counter() - t0, evaluations, _unwrap(model), changes, skipped)
+
+
+def _train_loader(cfg: Config, train_set, info: DistInfo, device: torch.device):
+    """The training loader; a training set that cannot fill the batches is an error that names
+    the set and the settings."""
+    from omnireid.data import build_train_loader
+
+    d = cfg.data
+    settings = f"data.sampler={d.sampler}, data.batch_size={d.batch_size}" + (
+        f", data.num_instances={d.num_instances}" if d.sampler == "identity" else "")
+    if len(train_set.train) < d.batch_size * info.world_size:
+        raise DataError(f"the training set {train_set.name} has {len(train_set.train)} images, fewer than one batch "
+                        f"({settings}{f', {info.world_size} processes' if info.distributed else ''}): "
+                        "lower data.batch_size")
+    try:
+        return build_train_loader(
+            train_set.train, height=d.height, width=d.width, batch_size=d.batch_size, sampler=d.sampler,
+            num_instances=d.num_instances, num_workers=d.num_workers, seed=cfg.train.seed, rank=info.rank,
+            world_size=info.world_size, random_flip=d.random_flip, random_crop=d.random_crop,
+            random_erase=d.random_erase, color_jitter=d.color_jitter, persistent_workers=False,
+            pin_memory=device.type == "cuda", on_error="skip" if d.on_bad_image == "skip" else "raise")
+    except UsageError as exc:
+        raise UsageError(f"the training set {train_set.name}: {exc} ({settings})") from None
 
 
 def _restore(state, path: Path, model, optimizer, scheduler, scaler) -> None:
