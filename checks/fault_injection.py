@@ -817,7 +817,7 @@ def odd_image_modes(ctx: Ctx) -> Result:
     Image.fromarray(arr).convert("L").save(imgs / "gray.png")
     Image.fromarray(arr).convert("CMYK").save(imgs / "cmyk.jpg")
     Image.fromarray(arr[:, :, 0].astype(np.uint16) * 257).save(imgs / "sixteen.png")
-    Image.fromarray(arr).convert("P").save(imgs / "palette.gif")
+    Image.fromarray(arr).convert("P").save(imgs / "palette.png")
     proc = ctx.run("extract", str(imgs), "-o", str(folder / "g.npz"), "--model", "osnet_x0_25", "--weights",
                    str(model_file(ctx)), "--input", "64x32")
     ok = "embedded 4 of 4 images" in proc.stdout
@@ -1007,7 +1007,8 @@ def main() -> None:
             result = Result("case error", f"{type(exc).__name__}: {exc}")
         rows.append((case, result))
         mark = "ok " if result.outcome not in FAILURES and result.outcome != "case error" else "XX "
-        print(f"{mark}{case.name}: {result.outcome} ({time.time() - t0:.0f} s) {result.message[:140]}", flush=True)
+        print(f"{mark}{case.name}: {result.outcome} ({time.time() - t0:.0f} s) {_one_line(result.message)[:140]}",
+              flush=True)
     print()
     table = render(rows)
     print(table)
@@ -1022,6 +1023,10 @@ def _passed(case: Case, result: Result) -> bool:
     return result.outcome == case.expected
 
 
+def _one_line(text: str) -> str:
+    return " / ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def _label(case: Case) -> str:
     return case.name + (f" [needs {case.needs}]" if case.needs else "") + (" (+)" if case.added else "")
 
@@ -1031,7 +1036,7 @@ def render(rows) -> str:
     lines = [f"{'case':{width}s}  {'expected':11s}  {'outcome':11s}  message",
              f"{'-' * width}  {'-' * 11}  {'-' * 11}  -------"]
     for case, res in rows:
-        lines.append(f"{_label(case):{width}s}  {case.expected:11s}  {res.outcome:11s}  {res.message[:150]}")
+        lines.append(f"{_label(case):{width}s}  {case.expected:11s}  {res.outcome:11s}  {_one_line(res.message)[:150]}")
     return "\n".join(lines)
 
 
@@ -1056,7 +1061,7 @@ def markdown(rows) -> str:
     out = ["| case | group | expected | outcome | message |", "| --- | --- | --- | --- | --- |"]
     for case, res in rows:
         name = case.name + (f" (needs `{case.needs}`)" if case.needs else "") + (" (added)" if case.added else "")
-        msg = res.message.replace("|", "\\|")[:200]
+        msg = _one_line(res.message).replace("|", "\\|")[:200]
         out.append(f"| {name} | {case.group} | {case.expected} | {res.outcome} | `{msg}` |")
     return "\n".join(out) + "\n\n" + totals(rows) + "\n"
 

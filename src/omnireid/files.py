@@ -37,10 +37,16 @@ _REASONS = {
 }
 
 
+_FOLDER_REASONS = {
+    errno.EEXIST: "it exists and is not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
+
+
 def output_error(path: str | os.PathLike, exc: BaseException) -> OutputError:
     """An :class:`OutputError` for a failed write of ``path``."""
     if isinstance(exc, OSError):
-        reason = _REASONS.get(exc.errno or -1) or exc.strerror or str(exc)
+        reason = _REASONS.get(exc.errno or -1) or _FOLDER_REASONS.get(exc.errno or -1) or exc.strerror or str(exc)
     else:
         reason = str(exc)
     err = OutputError(f"cannot write {path}: {reason}")
