@@ -65,6 +65,29 @@ def test_quiet_silences_the_epoch_lines(sites, tmp_path, capsys):
     assert f"outputs in {out}" in printed
 
 
+BATCH_LINE = re.compile(r"^epoch (\d+)/2  batch (\d+)/(\d+)  loss \d+\.\d{4}  acc +\d+\.\d%  lr \d\.\d\de-\d\d  "
+                        r"\d+ img/s  epoch ETA (\S+)  ETA (\S+)$")
+
+
+def test_print_freq_adds_lines_with_an_eta_when_not_on_a_terminal(sites, tmp_path, capsys):
+    out = tmp_path / "run"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_train_recipe(
+        out, [{"name": "csv_manifest", "root": str(sites["a"])}], ["synthetic_a"],
+        train={"eval_freq": -1, "max_steps_per_epoch": 3, "print_freq": 1}))
+    assert main(["train", "-c", str(recipe)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    batches = [BATCH_LINE.match(line) for line in printed if line.startswith("epoch ") and "batch" in line]
+    assert all(batches) and batches
+    # a line after batches 1 and 2 of each 3-batch epoch (after the last one the epoch line follows)
+    assert [(m.group(1), m.group(2), m.group(3)) for m in batches] == [
+        ("1", "1", "3"), ("1", "2", "3"), ("2", "1", "3"), ("2", "2", "3")]
+    assert [EPOCH_LINE.match(line).group(1) for line in printed if EPOCH_LINE.match(line)] == ["1", "2"]
+    order = [("batch" if "batch" in line else "epoch") for line in printed if line.startswith("epoch ")]
+    assert order == ["batch", "batch", "epoch", "batch", "batch", "epoch"]
+    assert main(["train", "-c", str(recipe), "--overwrite", "--quiet"]) == 0
+    assert "batch 1/3" not in capsys.readouterr().out
+
+
 def test_eval_takes_the_same_dataset_forms(sites, tmp_path, capsys):
     out = tmp_path / "eval"
     data = (f"[{{name: csv_manifest, root: {sites['b']}, as: siteB}}, "

@@ -140,7 +140,9 @@ class TrainConfig:
 
     ``amp``: ``none``, ``bf16`` (CPU or GPU) or ``fp16`` (GPU). ``deterministic`` asks torch for
     deterministic kernels. ``eval_freq``: evaluate every N epochs (0: only at the end,
-    -1: never). ``max_steps_per_epoch`` caps an epoch (0: no cap) for quick runs.
+    -1: never). ``max_steps_per_epoch`` caps an epoch (0: no cap) for quick runs. ``progress``:
+    the per-epoch lines and, on a terminal, a progress bar. ``print_freq``: when the output is
+    not a terminal, also a line every N batches with the running loss and the ETA (0: off).
     """
 
     max_epoch: int = 60
@@ -155,6 +157,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     tensorboard: bool = False
     progress: bool = True
+    print_freq: int = 0
     save_curves: bool = True
 
 
@@ -503,6 +506,8 @@ def validate(cfg: Config) -> None:
            "train.num_threads")
     _check(t.max_steps_per_epoch >= 0, f"train.max_steps_per_epoch must be >= 0 (0: no cap), got "
            f"{t.max_steps_per_epoch}", "train.max_steps_per_epoch")
+    _check(t.print_freq >= 0, f"train.print_freq must be >= 0 (0: one line per epoch only), got {t.print_freq}",
+           "train.print_freq")
     _check(bool(t.output_dir.strip()), "train.output_dir is empty", "train.output_dir")
     _check(d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size}", "data.batch_size")
     _check(d.num_instances >= 1, f"data.num_instances must be >= 1, got {d.num_instances}", "data.num_instances")

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model from a YAML recipe",
         description="Train a model from a YAML recipe (see configs/). Each epoch prints one line "
                     "(loss, accuracy, learning rate, images/s, time, ETA, and the evaluation when "
-                    "there is one); on a terminal a progress bar shows the epoch under way. "
+                    "there is one); on a terminal a progress bar shows the epoch under way; in a "
+                    "log, --set train.print_freq=N adds a line every N batches with an ETA. "
                     "Multi-process: torchrun --nproc_per_node=N -m omnireid train -c recipe.yaml")
     p.add_argument("-c", "--config", help="YAML recipe (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -70,6 +71,21 @@ def epoch_line(record: dict[str, Any]) -> str:
     return line
 
 
+def batch_line(record: dict[str, Any]) -> str:
+    """A line every ``train.print_freq`` batches (when the output is not a terminal)."""
+    width = len(str(record["max_epoch"]))
+    return "  ".join([
+        f"epoch {record['epoch'] + 1:>{width}}/{record['max_epoch']}",
+        f"batch {record['step']:>{len(str(record['steps']))}}/{record['steps']}",
+        f"loss {record['loss']:.4f}",
+        f"acc {100 * record['acc']:5.1f}%",
+        f"lr {record['lr']:.2e}",
+        f"{record['images_per_s']:.0f} img/s",
+        f"epoch ETA {format_duration(record['epoch_eta_s'])}",
+        f"ETA {format_duration(record['eta_s'])}",
+    ])
+
+
 def print_start(info: dict[str, Any]) -> None:
     """What is about to happen, in one or two lines."""
     targets = ", ".join(info["targets"]) or "nothing (train.eval_freq=-1)"
@@ -113,8 +129,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(epoch_line(record), flush=True)
 
+    def on_batch(record: dict[str, Any]) -> None:
+        print(batch_line(record), flush=True)
+
+    from omnireid.progress import on_terminal
+
+    # on a terminal the progress bar shows the epoch under way; in a log, lines every N batches
+    periodic = not args.quiet and not on_terminal() and cfg.train.print_freq > 0
     result = fit(cfg, resume=resume, overwrite=args.overwrite, on_epoch=on_epoch,
-                 on_start=None if args.quiet else print_start)
+                 on_start=None if args.quiet else print_start, on_batch=on_batch if periodic else None)
     if main_rank:
         print_results(result.final)
         if result.skipped_images:

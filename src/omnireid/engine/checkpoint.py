@@ -91,7 +91,7 @@ def check_finite(state: dict[str, Any], path: str | os.PathLike) -> None:
 #: difference between the checkpoint's settings and the new ones refuses the resume.
 RESUMABLE_CHANGES = (
     "optim.lr", "optim.weight_decay", "optim.grad_clip", "sched.", "train.max_epoch", "train.eval_freq",
-    "train.progress", "train.tensorboard", "train.save_curves", "train.num_threads", "train.device",
+    "train.progress", "train.print_freq", "train.tensorboard", "train.save_curves", "train.num_threads", "train.device",
     "train.output_dir", "train.max_steps_per_epoch", "train.deterministic", "train.amp",
     "train.channels_last", "test.", "data.targets", "data.num_workers", "data.on_bad_image", "data.root",
     "expected",
@@ -107,18 +107,21 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def resume_changes(saved: dict[str, Any], new: dict[str, Any]) -> tuple[list[tuple[str, Any, Any]],
-                                                                        list[tuple[str, Any, Any]]]:
+def resume_changes(saved: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None
+                   ) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
     """Compare a checkpoint's settings with a resumed run's.
 
     Returns ``(allowed, refused)``: lists of ``(dotted key, old value, new value)``; ``allowed``
-    are the changes in :data:`RESUMABLE_CHANGES`, ``refused`` all others.
+    are the changes in :data:`RESUMABLE_CHANGES`, ``refused`` all others. A setting the
+    checkpoint does not record (written before the setting existed) counts as unchanged when the
+    new value is its default in ``defaults``.
     """
     old_flat, new_flat = _flatten(saved), _flatten(new)
+    default_flat = _flatten(defaults) if defaults is not None else {}
     allowed, refused = [], []
     for key in sorted(set(old_flat) | set(new_flat)):
         old, value = old_flat.get(key), new_flat.get(key)
-        if old == value:
+        if old == value or (key not in old_flat and key in default_flat and value == default_flat[key]):
             continue
         ok = any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES)
         (allowed if ok else refused).append((key, old, value))

@@ -184,6 +184,7 @@ def fit(
     overwrite: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train as ``config`` says.
 
@@ -200,6 +201,10 @@ def fit(
             ``model``, ``sources``, ``train_images``, ``num_classes``, ``targets`` (display
             names), ``start_epoch``, ``max_epoch``, ``resumed_from`` and ``changes`` (the
             applied setting changes of a resume).
+        on_batch: called on rank 0 every ``train.print_freq`` batches (when that is above 0)
+            with the running means of the epoch under way (see
+            :func:`omnireid.engine.train.train_one_epoch`), plus ``max_epoch`` and ``eta_s``
+            (the seconds the whole run still needs).
 
     Under ``torchrun`` every process calls ``fit``; rank 0 writes the outputs and evaluates.
 
@@ -213,7 +218,7 @@ def fit(
     cfg = config
     info = init_distributed(cfg.train.device)
     try:
-        return _fit(cfg, info, resume, overwrite, on_epoch, on_start)
+        return _fit(cfg, info, resume, overwrite, on_epoch, on_start, on_batch)
     finally:
         cleanup_distributed()
 
@@ -236,7 +241,7 @@ def _check_resume(state: dict[str, Any], cfg: Config, path: Path) -> list[tuple[
     saved = state.get("config")
     if not isinstance(saved, dict):
         return []
-    allowed, refused = resume_changes(saved, cfg.to_dict())
+    allowed, refused = resume_changes(saved, cfg.to_dict(), Config().to_dict())
     if refused:
         raise ConfigError(
             f"--resume {path}: these settings differ from the checkpoint's and cannot change in the middle "
@@ -278,19 +283,29 @@ def _eta(history: list[dict[str, Any]], epoch: int, cfg: Config) -> float:
     return left * sum(train) / len(train) + _eval_epochs_left(epoch, cfg) * (sum(evals) / len(evals) if evals else 0.0)
 
 
-def _fit(cfg: Config, info: DistInfo, resume, overwrite: bool, on_epoch, on_start) -> FitResult:
+def _eta_after(history: list[dict[str, Any]], report: dict[str, Any], epoch: int, cfg: Config) -> float:
+    """Seconds the epochs after ``epoch`` still need, from the finished epochs (or, in the first
+    one, from the speed so far)."""
+    if history:
+        return _eta(history, epoch, cfg)
+    per_epoch = report["seconds"] / report["step"] * report["steps"]
+    return (cfg.train.max_epoch - epoch - 1) * per_epoch
+
+
+def _fit(cfg: Config, info: DistInfo, resume, overwrite: bool, on_epoch, on_start, on_batch=None) -> FitResult:
     t0 = time.perf_counter()
     out_dir = Path(cfg.train.output_dir)
     folder = RunFolder(out_dir)
     resume_path, state, changes = _on_main(info, lambda: _claim(folder, cfg, resume, overwrite)) or (None, None, [])
     try:
-        return _train(cfg, info, t0, out_dir, resume, resume_path, state, changes, on_epoch, on_start)
+        return _train(cfg, info, t0, out_dir, resume, resume_path, state, changes, on_epoch, on_start,
+                      on_batch)
     finally:
         folder.release()
 
 
 def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume_path, state, changes,
-           on_epoch, on_start) -> FitResult:
+           on_epoch, on_start, on_batch=None) -> FitResult:
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -380,7 +395,10 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
                 model, loader, criterion, optimizer, device=device, epoch=epoch, amp=cfg.train.amp,
                 scaler=scaler, channels_last=cfg.train.channels_last, grad_clip=o.grad_clip,
                 max_steps=cfg.train.max_steps_per_epoch, dist_info=info if info.distributed else None,
-                progress=progress)
+                progress=progress, report_every=cfg.train.print_freq,
+                on_report=None if on_batch is None or not info.is_main else
+                lambda r, e=epoch: on_batch({**r, "max_epoch": cfg.train.max_epoch,
+                                             "eta_s": r["epoch_eta_s"] + _eta_after(history[-8:], r, e, cfg)}))
             record: dict[str, Any] = {
                 "epoch": epoch, "loss": all_reduce_mean(stats.loss, info), "acc": all_reduce_mean(stats.acc, info),
                 "parts": stats.parts, "lr": lrs[0], "fixbase": fixbase, "steps": stats.steps,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,8 +114,15 @@ def train_one_epoch(
     dist_info: DistInfo | None = None,
     progress: bool = True,
     on_step=None,
+    report_every: int = 0,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over ``loader`` (a loader of :class:`omnireid.data.Batch`).
+
+    ``on_report``, when given with ``report_every`` > 0, is called after every ``report_every``
+    batches with the running means so far: ``epoch``, ``step`` (batches done), ``steps`` (in the
+    epoch), ``loss``, ``acc``, ``lr``, ``images_per_s``, ``seconds`` (so far) and
+    ``epoch_eta_s`` (the seconds this epoch still needs at the speed so far).
 
     Unreadable images the loader skipped (``on_error="skip"``) are listed in
     ``EpochStats.skipped``; a batch left empty by them is passed over.
@@ -194,6 +202,12 @@ def train_one_epoch(
                             lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             if on_step is not None:
                 on_step(epoch, step, value)
+            if on_report is not None and report_every > 0 and steps % report_every == 0 and steps < total:
+                seconds = time.perf_counter() - start
+                on_report({"epoch": epoch, "step": steps, "steps": total, "loss": sums["loss"] / steps,
+                           "acc": sums["correct"] / steps, "lr": optimizer.param_groups[0]["lr"],
+                           "images_per_s": images / max(seconds, 1e-9), "seconds": seconds,
+                           "epoch_eta_s": seconds / steps * (total - steps)})
     finally:
         bar.close()
     if steps == 0:
