@@ -98,3 +98,45 @@ def test_eval_takes_the_same_dataset_forms(sites, tmp_path, capsys):
     assert list(results["targets"]) == ["siteB", "market"]
     assert (out / "ranked" / "siteB").is_dir() and (out / "ranked" / "market").is_dir()
     assert "cross-domain" in capsys.readouterr().out
+
+
+def test_on_a_terminal_the_bar_goes_and_each_epoch_line_stays(sites, tmp_path):
+    """Run `omnireid train` with its output on a pseudo-terminal and replay what a terminal shows."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    out = tmp_path / "run"
+    recipe = tiny_train_recipe(out, [{"name": "csv_manifest", "root": str(sites["a"])}], ["synthetic_a"],
+                               train={"eval_freq": -1, "max_steps_per_epoch": 3, "progress": True})
+    write_recipe(tmp_path / "r.yaml", recipe)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 40 rows, 160 columns
+    env = dict(os.environ, OMNIREID_NO_TCMALLOC="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "omnireid", "train", "-c", str(tmp_path / "r.yaml")],
+                            stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0, raw.decode(errors="replace")
+    text = raw.decode(errors="replace")
+    assert "batch/s" in text or "s/batch" in text  # the bar was drawn on the terminal
+    # what stays on the screen: for each line, what follows the last carriage return, with
+    # tqdm's cursor/erase sequences removed
+    screen = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line.split("\r")[-1]).rstrip()
+              for line in text.replace("\r\n", "\n").split("\n")]
+    kept = [line for line in screen if EPOCH_LINE.match(line)]
+    assert [EPOCH_LINE.match(line).group(1) for line in kept] == ["1", "2"]
+    assert not any("batch/s" in line or "s/batch" in line for line in screen)  # no bar left behind
