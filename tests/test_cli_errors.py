@@ -131,3 +131,30 @@ def test_size_type_is_an_argparse_type():
     assert size_arg("256x128") == (256, 128) and positive_int_list("1, 16,64") == [1, 16, 64]
     with pytest.raises(argparse.ArgumentTypeError, match="too small"):
         size_arg("15x64")
+
+
+def test_every_error_class_of_the_library_is_one_the_cli_reports():
+    """An exception class defined anywhere in omnireid must derive from OmnireidError: the CLI
+    turns exactly those into its one-line message, so one outside the hierarchy would reach the
+    user as a traceback."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import omnireid
+    from omnireid.errors import MissingExtraError, OmnireidError
+
+    outside, modules = [], 0
+    for info in pkgutil.walk_packages(omnireid.__path__, "omnireid."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except (ImportError, MissingExtraError):  # a module of an optional extra that is not installed
+            continue
+        modules += 1
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == info.name and issubclass(cls, BaseException) and not issubclass(cls, OmnireidError):
+                outside.append(f"{info.name}.{name}")
+    assert modules > 30  # the walk reached the package
+    assert outside == [], f"error classes outside omnireid.errors' hierarchy: {outside}"
