@@ -10,13 +10,13 @@ and sorts the result into one outcome:
     cryptic       non-zero exit without the file/option named                (a failure)
     silent        exit 0 although the input was wrong or the check failed    (a failure)
 
-and prints one table (case, expected, outcome, message) with totals. Cases marked with a branch
-name need that branch's work (e.g. the gallery format) and are counted separately while it is
+and prints one table (case, expected, outcome, message) with totals. Cases marked *pending* need a
+feature the code does not have yet (e.g. self-describing gallery files) and are counted apart while
 not merged.
 
-    python checks/fault_injection.py                       # the `omnireid` on PATH
-    python checks/fault_injection.py --cli "python -m omnireid" --only manifest
-    python checks/fault_injection.py --markdown docs/fault_injection_results.md
+    python benchmarks/fault_injection.py                       # the `omnireid` on PATH
+    python benchmarks/fault_injection.py --cli "python -m omnireid" --only manifest
+    python benchmarks/fault_injection.py --markdown docs/fault_injection_results.md
 
 The disk-full and read-only cases mount small tmpfs folders when run as root (Linux); otherwise
 they use a file-size limit (disk full) and a folder without write permission (read-only).
@@ -59,7 +59,7 @@ class Case:
     group: str
     expected: str
     run: Callable[[Ctx], Result]
-    needs: str = ""  # a branch whose work the case needs (counted apart until merged)
+    needs: str = ""  # a feature the case needs that is not there yet (counted apart until it is)
     added: bool = False  # beyond the original list of faults
 
 
@@ -900,6 +900,8 @@ def no_camera_protocol_mismatch(ctx: Ctx) -> Result:
 
 # ---------------------------------------------------------------------------------------------
 
+GALLERY_FORMAT = "self-describing gallery files"
+
 CASES = [
     Case("two runs on one output folder", "data loss", "refused", two_runs_one_folder),
     Case("new run into a finished run's folder", "data loss", "refused", new_run_into_finished_folder),
@@ -907,15 +909,15 @@ CASES = [
     Case("--resume --set optim.name=sgd", "data loss", "refused", resume_other_optimiser),
     Case("--set optim.lr=1e6 (BatchNorm statistics blow up)", "silently wrong", "clear error", huge_learning_rate),
     Case("--resume --set optim.lr=0.1", "silently wrong", "recovered", resume_with_new_lr),
-    Case("extract without --weights", "silently wrong", "refused", extract_without_weights, needs="practice"),
-    Case("gallery with NaN embeddings", "silently wrong", "clear error", gallery_nan_embeddings, needs="practice"),
+    Case("extract without --weights", "silently wrong", "refused", extract_without_weights, needs=GALLERY_FORMAT),
+    Case("gallery with NaN embeddings", "silently wrong", "clear error", gallery_nan_embeddings, needs=GALLERY_FORMAT),
     Case("manifest row ../x.jpg", "silently wrong", "clear error", manifest_outside_root),
     Case("manifest row /etc/hostname", "silently wrong", "clear error", manifest_absolute),
     Case("manifest duplicate rows", "silently wrong", "clear error", manifest_duplicates),
     Case("manifest duplicate rows, duplicates=drop", "silently wrong", "recovered", manifest_duplicates_dropped),
     Case("manifest: one file under two identities", "silently wrong", "clear error", manifest_two_identities),
     Case("gallery searched from another folder", "silently wrong", "recovered", gallery_from_another_folder,
-         needs="practice"),
+         needs=GALLERY_FORMAT),
     Case("decompression bomb in extract", "traceback", "recovered", bomb_in_extract),
     Case("decompression bomb in training data", "traceback", "recovered", bomb_in_training),
     Case("decompression bomb in data summary --verify", "traceback", "recovered", bomb_in_verify),
@@ -930,7 +932,7 @@ CASES = [
     Case("text file named .pth", "cryptic", "clear error", text_as_pth),
     Case("binary file as a CSV manifest", "cryptic", "clear error", binary_as_csv),
     Case("binary file as a YAML recipe", "cryptic", "clear error", binary_as_yaml),
-    Case("truncated gallery .npz", "traceback", "clear error", truncated_gallery, needs="practice"),
+    Case("truncated gallery .npz", "traceback", "clear error", truncated_gallery, needs=GALLERY_FORMAT),
     Case("100-d gallery searched with a 512-d model", "cryptic", "clear error", gallery_dimension_mismatch),
     Case("full disk during training", "traceback", "clear error", full_disk),
     Case("read-only output folder", "traceback", "clear error", read_only_folder),
@@ -1028,7 +1030,7 @@ def _one_line(text: str) -> str:
 
 
 def _label(case: Case) -> str:
-    return case.name + (f" [needs {case.needs}]" if case.needs else "") + (" (+)" if case.added else "")
+    return case.name + (" [pending]" if case.needs else "") + (" (+)" if case.added else "")
 
 
 def render(rows) -> str:
@@ -1048,19 +1050,19 @@ def totals(rows) -> str:
         count[r.outcome] = count.get(r.outcome, 0) + 1
     as_expected = sum(_passed(c, r) for c, r in own)
     added = sum(c.added for c, _ in rows)
-    text = (f"{len(rows)} cases ({added} beyond the original list). This branch's {len(own)} cases: "
+    text = (f"{len(rows)} cases ({added} beyond the original list). {len(own)} cases: "
             f"{as_expected} as expected; outcomes " + ", ".join(f"{v} {k}" for k, v in sorted(count.items())) + ".")
     if pending:
         done = sum(_passed(c, r) for c, r in pending)
-        text += (f" {len(pending)} case(s) need another branch's work "
-                 f"({', '.join(sorted({c.needs for c, _ in pending}))}): {done} already as expected.")
+        text += (f" {len(pending)} pending case(s) need "
+                 f"{', '.join(sorted({c.needs for c, _ in pending}))}: {done} already as expected.")
     return text
 
 
 def markdown(rows) -> str:
     out = ["| case | group | expected | outcome | message |", "| --- | --- | --- | --- | --- |"]
     for case, res in rows:
-        name = case.name + (f" (needs `{case.needs}`)" if case.needs else "") + (" (added)" if case.added else "")
+        name = case.name + (" (pending)" if case.needs else "") + (" (added)" if case.added else "")
         msg = _one_line(res.message).replace("|", "\\|")[:200]
         out.append(f"| {name} | {case.group} | {case.expected} | {res.outcome} | `{msg}` |")
     return "\n".join(out) + "\n\n" + totals(rows) + "\n"
