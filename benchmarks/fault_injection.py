@@ -644,6 +644,34 @@ def ctrl_c(ctx: Ctx) -> Result:
     return expect_error(done, "last.pt")
 
 
+def sigterm(ctx: Ctx) -> Result:
+    """A job scheduler (or `docker stop`) stops the run with SIGTERM: it should end like Ctrl-C,
+    naming the checkpoint, leaving no temporary file, and resume."""
+    r, out = train_recipe(ctx, "sigterm", train={"max_epoch": 30, "max_steps_per_epoch": 2, "eval_freq": -1})
+    proc = ctx.popen("train", "-c", str(r))
+    deadline = time.time() + 180
+    while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    if "Traceback" in stderr:
+        return Result("traceback", first_error_line(stderr))
+    line = next((ln for ln in stderr.splitlines() if "SIGTERM" in ln), "")
+    if proc.returncode != 143 or "last.pt" not in line:
+        return Result("cryptic", f"exit {proc.returncode}: {line or stderr.strip()[-200:]}")
+    temps = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]
+    if temps:
+        return Result("cryptic", f"{line} (left {temps})")
+    again = ctx.run("train", "-c", str(r), "--resume", "--set", "train.max_epoch=" + str(_epochs_done(out) + 1))
+    if again.returncode != 0:
+        return expect_error(again, "resume")
+    return Result("clear error", line)
+
+
+def _epochs_done(out: Path) -> int:
+    return len((out / "metrics.jsonl").read_text().splitlines())
+
+
 def unknown_target(ctx: Ctx) -> Result:
     r, out = train_recipe(ctx, "unknown_target")
     proc = ctx.run("train", "-c", str(r), "--set", "data.targets=[market1501, cuhk3]")
@@ -975,6 +1003,8 @@ CASES = [
     Case("model.arch spec file missing", "added", "clear error", missing_arch_spec, added=True),
     Case("search query file missing", "added", "clear error", missing_query_file, added=True),
     Case("data.root does not exist", "added", "clear error", missing_data_root, added=True),
+    Case("SIGTERM during training (a job scheduler stops it), then --resume", "added", "clear error", sigterm,
+         added=True),
     Case("lock left by a killed run", "added", "recovered", lock_of_a_killed_run, added=True),
     Case("--overwrite keeps the user's own files", "added", "recovered", overwrite_keeps_other_files, added=True),
     Case("market protocol on data without cameras", "added", "clear error", no_camera_protocol_mismatch, added=True),

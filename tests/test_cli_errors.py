@@ -158,3 +158,20 @@ def test_every_error_class_of_the_library_is_one_the_cli_reports():
                 outside.append(f"{info.name}.{name}")
     assert modules > 30  # the walk reached the package
     assert outside == [], f"error classes outside omnireid.errors' hierarchy: {outside}"
+
+
+def test_sigterm_ends_like_ctrl_c_with_status_143(monkeypatch, capsys):
+    import os
+    import signal
+
+    from omnireid.cli import models
+
+    def stopped_by_a_scheduler(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(models, "run", stopped_by_a_scheduler)
+    assert main(["models"]) == 143
+    assert capsys.readouterr().err.strip() == "omnireid models: stopped by SIGTERM; interrupted"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

@@ -5,15 +5,18 @@ Each command lives in its own module of this package, which defines ``register(s
 
 Errors: the library's own errors (:mod:`omnireid.errors`) and failed writes to a full or
 read-only disk end the command with one line, ``omnireid COMMAND: error: MESSAGE``, and a
-non-zero status; Ctrl-C ends it with status 130 and a line saying what was kept. Any other
-exception is a bug and shows its traceback.
+non-zero status; Ctrl-C ends it with status 130 and a line saying what was kept, and SIGTERM
+(what job schedulers and ``docker stop`` send) the same way with status 143. Any other exception
+is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -64,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    terminated: list[int] = []
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_as_interrupt(terminated):
+            return int(args.func(args) or 0)
     except OmnireidError as exc:
         report_error(args.command, exc)
         return exc.exit_code
@@ -76,8 +81,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         detail = clean_message(exc.args[0]) if exc.args else "interrupted"
+        if terminated:
+            detail = f"stopped by SIGTERM; {detail}"
         print(f"\nomnireid {args.command}: {detail}", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(terminated: list[int]):
+    """While the command runs, SIGTERM raises KeyboardInterrupt like Ctrl-C, so a run stopped by
+    a job scheduler ends the same clean way (checkpoint named, folder released, temporary files
+    removed); ``terminated`` records that it happened. Outside the main thread (where Python
+    cannot take signals) nothing changes."""
+
+    def handler(signum, frame):
+        if not terminated:  # a second SIGTERM while stopping does not interrupt the clean-up
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report_error(command: str, exc: BaseException) -> None:
