@@ -95,6 +95,20 @@ def test_files_that_are_not_checkpoints(tmp_path, capsys, content, match):
     assert str(path) in err and match in err
 
 
+def test_a_folder_given_as_weights_is_named_as_such(tmp_path, capsys):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    assert f"{folder} is a folder, not a checkpoint file" in error_of(
+        ["info", "osnet_x0_25", "--weights", str(folder)], capsys)
+    assert f"--weights {folder}: a folder, not a weights file" in error_of(
+        ["eval", "--model", "osnet_x0_25", "--weights", str(folder), "--data", "market1501"], capsys)
+    from omnireid.engine.checkpoint import load_checkpoint
+    from omnireid.errors import MissingFileError
+
+    with pytest.raises(MissingFileError, match="is a folder, not a checkpoint file"):
+        load_checkpoint(folder)
+
+
 def test_broken_safetensors_files(tmp_path, capsys):
     good = save_weights(create_model("osnet_x0_25"), tmp_path / "w.safetensors")
     data = good.read_bytes()

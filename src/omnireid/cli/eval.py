@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         check_spec(spec, f"--data[{i}]")
     check_unique_labels(specs, "--data")
     if args.weights and not Path(args.weights).is_file():
-        raise CLIError(f"weights file not found: {args.weights}")
+        raise CLIError(f"--weights {args.weights}: a folder, not a weights file" if Path(args.weights).is_dir()
+                       else f"weights file not found: {args.weights}")
     # every target is read and checked before any model runs
     datasets = []
     for i, spec in enumerate(specs):

@@ -67,7 +67,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint safely (``weights_only=True``) onto the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
+                               else f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torn, truncated or foreign file

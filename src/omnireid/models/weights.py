@@ -145,7 +145,8 @@ def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[
     ``epoch`` and ``rank1``) as a dict (empty for a bare state dict)."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
+                               else f"checkpoint not found: {path}")
     known = KNOWN_WEIGHTS.get(path.name)
     if verify and known is not None:
         actual = sha256_of(path)
