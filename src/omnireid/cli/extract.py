@@ -20,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="a folder, an image file, or a glob pattern (quote it)")
     p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
-    p.add_argument("--weights", help="checkpoint to load")
+    p.add_argument("--weights", help="checkpoint to load (required unless --allow-random-weights)")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="extract with the model's random initial weights (for a test: such a gallery "
+                        "identifies nobody)")
     p.add_argument("--backend", default="fused",
                    help="fused (default), eager, bf16, onnxruntime, openvino, openvino-bf16")
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -54,11 +57,15 @@ def parse_micro_batch(text: str) -> int | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from omnireid.inference import FeatureExtractor
-    from omnireid.inference.gallery import Gallery, find_images
+    from omnireid.inference.gallery import Gallery, find_images, weights_record
     from omnireid.inference.runtime import BACKENDS
 
     if args.backend not in BACKENDS:
         raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
+    if args.weights is None and not args.allow_random_weights:
+        raise CLIError("no --weights: the model's weights would be random, and a gallery of random "
+                       "embeddings identifies nobody (and cannot be searched with the same model "
+                       "again). Give --weights, or --allow-random-weights for a test")
     root, rel = find_images(args.source)
     if not rel:
         raise CLIError(f"no images found in {args.source}")
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     strict = args.strict or args.on_bad_image == "error"
     result = extractor.extract([root / p for p in rel], progress=True, strict=strict)
     failed = [{"path": rel[i], "error": msg} for i, msg in result.failed]
-    meta = {"model": args.model, "weights": args.weights, "backend": args.backend,
+    meta = {"model": args.model, **weights_record(args.weights, args.output), "backend": args.backend,
             "input": list(extractor.size), "mean": list(extractor.mean),
             "std": list(extractor.std), "normalized": extractor.normalize,
             "source": str(args.source), "failed": failed}

@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=positive_int, default=10, help="matches per query (default 10)")
     p.add_argument("--index", default="exact",
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
-    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery)")
+    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery, looked up "
+                                     "beside the gallery first); must be the one the gallery was made with")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="search a gallery extracted with random weights (needs --weights)")
     p.add_argument("--backend", help="inference backend (default: the gallery's)")
     p.add_argument("--report", default="search_report", help="report folder (default "
                                                                "./search_report)")
@@ -30,9 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from omnireid.cli.util import print_table
     from omnireid.inference import FeatureExtractor
-    from omnireid.inference.gallery import Gallery
+    from omnireid.inference.gallery import Gallery, weights_for_search
     from omnireid.inference.index import build_index
     from omnireid.inference.runtime import BACKENDS
     from omnireid.inference.search_report import Match, draw_ranked_grid, write_html
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     meta = gallery.meta
     if "model" not in meta:
         raise CLIError(f"{args.gallery} records no model; re-create it with `omnireid extract`")
-    weights = args.weights or meta.get("weights")
+    weights = weights_for_search(gallery, args.gallery, args.weights, args.allow_random_weights)
     extractor = FeatureExtractor(meta["model"], weights=weights,
                                  size=tuple(meta.get("input", (256, 128))),
                                  mean=meta.get("mean", (0.485, 0.456, 0.406)),
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         if not Path(q).is_file():
             raise CLIError(f"query image not found: {q}")
     q_emb = extractor(args.queries)
+    if not np.isfinite(q_emb).all():
+        raise CLIError(f"the query embeddings hold NaN or infinity: the checkpoint {weights} is broken")
     g_emb = gallery.embeddings
     if q_emb.shape[1] != g_emb.shape[1]:
         raise CLIError(f"{args.gallery} holds {g_emb.shape[1]}-d embeddings but {meta['model']} gives "
