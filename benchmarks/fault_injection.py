@@ -644,7 +644,9 @@ def kill9_then_resume(ctx: Ctx) -> Result:
 
 def ctrl_c(ctx: Ctx) -> Result:
     r, out = train_recipe(ctx, "ctrl_c", train={"max_epoch": 30, "max_steps_per_epoch": 2, "eval_freq": -1})
-    proc = ctx.popen("train", "-c", str(r))
+    # as from a terminal: SIGINT not ignored even when this script runs in the background (`cmd &`
+    # in a script makes a child ignore SIGINT, and Python then never raises KeyboardInterrupt)
+    proc = ctx.popen("train", "-c", str(r), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
