@@ -821,11 +821,12 @@ def misspelt_reader_option(ctx: Ctx) -> Result:
 
 def smaller_than_one_batch(ctx: Ctx) -> Result:
     r, _ = train_recipe(ctx, "one_batch", data={"batch_size": 64})
-    return expect_error(ctx.run("train", "-c", str(r)), "smaller than one batch")
+    return expect_error(ctx.run("train", "-c", str(r)), "fewer than one batch", "data.batch_size")
 
 
 def identity_sampler_too_few_ids(ctx: Ctx) -> Result:
-    r, _ = train_recipe(ctx, "few_ids", data={"sampler": "identity", "batch_size": 32, "num_instances": 2})
+    # 24 images of 6 identities: enough images for a batch of 16, not the 8 identities it needs
+    r, _ = train_recipe(ctx, "few_ids", data={"sampler": "identity", "batch_size": 16, "num_instances": 2})
     return expect_error(ctx.run("train", "-c", str(r)), "identities")
 
 
