@@ -895,6 +895,18 @@ def missing_arch_spec(ctx: Ctx) -> Result:
     return expect_error(ctx.run("train", "-c", str(r), "--set", "model.arch=nowhere/child.json"), "child.json")
 
 
+def yaml_syntax_error(ctx: Ctx) -> Result:
+    folder = ctx.folder("yaml_syntax")
+    (folder / "r.yaml").write_text("train:\n  max_epoch: 3\n   amp: bf16\n")
+    return expect_error(ctx.run("train", "-c", str(folder / "r.yaml")), "r.yaml", "line 3")
+
+
+def folder_as_weights(ctx: Ctx) -> Result:
+    folder = ctx.folder("folder_weights")
+    (folder / "w").mkdir()
+    return expect_error(ctx.run("info", "osnet_x0_25", "--weights", str(folder / "w")), "is a folder")
+
+
 def missing_query_file(ctx: Ctx) -> Result:
     folder = _gallery(ctx, "missing_query")
     return expect_error(ctx.run("search", str(folder / "nope.jpg"), "--gallery", str(folder / "g.npz"),
@@ -1020,6 +1032,8 @@ CASES = [
     Case("data.root does not exist", "added", "clear error", missing_data_root, added=True),
     Case("SIGTERM during training (a job scheduler stops it), then --resume", "added", "clear error", sigterm,
          added=True),
+    Case("recipe with a YAML syntax error", "added", "clear error", yaml_syntax_error, added=True),
+    Case("a folder given as --weights", "added", "clear error", folder_as_weights, added=True),
     Case("gallery searched with other weights", "added", "refused", gallery_other_weights, added=True),
     Case("lock left by a killed run", "added", "recovered", lock_of_a_killed_run, added=True),
     Case("--overwrite keeps the user's own files", "added", "recovered", overwrite_keeps_other_files, added=True),
