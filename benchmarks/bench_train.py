@@ -10,6 +10,14 @@ ratios are computed within one allocator only, so the allocator is never credite
     python benchmarks/bench_train.py                       # both models, both allocators
     python benchmarks/bench_train.py --models osnet_x0_25 --steps 6 --rounds 2
     python benchmarks/bench_train.py --time-to-accuracy    # plus the synthetic time-to-accuracy run
+    python benchmarks/bench_train.py --epoch-times          # only the steady-epoch check (below)
+
+``--epoch-times`` trains the demo recipe for ``--long-epochs`` epochs (evaluating every 5, as the
+demo does) in a child process and checks that no epoch's training takes more than
+``--epoch-limit`` (1.2) times the median epoch: the wall time when the machine is idle (load
+average below a quarter of the cores), the CPU time of the training process always (other jobs
+inflate wall time but hardly CPU time). Evaluation time is reported beside each epoch, not in it.
+It exits with status 1 and a loud message when an epoch is too slow.
 
 torchreid lives in its own virtualenv (default /work/venv-tr, ``--torchreid-python``):
     python3 -m venv /work/venv-tr && /work/venv-tr/bin/pip install torch torchvision scipy \
@@ -181,6 +189,50 @@ def time_to_accuracy(a: argparse.Namespace) -> dict:
     return {"curve": curve, "reached": reached}
 
 
+def epoch_times(a: argparse.Namespace) -> bool:
+    """Run the long training and check every epoch against the median; True when all pass."""
+    import statistics
+
+    out = Path(tempfile.mkdtemp(prefix="bench_epochs_")) / "run"
+    env = dict(os.environ, OMNIREID_NO_TCMALLOC="1", PYTHONPATH=str(ROOT / "src"))
+    cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
+    cmd = [sys.executable, "-m", "omnireid", "demo", "--no-tcmalloc", "--epochs", str(a.long_epochs), "-o",
+           str(out), "--set", "train.eval_freq=5", "--set", "train.progress=false"]
+    print(f"\nepoch times: {' '.join(cmd[2:])}  (load average {load_before:.2f} on {cores} cores)", flush=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training failed:\n{proc.stderr[-3000:]}")
+    load_after = os.getloadavg()[0]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    wall = [r["epoch_seconds"] for r in records]
+    cpu = [r["epoch_cpu_seconds"] for r in records]
+    med_wall, med_cpu = statistics.median(wall), statistics.median(cpu)
+    print(f"{'epoch':>5s} {'train wall s':>12s} {'x median':>8s} {'train CPU s':>11s} {'x median':>8s} "
+          f"{'eval wall s':>11s} {'eval CPU s':>10s}")
+    for r, w, c in zip(records, wall, cpu):
+        print(f"{r['epoch'] + 1:5d} {w:12.2f} {w / med_wall:8.2f} {c:11.2f} {c / med_cpu:8.2f} "
+              f"{r.get('eval_seconds', 0.0):11.2f} {r.get('eval_cpu_seconds', 0.0):10.2f}")
+    idle = max(load_before, load_after) < 0.25 * cores
+    checks = [("CPU", cpu, med_cpu)] + ([("wall", wall, med_wall)] if idle else [])
+    if not idle:
+        print(f"the machine is busy (load average {load_before:.2f} -> {load_after:.2f} on {cores} cores): "
+              "wall times are not judged, CPU times are")
+    ok = True
+    for kind, values, median in checks:
+        slow = [(i + 1, v / median) for i, v in enumerate(values) if v > a.epoch_limit * median]
+        if slow:
+            ok = False
+            print("!" * 78)
+            print(f"SLOW EPOCH: training {kind} time of epoch(s) "
+                  + ", ".join(f"{e} ({ratio:.2f}x)" for e, ratio in slow)
+                  + f" exceeds {a.epoch_limit}x the median epoch ({median:.2f} s)")
+            print("!" * 78)
+    if ok:
+        print(f"every epoch within {a.epoch_limit}x the median epoch ({', '.join(k for k, _, _ in checks)} time)")
+    return ok
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -202,6 +254,9 @@ def main() -> None:
     p.add_argument("--torchreid-python", default="/work/venv-tr/bin/python")
     p.add_argument("--time-to-accuracy", action="store_true")
     p.add_argument("--tta-epochs", type=int, default=12)
+    p.add_argument("--epoch-times", action="store_true", help="only the steady-epoch check")
+    p.add_argument("--long-epochs", type=int, default=12, help="epochs of the steady-epoch check")
+    p.add_argument("--epoch-limit", type=float, default=1.2, help="largest epoch / median epoch allowed")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
     if a.worker:
@@ -209,6 +264,8 @@ def main() -> None:
         return
     import torch
 
+    if a.epoch_times:
+        sys.exit(0 if epoch_times(a) else 1)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {a.threads}; "
           f"torch {torch.__version__}; batch {a.batch} at {a.height}x{a.width}; {a.steps} timed steps, "
           f"{a.rounds} alternating rounds (best counts)", flush=True)
@@ -234,8 +291,11 @@ def main() -> None:
         for k, v in tta["reached"].items():
             text = "not reached" if v is None else "epoch {epoch}, {seconds} s".format(**v)
             print(f"  {k}: {text}")
+    steady = epoch_times(a)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
+    if not steady:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

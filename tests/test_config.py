@@ -17,12 +17,13 @@ CONFIGS = sorted(
 def test_defaults_and_yaml_and_overrides(tmp_path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("optim:\n  name: sgd\n  lr: 0.065\nsched:\n  name: multi_step\n  stepsize: [150, 225, 300]\n")
-    cfg = load_config(path, ["optim.lr=0.01", "train.max_epoch=3", "data.sources=[a, b]", "optim.nesterov=true",
+    cfg = load_config(path, ["optim.lr=0.01", "train.max_epoch=3", "data.sources=[market1501, dukemtmcreid]",
+                             "optim.nesterov=true",
                              "optim.weight_decay=1e-4"])
     assert cfg.optim.name == "sgd" and cfg.optim.lr == 0.01 and cfg.optim.nesterov is True
     assert cfg.optim.weight_decay == 1e-4 and isinstance(cfg.optim.weight_decay, float)
     assert cfg.sched.stepsize == [150, 225, 300] and cfg.train.max_epoch == 3
-    assert cfg.data.sources == ["a", "b"]
+    assert cfg.data.sources == ["market1501", "dukemtmcreid"]
     assert cfg.loss.label_smooth == 0.1 and cfg.loss.margin == 0.3  # untouched defaults
     assert Config().optim.name == "amsgrad"
 
@@ -88,3 +89,56 @@ def test_demo_recipe_matches_file() -> None:
 
     file_cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
     assert load_config(None, base=DEMO_RECIPE) == file_cfg
+
+
+def test_errors_name_the_origin_of_the_setting(tmp_path) -> None:
+    """The command line, the recipe file, a built-in recipe or the default: whichever set it."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  amp: bf16\nloss:\n  triplet: 1.0\n")
+    with pytest.raises(ConfigError, match=r"^--set train.amp=bf32: train.amp='bf32' is not one of"):
+        load_config(recipe, ["train.amp=bf32"])
+    recipe.write_text("train:\n  amp: bf32\n")
+    with pytest.raises(ConfigError, match=f"^{recipe}: train.amp='bf32'"):
+        load_config(recipe, ["optim.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"^the demo recipe: .*data.height"):
+        load_config(None, base={"data": {"height": 8}}, base_source="the demo recipe")
+    # two settings from two places: the message says where each came from
+    with pytest.raises(ConfigError, match=r"^--set loss.triplet=1: loss.triplet needs data.sampler=identity .*"
+                                          r"\(data.sampler from the default\)"):
+        load_config(None, ["loss.triplet=1"])
+    recipe.write_text("data:\n  sampler: random\n")
+    with pytest.raises(ConfigError, match=rf"\(data.sampler from {recipe}\)"):
+        load_config(recipe, ["loss.triplet=1"])
+
+
+def test_per_dataset_settings(tmp_path) -> None:
+    cfg = load_config(None, ["data.sources=[{name: csv_manifest, root: a.csv, as: siteA}]",
+                             "data.targets=[market1501, {name: csv_manifest, root: b.csv, as: siteB, "
+                             "duplicates: drop}]"])
+    assert cfg.data.sources == [{"name": "csv_manifest", "root": "a.csv", "as": "siteA"}]
+    assert cfg.data.targets[0] == "market1501" and cfg.data.targets[1]["as"] == "siteB"
+    assert load_config(cfg.save(tmp_path / "c.yaml")) == cfg
+    with pytest.raises(ConfigError, match=r"data.targets\[0\]: 'duplicate' is not an option of the csv_manifest "
+                                          r"reader. Did you mean 'duplicates'"):
+        load_config(None, ["data.targets=[{name: csv_manifest, root: b.csv, duplicate: drop}]"])
+    with pytest.raises(ConfigError, match="two datasets are named 'csv_manifest'; give each its own display name"):
+        load_config(None, ["data.targets=[{name: csv_manifest, root: a.csv}, {name: csv_manifest, root: b.csv}]"])
+    with pytest.raises(ConfigError, match=r"data.targets\[0\]: a dataset mapping needs 'name'"):
+        load_config(None, ["data.targets=[{root: b.csv}]"])
+    with pytest.raises(ConfigError, match="unknown dataset 'market1510'. Did you mean 'market1501'"):
+        load_config(None, ["data.targets=[market1510]"])
+
+
+@pytest.mark.parametrize("override, match", [
+    ("data.height=8", "data.height=8 is too small"),
+    ("data.width=0", "data.width=0 is too small"),
+    ("train.num_threads=-1", "train.num_threads must be >= 0"),
+    ("test.batch_size=0", "test.batch_size must be >= 1"),
+    ("data.num_workers=-2", "data.num_workers must be >= 0"),
+    ("train.device=cuda:99", "train.device='cuda:99'"),
+    ("train.device=tpu", "is not a device"),
+    ("data.on_bad_image=ignore", "data.on_bad_image='ignore' is not one of error, skip"),
+])
+def test_nonsense_values_are_refused_where_they_are_read(override, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])

@@ -32,4 +32,6 @@ def test_data_summary_no_cameras_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(tmp_path / "viper") in err and "Expected layout" in err
     assert main(["data", "summary", "market_style", "--root", str(tmp_path), "-o", "nonsense=1"]) == 2
-    assert "bad reader option" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'nonsense' is not an option of the market_style reader" in err
+    assert "Valid options: test_fraction, split_seed" in err

@@ -100,3 +100,55 @@ def test_bench_tiny(tmp_path, capsys) -> None:
     assert fused["gmacs_per_s"] == pytest.approx(fused["images_per_s"] * macs / 1e9)
     assert "matrix product" in text
     assert set(json.loads(out.read_text())["matmul_gmacs_per_s"]) == {"fp32", "bf16"}
+
+
+def test_galleries_describe_their_weights(crops, tmp_path, capsys, monkeypatch) -> None:
+    """A gallery records its checkpoint (path relative to itself, sha256), is searched with it
+    from any folder, refuses other weights, random weights and non-finite embeddings."""
+    folder, weights = crops
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "w.pth").write_bytes(weights.read_bytes())
+    query = str(folder / "cam1" / "0001.png")
+    # extract with a relative --weights path, search from another folder
+    assert main(["extract", str(folder), "-o", "g.npz", "--model", "osnet_x0_25", "--weights", "w.pth",
+                 "--input", "64x32"]) == 0
+    meta = Gallery.load(work / "g.npz").meta
+    assert meta["weights_relative"] == "w.pth" and meta["random_weights"] is False
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["search", "--gallery", str(work / "g.npz"), query, "--report", "rep"]) == 0
+    assert capsys.readouterr().out.splitlines()[3].split()[2] == "cam1/0001.png"
+    # the gallery moved together with its checkpoint: found beside it
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("g.npz", "w.pth"):
+        (work / name).rename(moved / name)
+    assert main(["search", "--gallery", str(moved / "g.npz"), query, "--report", "rep"]) == 0
+    capsys.readouterr()
+    # other weights are refused, naming the gallery
+    torch.manual_seed(1)
+    other = save_weights(create_model("osnet_x0_25", num_classes=3), tmp_path / "other.pth", layout="torchreid")
+    assert main(["search", "--gallery", str(moved / "g.npz"), query, "--weights", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"{moved / 'g.npz'} was made with other weights than {other}" in err
+    # no --weights at extraction: refused unless allowed, and such a gallery is refused at search
+    assert main(["extract", str(folder), "-o", "r.npz", "--model", "osnet_x0_25", "--input", "64x32"]) == 2
+    assert "no --weights" in capsys.readouterr().err and not (elsewhere / "r.npz").exists()
+    assert main(["extract", str(folder), "-o", "r.npz", "--model", "osnet_x0_25", "--input", "64x32",
+                 "--allow-random-weights"]) == 0
+    capsys.readouterr()
+    assert main(["search", "--gallery", "r.npz", query]) == 2
+    assert "r.npz was made with random weights" in capsys.readouterr().err
+    # non-finite embeddings: refused when read, naming the file
+    data = dict(np.load(moved / "g.npz"))
+    data["embeddings"][2] = np.nan
+    np.savez(tmp_path / "nan.npz", **data)
+    assert main(["search", "--gallery", str(tmp_path / "nan.npz"), query]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nan.npz'}: 1 of 5 gallery embedding(s) hold NaN or infinity" in err
+    with pytest.raises(Exception, match="hold NaN or infinity"):
+        Gallery(np.full((1, 4), np.inf), ["a.jpg"])

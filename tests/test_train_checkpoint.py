@@ -85,3 +85,23 @@ def test_rng_state_round_trip_through_a_file(tmp_path) -> None:
     draw()
     set_rng_state(load_checkpoint(tmp_path / "s.pt")["rng"], gen)
     assert draw() == first
+
+
+def test_resume_changes_treat_a_setting_newer_than_the_checkpoint_as_its_default() -> None:
+    from omnireid.config import Config
+    from omnireid.engine.checkpoint import resume_changes
+
+    defaults = Config().to_dict()
+    saved = Config().to_dict()
+    del saved["train"]["print_freq"]  # a checkpoint written before the setting existed
+    del saved["data"]["num_instances"]
+    assert resume_changes(saved, Config().to_dict(), defaults) == ([], [])
+    new = Config().to_dict()
+    new["train"]["print_freq"] = 25
+    new["data"]["num_instances"] = defaults["data"]["num_instances"] + 2
+    allowed, refused = resume_changes(saved, new, defaults)
+    assert allowed == [("train.print_freq", None, 25)]
+    assert refused == [("data.num_instances", None, defaults["data"]["num_instances"] + 2)]
+    # without the defaults every missing setting is a change
+    assert resume_changes(saved, Config().to_dict())[1] == [("data.num_instances", None,
+                                                               defaults["data"]["num_instances"])]

@@ -7,6 +7,9 @@ are errors that name the file and suggest the nearest valid key::
     cfg = load_config("configs/demo.yaml", overrides=["optim.lr=0.01", "train.max_epoch=3"])
     cfg.to_yaml()          # the resolved recipe, saved beside every run's outputs
 
+An error names where the offending setting came from: the command line (``--set train.amp=bf32:
+...``), the recipe file (``r.yaml: ...``), a built-in recipe, or the default value.
+
 Only :func:`omnireid.engine.fit` and the CLI read a config object; everything below them takes
 plain values.
 """
@@ -25,9 +28,8 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A recipe that cannot be used: unknown key, wrong type or bad value (message says where)."""
+from omnireid.errors import ConfigError, MissingFileError
+from omnireid.files import write_text
 
 
 @dataclass
@@ -50,13 +52,22 @@ class DataConfig:
     """Data sources, targets, image size, augmentation and batching.
 
     ``sources`` are combined into one training set (multi-source training); ``targets`` are
-    evaluated separately. ``root`` is the data root (the cache folder for ``synthetic_*``).
-    ``synthetic`` passes options to the synthetic generator (e.g. ``num_ids: 100``).
+    evaluated separately. Each entry is a reader name (``market1501``) or a mapping with its own
+    settings (see :mod:`omnireid.data.spec`)::
+
+        sources: [{name: csv_manifest, root: a.csv, as: siteA}]
+        targets: [{name: market1501, root: ~/data}, {name: csv_manifest, root: b.csv, as: siteB}]
+
+    ``root`` is the data root of the entries that give none (the cache folder for
+    ``synthetic_*``). ``synthetic`` passes options to the synthetic generator (e.g.
+    ``num_ids: 100``). ``on_bad_image``: ``skip`` (default) leaves an unreadable image out,
+    lists it in ``skipped_images.tsv`` in the run folder and counts it in the log and the
+    results; ``error`` stops with an error naming the file.
     """
 
     root: str | None = None
-    sources: list[str] = field(default_factory=lambda: ["market1501"])
-    targets: list[str] = field(default_factory=lambda: ["market1501"])
+    sources: list[str | dict[str, Any]] = field(default_factory=lambda: ["market1501"])
+    targets: list[str | dict[str, Any]] = field(default_factory=lambda: ["market1501"])
     combineall: bool = False
     height: int = 256
     width: int = 128
@@ -69,6 +80,7 @@ class DataConfig:
     random_erase: bool = False
     color_jitter: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)
+    on_bad_image: str = "skip"
 
 
 @dataclass
@@ -128,7 +140,9 @@ class TrainConfig:
 
     ``amp``: ``none``, ``bf16`` (CPU or GPU) or ``fp16`` (GPU). ``deterministic`` asks torch for
     deterministic kernels. ``eval_freq``: evaluate every N epochs (0: only at the end,
-    -1: never). ``max_steps_per_epoch`` caps an epoch (0: no cap) for quick runs.
+    -1: never). ``max_steps_per_epoch`` caps an epoch (0: no cap) for quick runs. ``progress``:
+    the per-epoch lines and, on a terminal, a progress bar. ``print_freq``: when the output is
+    not a terminal, also a line every N batches with the running loss and the ETA (0: off).
     """
 
     max_epoch: int = 60
@@ -143,6 +157,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     tensorboard: bool = False
     progress: bool = True
+    print_freq: int = 0
     save_curves: bool = True
 
 
@@ -176,14 +191,7 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write the resolved recipe as YAML, atomically."""
-        import os
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_yaml())
-        os.replace(tmp, path)
-        return path
+        return write_text(path, self.to_yaml())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,6 +201,16 @@ class Config:
 def _suggest(name: str, valid: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true/false",
+            type(None): "nothing"}.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -210,29 +228,32 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+        if len(errors) > 1:
+            raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}",
+                              [where])
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}", [where])
     if origin is list:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value]  # a single item where a list is expected
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {value!r}", [where])
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}", [where])
         return dict(value)
     if tp is Any:
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}", [where])
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {value!r}", [where])
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -241,19 +262,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return float(value)  # YAML reads "1e-4" as a string
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {value!r}", [where])
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
+        raise ConfigError(f"{where}: expected a string, got {value!r}", [where])
+    raise ConfigError(f"{where}: unsupported type {tp}", [where])  # pragma: no cover
 
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
+        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}", [where])
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -261,7 +282,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         key = str(key)
         here = f"{where}.{key}" if where else key
         if key not in names:
-            raise ConfigError(f"unknown key {here!r}.{_suggest(key, names)} Valid keys: {', '.join(names)}")
+            raise ConfigError(f"unknown key {here!r}.{_suggest(key, names)} Valid keys: {', '.join(names)}",
+                              [here])
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, here)
@@ -270,13 +292,56 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-def config_from_dict(data: Mapping[str, Any] | None, source: str = "config") -> Config:
-    """Build a :class:`Config` from nested plain data; errors name ``source``."""
+DEFAULT_ORIGIN = "the default"
+
+
+def origin_of(key: str, origins: Mapping[str, str], default: str = DEFAULT_ORIGIN) -> str:
+    """Where the setting ``key`` (``data.sources[0]``, ``data.synthetic.num_ids`` ...) came
+    from: the origin recorded for it or for the nearest section above it."""
+    parts = key.split("[", 1)[0].split(".")
+    for n in range(len(parts), 0, -1):
+        found = origins.get(".".join(parts[:n]))
+        if found is not None:
+            return found
+    return default
+
+
+def with_origin(exc: ConfigError, origins: Mapping[str, str], default: str = DEFAULT_ORIGIN) -> ConfigError:
+    """``exc`` with its message prefixed by the origin of its first setting, and the origins
+    of the other settings it involves added when they differ."""
+    keys = exc.keys or []
+    if not keys:
+        return ConfigError(f"{default}: {exc}", keys)
+    first = origin_of(keys[0], origins, default)
+    others = [(k, origin_of(k, origins, default)) for k in keys[1:]]
+    others = [f"{k} from {o}" for k, o in others if o != first]
+    note = f" ({'; '.join(others)})" if others else ""
+    return ConfigError(f"{first}: {exc}{note}", keys)
+
+
+def _record_origins(data: Any, prefix: str, origin: str, origins: dict[str, str]) -> None:
+    origins[prefix] = origin
+    if isinstance(data, Mapping) and prefix.count(".") < 1:  # sections: one entry per key
+        for k, v in data.items():
+            _record_origins(v, f"{prefix}.{k}" if prefix else str(k), origin, origins)
+
+
+def config_from_dict(data: Mapping[str, Any] | None, source: str = "config",
+                     origins: Mapping[str, str] | None = None) -> Config:
+    """Build a :class:`Config` from nested plain data.
+
+    Errors name where the bad setting came from: ``origins`` maps dotted keys to their origin
+    (as :func:`load_config` records them); keys without an entry are blamed on ``source``.
+    """
+    if origins is None:
+        origins = {}
+        for section, values in (data or {}).items():
+            _record_origins(values, str(section), source, origins)
     try:
         cfg = _build(Config, data or {}, "")
         validate(cfg)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise with_origin(exc, origins) from None
     return cfg
 
 
@@ -296,7 +361,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``"optim.lr=0.01"`` -> ``("optim.lr", 0.01)``; the value is read as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.key=value")
+        raise ConfigError(f"--set {text}: an override must look like section.key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -322,7 +387,8 @@ def _check_override_key(dotted: str) -> None:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
+    path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None,
+    base_source: str = "the built-in recipe",
 ) -> Config:
     """Read a YAML recipe (or start from defaults) and apply dotted overrides.
 
@@ -330,35 +396,60 @@ def load_config(
         path: YAML file; ``None`` starts from the defaults.
         overrides: ``"section.key=value"`` strings (values parsed as YAML: ``[1, 2]``, ``true``).
         base: plain data applied before the file (used by the demo).
+        base_source: how errors name a setting that came from ``base``.
 
     Raises:
-        ConfigError: naming the file (or override) and the bad key/value.
-        FileNotFoundError: when ``path`` does not exist.
+        ConfigError: naming where the bad setting came from (``--set KEY=VALUE``, the file,
+            ``base_source`` or the default) and the bad key/value.
+        MissingFileError: when ``path`` does not exist.
     """
+    data, origins = load_plain(path, overrides, base, base_source, check_key=_check_override_key)
+    return config_from_dict(data, origins=origins)
+
+
+def load_plain(
+    path: str | Path | None, overrides: Iterable[str], base: Mapping[str, Any] | None,
+    base_source: str, check_key=None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The merged plain data of ``base``, the file at ``path`` and ``overrides``, and the origin
+    of every key (``origins["train.amp"] = "--set train.amp=bf32"``). ``check_key(dotted)``
+    vets each override key."""
     data: dict[str, Any] = _deep_copy(base or {})
-    source = "config"
+    origins: dict[str, str] = {}
+    for section, values in data.items():
+        _record_origins(values, str(section), base_source, origins)
     if path is not None:
-        source = str(path)
-        _merge(data, read_recipe_file(path))
+        recipe = read_recipe_file(path)
+        for section, values in recipe.items():
+            _record_origins(values, str(section), str(path), origins)
+        _merge(data, recipe)
     for text in overrides:
         key, value = parse_override(text)
-        try:
-            _check_override_key(key)
-        except ConfigError as exc:
-            raise ConfigError(f"--set {text}: {exc}") from None
+        if check_key is not None:
+            try:
+                check_key(key)
+            except ConfigError as exc:
+                raise ConfigError(f"--set {text}: {exc}", exc.keys) from None
         _set_dotted(data, key, value)
-    return config_from_dict(data, source)
+        for known in [k for k in origins if k == key or k.startswith(key + ".")]:
+            del origins[known]
+        origins[key] = f"--set {text}"
+    return data, origins
 
 
 def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML recipe file as plain sections, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingFileError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML recipe is UTF-8 text)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return loaded
@@ -382,33 +473,120 @@ _CHOICES = {
     ("train", "amp"): ("none", "bf16", "fp16"),
     ("test", "dist_metric"): ("euclidean", "cosine"),
     ("data", "sampler"): ("random", "identity", "camera", "dataset"),
+    ("data", "on_bad_image"): ("error", "skip"),
 }
+
+#: The smallest image side every model accepts (OSNet halves its input four times).
+MIN_IMAGE_SIDE = 16
+
+
+def _check(ok: bool, message: str, *keys: str) -> None:
+    if not ok:
+        raise ConfigError(message, list(keys))
 
 
 def validate(cfg: Config) -> None:
-    """Check values that types alone cannot (choices, ranges)."""
+    """Check values that types alone cannot (choices, ranges, dataset settings).
+
+    Raises:
+        ConfigError: whose ``keys`` name the settings involved.
+    """
     for (section, key), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section), key)
-        if value not in choices:
-            raise ConfigError(f"{section}.{key}={value!r} is not one of {', '.join(choices)}."
-                              f"{_suggest(value, choices)}")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
-    if cfg.train.max_epoch < 1:
-        raise ConfigError(f"train.max_epoch must be >= 1, got {cfg.train.max_epoch}")
-    if cfg.data.batch_size < 1:
-        raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
-    if not cfg.data.sources:
-        raise ConfigError("data.sources must name at least one dataset")
-    if cfg.sched.name in ("single_step", "multi_step") and not cfg.sched.stepsize:
-        raise ConfigError(f"sched.name={cfg.sched.name} needs sched.stepsize")
-    if cfg.loss.softmax <= 0 and cfg.loss.triplet <= 0:
-        raise ConfigError("at least one of loss.softmax and loss.triplet must have a positive weight")
-    if cfg.loss.triplet > 0 and cfg.data.sampler != "identity":
-        raise ConfigError("loss.triplet needs data.sampler=identity (P x K batches)")
+        _check(value in choices, f"{section}.{key}={value!r} is not one of {', '.join(choices)}."
+               f"{_suggest(str(value), choices)}", f"{section}.{key}")
+    d, t = cfg.data, cfg.train
+    _check(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}", "optim.lr")
+    _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}",
+           "optim.weight_decay")
+    _check(cfg.optim.grad_clip >= 0, f"optim.grad_clip must be >= 0 (0: off), got {cfg.optim.grad_clip}",
+           "optim.grad_clip")
+    _check(t.max_epoch >= 1, f"train.max_epoch must be >= 1, got {t.max_epoch}", "train.max_epoch")
+    _check(t.num_threads >= 0, f"train.num_threads must be >= 0 (0: torch's default), got {t.num_threads}",
+           "train.num_threads")
+    _check(t.max_steps_per_epoch >= 0, f"train.max_steps_per_epoch must be >= 0 (0: no cap), got "
+           f"{t.max_steps_per_epoch}", "train.max_steps_per_epoch")
+    _check(t.print_freq >= 0, f"train.print_freq must be >= 0 (0: one line per epoch only), got {t.print_freq}",
+           "train.print_freq")
+    _check(bool(t.output_dir.strip()), "train.output_dir is empty", "train.output_dir")
+    _check(d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size}", "data.batch_size")
+    _check(d.num_instances >= 1, f"data.num_instances must be >= 1, got {d.num_instances}", "data.num_instances")
+    _check(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}", "data.num_workers")
+    for key in ("height", "width"):
+        value = getattr(d, key)
+        _check(value >= MIN_IMAGE_SIDE, f"data.{key}={value} is too small: the models need images of at "
+               f"least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels (256x128 is usual)", f"data.{key}")
+    _check(cfg.test.batch_size >= 1, f"test.batch_size must be >= 1, got {cfg.test.batch_size}", "test.batch_size")
+    _check(bool(d.sources), "data.sources must name at least one dataset", "data.sources")
+    _check(cfg.sched.name not in ("single_step", "multi_step") or bool(cfg.sched.stepsize),
+           f"sched.name={cfg.sched.name} needs sched.stepsize", "sched.stepsize", "sched.name")
+    _check(cfg.loss.softmax > 0 or cfg.loss.triplet > 0,
+           "at least one of loss.softmax and loss.triplet must have a positive weight", "loss.softmax", "loss.triplet")
+    _check(cfg.loss.triplet <= 0 or d.sampler == "identity",
+           f"loss.triplet needs data.sampler=identity (P x K batches), not {d.sampler!r}", "loss.triplet",
+           "data.sampler")
+    _check(t.device == "auto" or _device_ok(t.device), _device_message(t.device), "train.device")
+    _check(t.amp != "fp16" or t.device not in ("auto", "cpu") or _has_gpu(),
+           "train.amp=fp16 needs a GPU; use bf16 on the CPU", "train.amp")
+    for section in ("sources", "targets"):
+        _check_datasets(getattr(d, section), f"data.{section}")
+
+
+def _check_datasets(items: list, where: str) -> None:
+    from omnireid.data.spec import check_spec, check_unique_labels, parse_dataset_spec
+    from omnireid.errors import OmnireidError
+
+    specs = []
+    for i, item in enumerate(items):
+        here = f"{where}[{i}]"
+        try:
+            spec = parse_dataset_spec(item, here)
+            check_spec(spec, here)
+        except OmnireidError as exc:  # unknown reader or option, malformed entry
+            raise ConfigError(str(exc), [here]) from None
+        specs.append(spec)
+    try:
+        check_unique_labels(specs, where)
+    except OmnireidError as exc:
+        raise ConfigError(str(exc), [where]) from None
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _device_ok(device: str) -> bool:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return False
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count())
+    if dev.type == "mps":
+        return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return dev.type == "cpu"
+
+
+def _device_message(device: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"train.device={device!r} is not a device (auto, cpu, cuda, cuda:N)"
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return (f"train.device={device!r}: no CUDA GPU is available here" if count == 0 else
+                f"train.device={device!r}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    return f"train.device={device!r} is not available on this machine"
 
 
 __all__ = [
     "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig", "OptimConfig", "SchedConfig",
-    "TestConfig", "TrainConfig", "config_from_dict", "load_config", "parse_override", "validate",
+    "TestConfig", "TrainConfig", "config_from_dict", "load_config", "load_plain", "origin_of",
+    "parse_override", "validate", "with_origin",
 ]

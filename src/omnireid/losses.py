@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnireid.errors import UsageError
 from omnireid.models.output import ReIDOutput
 from omnireid.registry import Registry
 
@@ -33,7 +34,7 @@ class CrossEntropyLabelSmooth(nn.Module):
     def __init__(self, epsilon: float = 0.1) -> None:
         super().__init__()
         if not 0.0 <= epsilon < 1.0:
-            raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon}")
+            raise UsageError(f"label smoothing epsilon must be in [0, 1), got {epsilon}")
         self.epsilon = epsilon
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -95,7 +96,7 @@ class WeightedLoss(nn.Module):
         super().__init__()
         self.weights = {name: float(w) for name, w in weights.items() if w > 0}
         if not self.weights:
-            raise ValueError("build_loss needs at least one loss with a positive weight")
+            raise UsageError("build_loss needs at least one loss with a positive weight")
         self.reads = {}
         self.terms = nn.ModuleDict()
         for name in self.weights:
@@ -113,7 +114,7 @@ class WeightedLoss(nn.Module):
         for name, weight in self.weights.items():
             inp = getattr(output, self.reads[name])
             if inp is None:
-                raise ValueError(f"loss {name!r} needs model {self.reads[name]}, which the model did not return "
+                raise UsageError(f"loss {name!r} needs model {self.reads[name]}, which the model did not return "
                                  "(build it with num_classes > 0)")
             value = self.terms[name](inp, pids)
             parts[name] = value

@@ -6,13 +6,16 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from omnireid.errors import UnknownNameError
+
 T = TypeVar("T", bound=Callable[..., Any])
 
 
 class Registry(Generic[T]):
     """Maps explicit names to builders.
 
-    Registering a name twice raises; looking up an unknown name raises a ``KeyError`` that lists
+    Registering a name twice raises; looking up an unknown name raises an :class:`~omnireid.errors.UnknownNameError`
+    (a ``KeyError``) that lists
     the close matches and the valid names.
     """
 
@@ -36,7 +39,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(self.unknown_message(name)) from None
+            raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)

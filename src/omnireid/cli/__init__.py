@@ -2,17 +2,27 @@
 
 Each command lives in its own module of this package, which defines ``register(subparsers)`` and
 ``run(args) -> int``. ``main`` wires them together.
+
+Errors: the library's own errors (:mod:`omnireid.errors`) and failed writes to a full or
+read-only disk end the command with one line, ``omnireid COMMAND: error: MESSAGE``, and a
+non-zero status; Ctrl-C ends it with status 130 and a line saying what was kept, and SIGTERM
+(what job schedulers and ``docker stop`` send) the same way with status 143. Any other exception
+is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from omnireid import __version__
+from omnireid.errors import OmnireidError, UsageError, clean_message
+from omnireid.files import is_write_failure, output_error
 
 # Order here is the order shown in `omnireid --help`.
 COMMAND_MODULES: list[str] = [
@@ -30,8 +40,8 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-class CLIError(Exception):
-    """An error the user can fix; printed without a traceback."""
+#: A bad option value or combination, printed without a traceback.
+CLIError = UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,12 +67,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    terminated: list[int] = []
     try:
-        return int(args.func(args) or 0)
-    except (CLIError, KeyError, FileNotFoundError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"omnireid {args.command}: error: {message}", file=sys.stderr)
+        with _sigterm_as_interrupt(terminated):
+            return int(args.func(args) or 0)
+    except OmnireidError as exc:
+        report_error(args.command, exc)
+        return exc.exit_code
+    except OSError as exc:
+        if not (is_write_failure(exc) and exc.filename):
+            raise
+        report_error(args.command, output_error(exc.filename, exc))
         return 2
+    except KeyboardInterrupt as exc:
+        detail = clean_message(exc.args[0]) if exc.args else "interrupted"
+        if terminated:
+            detail = f"stopped by SIGTERM; {detail}"
+        print(f"\nomnireid {args.command}: {detail}", file=sys.stderr)
+        return 143 if terminated else 130
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(terminated: list[int]):
+    """While the command runs, SIGTERM raises KeyboardInterrupt like Ctrl-C, so a run stopped by
+    a job scheduler ends the same clean way (checkpoint named, folder released, temporary files
+    removed); ``terminated`` records that it happened. Outside the main thread (where Python
+    cannot take signals) nothing changes."""
+
+    def handler(signum, frame):
+        if not terminated:  # a second SIGTERM while stopping does not interrupt the clean-up
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def report_error(command: str, exc: BaseException) -> None:
+    """Print ``exc`` as ``omnireid COMMAND: error: ...`` without terminal control codes; the
+    first line names the file or option, further lines (when there are any) give details."""
+    text = clean_message(str(exc)) or type(exc).__name__
+    first, _, rest = text.partition("\n")
+    print(f"omnireid {command}: error: {first}", file=sys.stderr)
+    for line in rest.splitlines():
+        print(f"  {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import asdict
 
-from omnireid.cli.util import parse_size, print_table
+from omnireid.cli import CLIError
+from omnireid.cli.util import positive_int, positive_int_list, print_table, size_arg
+from omnireid.files import write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "this machine, the most any exact path can reach.")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
     p.add_argument("--weights", help="checkpoint to load (random weights otherwise)")
-    p.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
-    p.add_argument("--input", default="256x128", help="input size HxW (default 256x128)")
+    p.add_argument("--batch-sizes", type=positive_int_list, default=[1, 16, 64],
+                   help="comma-separated (default 1,16,64)")
+    p.add_argument("--input", type=size_arg, default=(256, 128), help="input size HxW (default 256x128)")
     p.add_argument("--backends", help="comma-separated subset (default: all available)")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds per backend (default 5)")
-    p.add_argument("--threads", type=int, help="torch/runtime threads (default: torch's)")
+    p.add_argument("--rounds", type=positive_int, default=5, help="timed rounds per backend (default 5)")
+    p.add_argument("--threads", type=positive_int, help="torch/runtime threads (default: torch's)")
     p.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     p.set_defaults(func=run)
 
@@ -39,13 +41,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else available_backends()
+    unknown = [b for b in backends if b not in available_backends()]
+    if unknown or not backends:
+        raise CLIError(f"--backends {args.backends!r}: {', '.join(unknown) or 'none'} not available here; "
+                       f"available: {', '.join(available_backends())}")
     model = create_model(args.model, weights=args.weights).eval()
-    batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    backends = args.backends.split(",") if args.backends else available_backends()
+    batches = args.batch_sizes
+    size = args.input
     allocator = os.environ.get("LD_PRELOAD", "") or "default (glibc malloc)"
-    print(f"model {args.model}, input {args.input}, threads {torch.get_num_threads()}, "
+    print(f"model {args.model}, input {size[0]}x{size[1]}, threads {torch.get_num_threads()}, "
           f"allocator {allocator}")
-    rows = bench_backends(model, backends, batches, parse_size(args.input), rounds=args.rounds,
+    rows = bench_backends(model, backends, batches, size, rounds=args.rounds,
                           warmup=3)
     print_table(["backend", "batch", "images/s", "vs eager", "GMAC/s", "max |diff|"],
                 [[r.backend, r.batch, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
@@ -54,10 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"a 2048x2048 matrix product runs at {ceiling['fp32']:.1f} GMAC/s (fp32) and "
           f"{ceiling['bf16']:.1f} GMAC/s (bf16) here: no exact path can exceed those rates")
     if args.json_path:
-        with open(args.json_path, "w") as fh:
-            json.dump({"model": args.model, "input": args.input, "allocator": allocator,
-                       "threads": torch.get_num_threads(), "matmul_gmacs_per_s": ceiling,
-                       "rows": [asdict(r) for r in rows]},
-                      fh, indent=2)
+        write_json(args.json_path, {"model": args.model, "input": f"{size[0]}x{size[1]}", "allocator": allocator,
+                                    "threads": torch.get_num_threads(), "matmul_gmacs_per_s": ceiling,
+                                    "rows": [asdict(r) for r in rows]})
         print(f"wrote {args.json_path}")
     return 0

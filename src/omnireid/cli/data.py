@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from omnireid.cli import CLIError
+from omnireid.files import write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,10 +67,7 @@ def run_summary(args: argparse.Namespace) -> int:
     from omnireid.data.summary import summarize, summary_dict
 
     options = parse_options(args.option)
-    try:
-        ds = load_dataset(args.name, args.root, combineall=args.combineall, **options)
-    except TypeError as exc:
-        raise CLIError(f"bad reader option for {args.name!r}: {exc}") from None
+    ds = load_dataset(args.name, args.root, combineall=args.combineall, **options)
     print(f"{ds.name}" + (f"  ({args.root})" if args.root else ""))
     rows = [[s.split, s.num_ids, s.num_images, s.num_cameras if ds.has_cameras else "unknown"]
             for s in summarize(ds)]
@@ -99,9 +96,6 @@ def run_summary(args: argparse.Namespace) -> int:
             print(f"  {path}: {why}")
         info["unreadable"] = bad
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(info, f, indent=1, default=str)
-        os.replace(tmp, args.json)
+        write_json(args.json, info, indent=1, default=str)
         print(f"wrote {args.json}")
     return 0

@@ -4,11 +4,13 @@ domain, print the results and write a report folder."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from omnireid.cli.util import positive_int
+from omnireid.files import write_json
 
 # The recipe of configs/demo.yaml (kept equal to it by a test), so that the installed package
 # needs no file from the source tree.
@@ -66,10 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "on it and on the unseen domain 'b', print a results table and write a report "
                     "folder (metrics.json, curves.png, ranked-list pictures).")
     p.add_argument("-o", "--output", default=None, help="report folder (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set model.name=osnet_ain_x0_25")
     p.add_argument("--no-tcmalloc", action="store_true", help="do not restart with the tcmalloc allocator")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a training run in the report folder (an earlier demo report is "
+                        "always replaced)")
     p.set_defaults(func=run)
 
 
@@ -77,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     reexec_with_tcmalloc(not args.no_tcmalloc)
     import numpy as np
 
-    from omnireid.cli.train import print_results
-    from omnireid.config import ConfigError, load_config
+    from omnireid.cli.train import epoch_line, print_results
+    from omnireid.config import load_config
     from omnireid.engine.fit import fit
     from omnireid.evaluation.rank import removed_gallery
     from omnireid.viz.ranked import save_ranked_lists
@@ -92,13 +97,12 @@ def run(args: argparse.Namespace) -> int:
         # one core per loader worker, the rest for the network: no oversubscription on small machines
         workers = int(DEMO_RECIPE["data"]["num_workers"])
         overrides.append(f"train.num_threads={max(1, (os.cpu_count() or 1) - workers)}")
-    try:
-        cfg = load_config(None, overrides, base=DEMO_RECIPE)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+    cfg = load_config(None, overrides, base=DEMO_RECIPE, base_source="the demo recipe")
     print(f"training {cfg.model.name} on {'+'.join(cfg.data.sources)} for {cfg.train.max_epoch} epochs "
           f"({cfg.data.height}x{cfg.data.width}); evaluating on {', '.join(cfg.data.targets)}", flush=True)
-    result = fit(cfg)
+    out = Path(cfg.train.output_dir)
+    earlier_demo = (out / "metrics.json").is_file() and (out / "config.yaml").is_file()
+    result = fit(cfg, overwrite=args.overwrite or earlier_demo, on_epoch=lambda r: print(epoch_line(r), flush=True))
     out = result.output_dir
     pictures = {}
     for name, ev in result.evaluations.items():
@@ -127,9 +131,7 @@ def run(args: argparse.Namespace) -> int:
         "files": {"curves": str(out / "curves.png"), "ranked_lists": pictures,
                   "weights": str(out / "model.pth"), "config": str(out / "config.yaml")},
     }
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    write_json(out / "metrics.json", report)
     print()
     print_results(result.final)
     print(f"\ntrained {result.epochs} epochs in {result.seconds:.0f} s")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import os
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from omnireid.cli import CLIError
+from omnireid.cli.util import device_arg, non_negative_int, positive_int, size_arg
+from omnireid.files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="model name (see `omnireid models`)")
-    p.add_argument("--weights", help="checkpoint to load (omit to evaluate random weights)")
-    p.add_argument("--data", required=True, help="target dataset name(s), comma separated")
-    p.add_argument("--root", help="data root holding the dataset folders")
+    p.add_argument("--weights", help="checkpoint to load (omit to evaluate random weights); "
+                                     "torchreid's model.pth.tar-N files are read too")
+    p.add_argument("--data", required=True,
+                   help="target dataset(s): names separated by commas (market1501,dukemtmcreid), or a "
+                        "YAML list whose entries may carry their own root, display name and reader "
+                        "options, e.g. '[{name: csv_manifest, root: b.csv, as: siteB}, market1501]'")
+    p.add_argument("--root", help="data root of the datasets that name none")
     p.add_argument("--dist", choices=("euclidean", "cosine"), default="euclidean",
                    help="distance: squared euclidean (default) or cosine")
     p.add_argument("--normalize", action="store_true", help="L2-normalise features first")
@@ -48,12 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: market, or no_camera for data without camera ids")
     p.add_argument("--all-splits", action="store_true",
                    help="for datasets with random splits (VIPeR, GRID, CUHK01...): average over all")
-    p.add_argument("--size", default="256x128", help="input HEIGHTxWIDTH (default 256x128)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--max-rank", type=int, default=50)
-    p.add_argument("--topk", type=int, default=10, help="gallery images per ranked-list picture")
-    p.add_argument("--num-vis", type=int, default=20, help="worst queries drawn per target (0: none)")
+    p.add_argument("--size", type=size_arg, default=(256, 128), help="input HEIGHTxWIDTH (default 256x128)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--max-rank", type=positive_int, default=50)
+    p.add_argument("--topk", type=positive_int, default=10, help="gallery images per ranked-list picture")
+    p.add_argument("--num-vis", type=non_negative_int, default=20, help="worst queries drawn per target (0: none)")
+    p.add_argument("--on-bad-image", choices=("error", "skip"), default="skip",
+                   help="an unreadable image: skip it (default; listed and counted in results.json) or "
+                        "stop with an error naming it")
     p.add_argument("--output", help="output folder (default runs/eval-<time>)")
     p.set_defaults(func=run)
 
@@ -65,35 +74,62 @@ class Target:
     pictures: list
     seconds: float
     splits: int
+    skipped: list
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from omnireid.cli.util import parse_size, print_table
+    from omnireid.cli.util import print_table
+    from omnireid.data.spec import (
+        check_spec,
+        check_unique_labels,
+        load_dataset_spec,
+        parse_dataset_list,
+    )
+    from omnireid.engine.evaluate import check_evaluable
+    from omnireid.files import make_dirs
     from omnireid.models import create_model
+    from omnireid.models.weights import load_weights
     from omnireid.viz import ReportSection, write_report
 
-    size = parse_size(args.size)
-    names = [n.strip() for n in args.data.split(",") if n.strip()]
-    if not names:
-        raise CLIError("--data names no dataset")
+    size = args.size
+    specs = parse_dataset_list(args.data)
+    for i, spec in enumerate(specs):
+        check_spec(spec, f"--data[{i}]")
+    check_unique_labels(specs, "--data")
     if args.weights and not Path(args.weights).is_file():
-        raise CLIError(f"weights file not found: {args.weights}")
+        raise CLIError(f"--weights {args.weights}: a folder, not a weights file" if Path(args.weights).is_dir()
+                       else f"weights file not found: {args.weights}")
+    # every target is read and checked before any model runs
+    datasets = []
+    for i, spec in enumerate(specs):
+        dataset = load_dataset_spec(spec, root=args.root)
+        check_evaluable(dataset, f"--data[{i}]")
+        datasets.append((spec, dataset))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    out_dir = Path(args.output or f"runs/eval-{_dt.datetime.now():%Y%m%d-%H%M%S}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dirs(args.output or f"runs/eval-{_dt.datetime.now():%Y%m%d-%H%M%S}")
 
-    model = create_model(args.model, weights=args.weights).to(device).eval()
-    if not args.weights:
+    model = create_model(args.model)
+    if args.weights:
+        report = load_weights(model, args.weights)
+        if report.epoch is not None:
+            extra = ", ".join(f"{k} {v:.4g}" for k, v in report.meta.items() if k != "epoch")
+            print(f"weights: {args.weights} (training checkpoint of epoch {report.epoch}"
+                  f"{', ' + extra if extra else ''})")
+    else:
         print("note: no --weights given, evaluating randomly initialised weights")
+    model = model.to(device).eval()
 
     targets = []
-    for name in names:
+    for spec, dataset in datasets:
+        name = dataset.name
         start = time.perf_counter()
-        summary, pictures, splits = _evaluate_target(model, name, args, size, device, out_dir)
-        targets.append(Target(name, summary, pictures, time.perf_counter() - start, splits))
+        summary, pictures, splits, skipped = _evaluate_target(model, spec, dataset, args, size, device, out_dir)
+        targets.append(Target(name, summary, pictures, time.perf_counter() - start, splits, skipped))
         print(f"\n{name}" + (f" (mean of {splits} splits)" if splits > 1 else ""))
+        if skipped:
+            print(f"{len(skipped)} unreadable image(s) left out, e.g. {skipped[0][0]}: {skipped[0][1]}")
         print_table(
             ["metric", "value"],
             [[f"rank-{k}", f"{100 * summary[f'rank{k}']:.1f}%"] for k in TABLE_RANKS]
@@ -115,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     }
     results = {
         "settings": settings,
-        "targets": {t.name: {**t.summary, "seconds": round(t.seconds, 3), "num_splits": t.splits}
+        "targets": {t.name: {**t.summary, "seconds": round(t.seconds, 3), "num_splits": t.splits,
+                             "skipped_images": [{"path": p, "reason": r} for p, r in t.skipped]}
                     for t in targets},
     }
     _write_json(results, out_dir / "results.json")
@@ -135,9 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
-    os.replace(tmp, path)
+    write_json(path, obj, default=_jsonable)
 
 
 def _jsonable(value: object) -> object:
@@ -146,18 +181,21 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def _evaluate_target(model, name, args, size, device, out_dir):
-    from omnireid.data import load_dataset
+def _evaluate_target(model, spec, dataset, args, size, device, out_dir):
+    from dataclasses import replace
 
-    dataset = load_dataset(name, args.root)
+    from omnireid.data.spec import load_dataset_spec
+
+    name = dataset.name
+    skipped: list = []
     num_splits = int(dataset.extra.get("num_splits", 1)) if args.all_splits else 1
     if num_splits > 1:
         from omnireid.evaluation import SplitResult
 
-        results = [_evaluate_split(model, dataset, args, size, device, out_dir, name, draw=True)]
+        results = [_evaluate_split(model, dataset, args, size, device, out_dir, name, True, skipped)]
         for split_id in range(1, num_splits):
-            split = load_dataset(name, args.root, split_id=split_id)
-            results.append(_evaluate_split(model, split, args, size, device, out_dir, name, draw=False))
+            split = load_dataset_spec(replace(spec, options={**spec.options, "split_id": split_id}), root=args.root)
+            results.append(_evaluate_split(model, split, args, size, device, out_dir, name, False, skipped))
         ranks = [r[0] for r in results]
         length = min(len(r.cmc) for r in ranks)
         averaged = SplitResult(
@@ -166,29 +204,37 @@ def _evaluate_target(model, name, args, size, device, out_dir):
             mINP=float(np.mean([r.mINP for r in ranks])),
             splits=ranks,
         )
-        return averaged.summary(TABLE_RANKS), results[0][1], num_splits
-    result, pictures = _evaluate_split(model, dataset, args, size, device, out_dir, name, draw=True)
-    return result.summary(TABLE_RANKS), pictures, 1
+        return averaged.summary(TABLE_RANKS), results[0][1], num_splits, skipped
+    result, pictures = _evaluate_split(model, dataset, args, size, device, out_dir, name, True, skipped)
+    return result.summary(TABLE_RANKS), pictures, 1, skipped
 
 
-def _evaluate_split(model, dataset, args, size, device, out_dir, name, draw):
+def _evaluate_split(model, dataset, args, size, device, out_dir, name, draw, skipped):
+    from omnireid.engine.evaluate import check_evaluable
     from omnireid.evaluation import evaluate_rank
     from omnireid.evaluation.distances import compute_distance_matrix, l2_normalize
     from omnireid.evaluation.rank import removed_gallery
     from omnireid.evaluation.rerank import re_ranking_features
     from omnireid.viz import save_ranked_lists
 
-    if not dataset.query or not dataset.gallery:
-        raise CLIError(f"dataset {name!r} has an empty query or gallery set")
-    q_paths = [s.path for s in dataset.query]
-    g_paths = [s.path for s in dataset.gallery]
-    q_pids = np.array([s.pid for s in dataset.query])
-    g_pids = np.array([s.pid for s in dataset.gallery])
-    q_cams = np.array([s.camid for s in dataset.query])
-    g_cams = np.array([s.camid for s in dataset.gallery])
-
-    qf = embed(model, q_paths, size, args.batch_size, device, args.flip, f"{name} query")
-    gf = embed(model, g_paths, size, args.batch_size, device, args.flip, f"{name} gallery")
+    check_evaluable(dataset, "--data")
+    bad: list = []
+    qf, q_keep = embed(model, [s.path for s in dataset.query], size, args.batch_size, device, args.flip,
+                       f"{name} query", args.on_bad_image, bad)
+    gf, g_keep = embed(model, [s.path for s in dataset.gallery], size, args.batch_size, device, args.flip,
+                       f"{name} gallery", args.on_bad_image, bad)
+    query = [dataset.query[i] for i in q_keep]
+    gallery = [dataset.gallery[i] for i in g_keep]
+    skipped.extend(b for b in bad if b not in skipped)
+    if not query or not gallery:
+        raise CLIError(f"{name}: after leaving out {len(bad)} unreadable image(s), {len(query)} query and "
+                       f"{len(gallery)} gallery images are left: nothing to evaluate")
+    q_paths = [s.path for s in query]
+    g_paths = [s.path for s in gallery]
+    q_pids = np.array([s.pid for s in query])
+    g_pids = np.array([s.pid for s in gallery])
+    q_cams = np.array([s.camid for s in query])
+    g_cams = np.array([s.camid for s in gallery])
     if args.normalize:
         qf, gf = l2_normalize(qf), l2_normalize(gf)
     if args.rerank:
@@ -231,21 +277,39 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def embed(model, paths, size, batch_size, device, flip, desc) -> np.ndarray:
-    """(N, D) float32 features; with ``flip`` the mean of the image's and its mirror's."""
+def embed(model, paths, size, batch_size, device, flip, desc, on_bad_image="error",
+          bad: list | None = None) -> tuple[np.ndarray, list[int]]:
+    """(M, D) float32 features of the readable images and their positions in ``paths``; with
+    ``flip`` the mean of the image's and its mirror's. Unreadable images raise (``error``) or are
+    left out and appended to ``bad`` as ``(path, reason)`` (``skip``)."""
     import torch
-    from tqdm.auto import tqdm
 
+    from omnireid.errors import ImageError
     from omnireid.inference.preprocess import open_rgb, preprocess
+    from omnireid.progress import progress_bar
 
-    chunks = []
-    with torch.no_grad(), tqdm(total=len(paths), unit="img", desc=desc, leave=False) as bar:
+    chunks, keep = [], []
+    with torch.no_grad(), progress_bar(total=len(paths), unit="img", desc=desc) as bar:
         for start in range(0, len(paths), batch_size):
-            batch = torch.stack([preprocess(open_rgb(p), size) for p in paths[start : start + batch_size]])
-            batch = batch.to(device)
+            images = []
+            for i, p in enumerate(paths[start : start + batch_size], start):
+                try:
+                    images.append(preprocess(open_rgb(p), size))
+                except (ImageError, FileNotFoundError) as exc:
+                    if on_bad_image == "error":
+                        raise
+                    if bad is not None:
+                        bad.append((str(p), getattr(exc, "reason", None) or str(exc)))
+                    continue
+                keep.append(i)
+            bar.update(min(batch_size, len(paths) - start))
+            if not images:
+                continue
+            batch = torch.stack(images).to(device)
             feats = model(batch).embedding.float()
             if flip:
                 feats = (feats + model(batch.flip(3)).embedding.float()) / 2
             chunks.append(feats.cpu().numpy())
-            bar.update(len(batch))
-    return np.concatenate(chunks).astype(np.float32)
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32), keep
+    return np.concatenate(chunks).astype(np.float32), keep

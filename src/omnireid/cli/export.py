@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from omnireid.cli import CLIError
-from omnireid.cli.util import parse_size
+from omnireid.cli.util import size_arg
+from omnireid.files import write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint to load")
     p.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx, or .xml for IR)")
-    p.add_argument("--input", default="256x128", help="input size HxW (default 256x128)")
+    p.add_argument("--input", type=size_arg, default=(256, 128), help="input size HxW (default 256x128)")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest allowed |exported - PyTorch| (default 1e-4)")
     p.set_defaults(func=run)
@@ -31,15 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.inference.export import check_parity, export_onnx, export_openvino
     from omnireid.models import create_model
 
-    size = parse_size(args.input)
+    size = args.input
+    if args.tolerance <= 0:
+        raise CLIError(f"--tolerance must be > 0, got {args.tolerance:g}")
     model = create_model(args.model, weights=args.weights).eval()
-    try:
-        if args.format == "onnx":
-            path = export_onnx(model, args.output, size)
-        else:
-            path = export_openvino(model, args.output, size)
-    except ImportError as exc:
-        raise CLIError(str(exc)) from None
+    if args.format == "onnx":
+        path = export_onnx(model, args.output, size)
+    else:
+        path = export_openvino(model, args.output, size)
     report = check_parity(model, path, size)
     print(f"wrote {path}")
     print(f"parity vs PyTorch ({report.backend}, batches {report.batch_sizes}): "
@@ -47,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"path": str(path), "format": args.format, "model": args.model,
                "weights": args.weights, "input": list(size),
                "max_abs_diff": report.max_abs_diff, "tolerance": args.tolerance}
-    json_path = Path(path).with_suffix(".export.json")
-    json_path.write_text(json.dumps(summary, indent=2))
+    json_path = write_json(Path(path).with_suffix(".export.json"), summary)
     print(f"wrote {json_path}")
     if report.max_abs_diff > args.tolerance:
         raise CLIError(f"exported model differs from PyTorch by {report.max_abs_diff:.2e} "

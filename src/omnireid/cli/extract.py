@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from omnireid.cli import CLIError
-from omnireid.cli.util import parse_size
+from omnireid.cli.util import device_arg, non_negative_int, positive_int, size_arg
+from omnireid.files import write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,20 +20,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="a folder, an image file, or a glob pattern (quote it)")
     p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
-    p.add_argument("--weights", help="checkpoint to load")
+    p.add_argument("--weights", help="checkpoint to load (required unless --allow-random-weights)")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="extract with the model's random initial weights (for a test: such a gallery "
+                        "identifies nobody)")
     p.add_argument("--backend", default="fused",
                    help="fused (default), eager, bf16, onnxruntime, openvino, openvino-bf16")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=non_negative_int, default=None,
                    help="threads decoding the next batch while the model runs (default: 0 for "
                         "the PyTorch backends on the CPU, 2 for ONNX Runtime/OpenVINO, 4 on a GPU)")
     p.add_argument("--micro-batch", default="auto", type=parse_micro_batch,
                    help="images per forward pass inside a batch for the PyTorch backends: "
                         "auto (default: sized to the CPU cache), a number, or off")
-    p.add_argument("--input", help="input size HxW (default: from known weights, else 256x128)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--input", type=size_arg, help="input size HxW (default: from known weights, else 256x128)")
+    p.add_argument("--device", type=device_arg, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings")
-    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    p.add_argument("--on-bad-image", choices=("error", "skip"), default="skip",
+                   help="an unreadable image: skip and list it (default) or stop with an error naming it")
+    p.add_argument("--strict", action="store_true", help="same as --on-bad-image error")
     p.set_defaults(func=run)
 
 
@@ -52,24 +57,27 @@ def parse_micro_batch(text: str) -> int | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from omnireid.inference import FeatureExtractor
-    from omnireid.inference.gallery import Gallery, find_images
+    from omnireid.inference.gallery import Gallery, find_images, weights_record
+    from omnireid.inference.runtime import BACKENDS
 
+    if args.backend not in BACKENDS:
+        raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
+    if args.weights is None and not args.allow_random_weights:
+        raise CLIError("no --weights: the model's weights would be random, and a gallery of random "
+                       "embeddings identifies nobody (and cannot be searched with the same model "
+                       "again). Give --weights, or --allow-random-weights for a test")
     root, rel = find_images(args.source)
     if not rel:
         raise CLIError(f"no images found in {args.source}")
     extractor = FeatureExtractor(
         args.model, weights=args.weights, device=args.device, batch_size=args.batch_size,
-        size=parse_size(args.input) if args.input else None,
-        normalize=not args.no_normalize, backend=args.backend, micro_batch=args.micro_batch,
-        num_workers=args.workers)
+        size=args.input, normalize=not args.no_normalize, backend=args.backend,
+        micro_batch=args.micro_batch, num_workers=args.workers)
     start = time.perf_counter()
-    try:
-        result = extractor.extract([root / p for p in rel], progress=True,
-                                   strict=args.strict)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"{exc} (--strict)") from None
+    strict = args.strict or args.on_bad_image == "error"
+    result = extractor.extract([root / p for p in rel], progress=True, strict=strict)
     failed = [{"path": rel[i], "error": msg} for i, msg in result.failed]
-    meta = {"model": args.model, "weights": args.weights, "backend": args.backend,
+    meta = {"model": args.model, **weights_record(args.weights, args.output), "backend": args.backend,
             "input": list(extractor.size), "mean": list(extractor.mean),
             "std": list(extractor.std), "normalized": extractor.normalize,
             "source": str(args.source), "failed": failed}
@@ -85,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {f['path']}: {f['error']}")
     print(f"wrote {path}")
     summary = {"gallery": str(path), "images": len(gallery), "failed": failed, **meta}
-    json_path = path.with_suffix(".json")
-    json_path.write_text(json.dumps(summary, indent=2))
+    json_path = write_json(path.with_suffix(".json"), summary)
     print(f"wrote {json_path}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from omnireid.cli.util import parse_size
+from omnireid.cli.util import non_negative_int, size_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Show a model's IN placement, parameters and mult-adds; "
                                           "with --weights, also load and check a checkpoint.")
     p.add_argument("name", help="model name (see `omnireid models`) or an arch spec JSON file")
-    p.add_argument("--input", default="256x128", help="input size HxW (default 256x128)")
-    p.add_argument("--num-classes", type=int, default=0, help="classifier size to include")
+    p.add_argument("--input", type=size_arg, default=(256, 128), help="input size HxW (default 256x128)")
+    p.add_argument("--num-classes", type=non_negative_int, default=0, help="classifier size to include")
     p.add_argument("--weights", help="checkpoint to load and report on")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = create_model(args.name, num_classes=args.num_classes)
     report = load_weights(model, args.weights) if args.weights else None
-    size = parse_size(args.input)
+    size = args.input
     c = model_complexity(model, size)
     info = {
         "name": args.name,

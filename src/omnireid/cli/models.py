@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from omnireid.cli.util import parse_size, print_table
+from omnireid.cli.util import print_table, size_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the available models with size and cost",
                               description="List every registered model with its parameter count "
                                           "(without classifier) and multiply-adds per image.")
-    p.add_argument("--input", default="256x128", help="input size HxW for mult-adds (default 256x128)")
+    p.add_argument("--input", type=size_arg, default=(256, 128), help="input size HxW for mult-adds (default 256x128)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from omnireid.models import MODELS, create_model, model_complexity
 
-    size = parse_size(args.input)
+    size = args.input
     rows = []
     for name in MODELS.names():
         if name == "osnet":  # the general builder; its named instances are listed

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from omnireid.cli import CLIError
+from omnireid.cli.util import positive_int
+from omnireid.files import make_dirs, write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,10 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "report folder.")
     p.add_argument("queries", nargs="+", help="query image files")
     p.add_argument("--gallery", required=True, help="gallery file from `omnireid extract`")
-    p.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
+    p.add_argument("--top", type=positive_int, default=10, help="matches per query (default 10)")
     p.add_argument("--index", default="exact",
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
-    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery)")
+    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery, looked up "
+                                     "beside the gallery first); must be the one the gallery was made with")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="search a gallery extracted with random weights (needs --weights)")
     p.add_argument("--backend", help="inference backend (default: the gallery's)")
     p.add_argument("--report", default="search_report", help="report folder (default "
                                                                "./search_report)")
@@ -29,17 +33,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from omnireid.cli.util import print_table
     from omnireid.inference import FeatureExtractor
-    from omnireid.inference.gallery import Gallery
+    from omnireid.inference.gallery import Gallery, weights_for_search
     from omnireid.inference.index import build_index
+    from omnireid.inference.runtime import BACKENDS
     from omnireid.inference.search_report import Match, draw_ranked_grid, write_html
 
+    if args.backend is not None and args.backend not in BACKENDS:
+        raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
     gallery = Gallery.load(args.gallery)
     meta = gallery.meta
     if "model" not in meta:
         raise CLIError(f"{args.gallery} records no model; re-create it with `omnireid extract`")
-    weights = args.weights or meta.get("weights")
+    weights = weights_for_search(gallery, args.gallery, args.weights, args.allow_random_weights)
     extractor = FeatureExtractor(meta["model"], weights=weights,
                                  size=tuple(meta.get("input", (256, 128))),
                                  mean=meta.get("mean", (0.485, 0.456, 0.406)),
@@ -49,15 +58,18 @@ def run(args: argparse.Namespace) -> int:
         if not Path(q).is_file():
             raise CLIError(f"query image not found: {q}")
     q_emb = extractor(args.queries)
+    if not np.isfinite(q_emb).all():
+        raise CLIError(f"the query embeddings hold NaN or infinity: the checkpoint {weights} is broken")
     g_emb = gallery.embeddings
+    if q_emb.shape[1] != g_emb.shape[1]:
+        raise CLIError(f"{args.gallery} holds {g_emb.shape[1]}-d embeddings but {meta['model']} gives "
+                       f"{q_emb.shape[1]}-d ones: the gallery and the model disagree (re-extract the gallery "
+                       "with this model, or search it with the model that made it)")
     if not meta.get("normalized", True):
         from omnireid.inference.extractor import l2_normalize
 
         g_emb = l2_normalize(g_emb)
-    try:
-        index = build_index(g_emb, args.index, metric="ip")
-    except ImportError as exc:
-        raise CLIError(str(exc)) from None
+    index = build_index(g_emb, args.index, metric="ip")
     result = index.search(q_emb, args.top)
     all_matches: list[list[Match]] = []
     for qi, q in enumerate(args.queries):
@@ -69,13 +81,12 @@ def run(args: argparse.Namespace) -> int:
         print_table(["rank", "similarity", "gallery image"],
                     [[m.rank, f"{m.score:.4f}", m.path] for m in hits])
         print()
-    report = Path(args.report)
-    report.mkdir(parents=True, exist_ok=True)
+    report = make_dirs(args.report)
     picture = draw_ranked_grid(args.queries, all_matches, report / "ranked.png")
     page = write_html(args.queries, all_matches, report / "index.html", picture=picture.name)
-    (report / "results.json").write_text(json.dumps(
-        {"gallery": str(args.gallery), "index": args.index,
-         "queries": [{"query": q, "matches": [m.__dict__ for m in hits]}
-                     for q, hits in zip(args.queries, all_matches)]}, indent=2))
+    write_json(report / "results.json",
+               {"gallery": str(args.gallery), "index": args.index,
+                "queries": [{"query": q, "matches": [m.__dict__ for m in hits]}
+                            for q, hits in zip(args.queries, all_matches)]})
     print(f"report folder: {report} ({picture.name}, {page.name}, results.json)")
     return 0

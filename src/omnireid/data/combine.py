@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from omnireid.data.records import UNKNOWN_CAMERA, ReIDDataset, Sample
+from omnireid.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def combine_datasets(datasets: Sequence[ReIDDataset], name: str | None = None) -
         ``extra["offsets"]`` the id/camera offsets of each source.
     """
     if not datasets:
-        raise ValueError("combine_datasets needs at least one dataset")
+        raise UsageError("combine_datasets needs at least one dataset")
     train: list[Sample] = []
     query: list[Sample] = []
     gallery: list[Sample] = []

@@ -1,4 +1,10 @@
-"""Reading image files into RGB, whatever their mode, with errors that name the file."""
+"""Reading image files into RGB, whatever their mode, with errors that name the file.
+
+Every failure to decode a file -- missing, empty, truncated, corrupt, not an image, or larger
+than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 179 million pixels
+with PIL's default) -- raises :class:`omnireid.errors.ImageError` (alias
+:class:`ImageDecodeError`), which names the file.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from omnireid.errors import ImageError
+
 logger = logging.getLogger(__name__)
 
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N"}
 
-
-class ImageDecodeError(OSError):
-    """An image file could not be read; the message names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read image {path}: {reason}")
+#: An image file could not be read (the message names the file and the reason).
+ImageDecodeError = ImageError
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -62,10 +64,30 @@ def read_image(path: str | Path) -> Image.Image:
             return to_rgb(img)
     except FileNotFoundError:
         raise ImageDecodeError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not a recognised image format (empty or corrupt file?)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, f"refused as a possible decompression bomb ({exc})") from None
+    except MemoryError:
+        raise ImageDecodeError(path, "too large to decode in the available memory") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(path, f"corrupt or truncated ({exc})") from None
+
+
+def check_pixel_count(path: str | Path, data: bytes) -> None:
+    """Raise :class:`ImageDecodeError` if the image in ``data`` (read from ``path``) has more
+    pixels than PIL's decompression-bomb limit; reads only the header."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            pass
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, f"refused as a possible decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        pass  # the full decode reports other problems
 
 
 def check_images(paths: list[str], max_report: int = 10) -> list[tuple[str, str]]:

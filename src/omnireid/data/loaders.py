@@ -8,12 +8,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from omnireid.data.decode import ImageDecodeError, read_image
+from omnireid.data.decode import ImageDecodeError, check_pixel_count, read_image
 from omnireid.data.records import Sample
 from omnireid.data.samplers import (
     CameraBalancedSampler,
@@ -27,10 +28,18 @@ from omnireid.data.transforms import (
     build_test_transform,
     build_train_transform,
 )
+from omnireid.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
 SAMPLERS = ("identity", "random", "camera", "dataset")
+
+
+class BadImage(NamedTuple):
+    """An image a loader could not read: its path and the reason."""
+
+    path: str
+    reason: str
 
 
 @dataclass
@@ -41,7 +50,7 @@ class Batch:
         images: (B, 3, H, W) float32 (uint8 when the loader was built with ``normalize=False``).
         pids, camids, dsetids: (B,) int64.
         paths: B file paths.
-        num_skipped: unreadable images left out of this batch (only with ``on_error="skip"``).
+        skipped: the unreadable images left out of this batch (only with ``on_error="skip"``).
     """
 
     images: torch.Tensor
@@ -49,18 +58,23 @@ class Batch:
     camids: torch.Tensor
     dsetids: torch.Tensor
     paths: list[str] = field(default_factory=list)
-    num_skipped: int = 0
+    skipped: list[BadImage] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def num_skipped(self) -> int:
+        """How many unreadable images were left out of this batch."""
+        return len(self.skipped)
+
     def pin_memory(self) -> Batch:
         return Batch(self.images.pin_memory(), self.pids.pin_memory(), self.camids.pin_memory(),
-                     self.dsetids.pin_memory(), self.paths, self.num_skipped)
+                     self.dsetids.pin_memory(), self.paths, self.skipped)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(self.images.to(device, non_blocking=non_blocking), self.pids.to(device),
-                     self.camids.to(device), self.dsetids.to(device), self.paths, self.num_skipped)
+                     self.camids.to(device), self.dsetids.to(device), self.paths, self.skipped)
 
 
 @functools.cache
@@ -82,8 +96,10 @@ def _read_uint8_tensor(path: str) -> torch.Tensor:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise ImageDecodeError(path, str(exc)) from None
-        # A JPEG without its end marker is truncated: let PIL report it properly.
+        # A JPEG without its end marker is truncated: let PIL report it properly. The header is
+        # checked against PIL's decompression-bomb limit first (torchvision has none).
         if data[-2:] == b"\xff\xd9" and _jpeg_decoder() is not None:
+            check_pixel_count(path, data)
             decode_jpeg, rgb = _jpeg_decoder()
             try:
                 with warnings.catch_warnings():
@@ -95,6 +111,9 @@ def _read_uint8_tensor(path: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
+ON_ERROR = ("raise", "skip")
+
+
 class ImageDataset(Dataset):
     """Images of a list of samples, decoded and transformed.
 
@@ -103,14 +122,16 @@ class ImageDataset(Dataset):
         transform: applied to the decoded image; it receives a uint8 tensor ``(3, H, W)`` when
             ``tensor_input`` is true (training transforms), else a PIL RGB image (test transform).
         on_error: ``"raise"`` (default): an unreadable file raises :class:`ImageDecodeError`
-            naming it; ``"skip"``: it is logged, left out of its batch and counted in
-            ``Batch.num_skipped``.
+            naming it; ``"skip"``: it is logged, left out of its batch and listed in
+            ``Batch.skipped``. Inside a loader worker the failure is handed back as a
+            :class:`BadImage` either way, and :class:`ReIDLoader` raises it in the calling
+            process (so the error keeps its type and message).
     """
 
     def __init__(self, samples: Sequence[Sample], transform: Callable | None = None, *,
                  tensor_input: bool = True, on_error: str = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if on_error not in ON_ERROR:
+            raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.samples = list(samples)
         self.transform = transform
         self.tensor_input = tensor_input
@@ -124,25 +145,42 @@ class ImageDataset(Dataset):
         try:
             img = _read_uint8_tensor(s.path) if self.tensor_input else read_image(s.path)
         except ImageDecodeError as exc:
-            if self.on_error == "raise":
+            if self.on_error == "raise" and get_worker_info() is None:
                 raise
-            logger.warning("skipping %s", exc)
-            return None
+            if self.on_error == "skip":
+                logger.warning("skipping %s", exc)
+            return BadImage(exc.path, exc.reason)
         if self.transform is not None:
             img = self.transform(img)
         return img, s.pid, s.camid, s.dsetid, s.path
 
 
 def collate(items: list) -> Batch:
-    """Stack dataset items into a :class:`Batch`, dropping (and counting) skipped ones."""
-    good = [it for it in items if it is not None]
-    skipped = len(items) - len(good)
+    """Stack dataset items into a :class:`Batch`; unreadable ones go to ``Batch.skipped``."""
+    good = [it for it in items if not isinstance(it, BadImage)]
+    skipped = [it for it in items if isinstance(it, BadImage)]
     if not good:
         empty = torch.zeros(0, dtype=torch.int64)
         return Batch(torch.zeros(0, 3, 1, 1), empty, empty.clone(), empty.clone(), [], skipped)
     images = torch.stack([it[0] for it in good])
     pids, camids, dsetids = (torch.tensor([it[k] for it in good], dtype=torch.int64) for k in (1, 2, 3))
     return Batch(images, pids, camids, dsetids, [it[4] for it in good], skipped)
+
+
+class ReIDLoader(DataLoader):
+    """A ``DataLoader`` of :class:`Batch` es that applies the unreadable-image policy in the
+    calling process: with ``on_error="raise"`` the first unreadable image of a batch raises
+    :class:`ImageDecodeError` naming it, even when a worker process read it."""
+
+    def __init__(self, *args, on_error: str = "raise", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_error = on_error
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if batch.skipped and self.on_error == "raise":
+                raise ImageDecodeError(*batch.skipped[0])
+            yield batch
 
 
 def build_train_sampler(
@@ -161,7 +199,7 @@ def build_train_sampler(
     if sampler == "dataset":
         return DatasetBalancedSampler([s.dsetid for s in samples], batch_size,
                                       seed=seed, rank=rank, world_size=world_size)
-    raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 
 def build_train_loader(
@@ -202,9 +240,9 @@ def build_train_loader(
                                         cameras_per_batch=cameras_per_batch, seed=seed, rank=rank,
                                         world_size=world_size)
     generator = torch.Generator().manual_seed(seed + 7919 * rank)
-    return DataLoader(
+    return ReIDLoader(
         dataset, batch_size=batch_size, sampler=train_sampler, num_workers=num_workers,
-        collate_fn=collate, drop_last=True, pin_memory=pin_memory, generator=generator,
+        collate_fn=collate, drop_last=True, pin_memory=pin_memory, generator=generator, on_error=on_error,
         persistent_workers=bool(num_workers > 0 if persistent_workers is None else persistent_workers and num_workers > 0),
     )
 
@@ -224,5 +262,5 @@ def build_test_loader(
     """A loader over ``samples`` in order, with torchreid's exact test preprocessing."""
     dataset = ImageDataset(samples, build_test_transform(height, width, mean=mean, std=std),
                            tensor_input=False, on_error=on_error)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate, drop_last=False, pin_memory=pin_memory)
+    return ReIDLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate, drop_last=False, pin_memory=pin_memory, on_error=on_error)

@@ -16,15 +16,17 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from omnireid.errors import UsageError
+
 
 class _EpochSampler(Sampler[int]):
     """Shared machinery: per-epoch generation, caching and the split across ranks."""
 
     def __init__(self, batch_size: int, seed: int, rank: int, world_size: int) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise UsageError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
@@ -90,14 +92,14 @@ class RandomIdentitySampler(_EpochSampler):
     ) -> None:
         super().__init__(batch_size, seed, rank, world_size)
         if num_instances < 1 or batch_size < num_instances:
-            raise ValueError(f"need 1 <= num_instances <= batch_size, got {num_instances} and {batch_size}")
+            raise UsageError(f"need 1 <= num_instances <= batch_size, got {num_instances} and {batch_size}")
         if batch_size % num_instances:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of num_instances ({num_instances})")
+            raise UsageError(f"batch_size ({batch_size}) must be a multiple of num_instances ({num_instances})")
         self.num_instances = num_instances
         self.num_pids_per_batch = batch_size // num_instances
         self.index_by_pid = _group(pids)
         if len(self.index_by_pid) < self.num_pids_per_batch:
-            raise ValueError(f"{len(self.index_by_pid)} identities cannot fill batches of "
+            raise UsageError(f"{len(self.index_by_pid)} identities cannot fill batches of "
                              f"{self.num_pids_per_batch} identities x {num_instances} images")
 
     def _generate(self, rng: np.random.Generator) -> list[int]:
@@ -132,14 +134,14 @@ class _BalancedSampler(_EpochSampler):
         self.index_by_group = _group(labels)
         n = len(self.index_by_group) if not groups_per_batch else groups_per_batch
         if n > len(self.index_by_group):
-            raise ValueError(f"{n} {what}s per batch requested but the data has {len(self.index_by_group)}")
+            raise UsageError(f"{n} {what}s per batch requested but the data has {len(self.index_by_group)}")
         if batch_size % n:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the {what}s per batch ({n})")
+            raise UsageError(f"batch_size ({batch_size}) must be a multiple of the {what}s per batch ({n})")
         self.groups_per_batch = n
         self.per_group = batch_size // n
         small = [g for g, idx in self.index_by_group.items() if len(idx) < self.per_group]
         if small:
-            raise ValueError(f"{what}(s) {small} have fewer than {self.per_group} images for one batch")
+            raise UsageError(f"{what}(s) {small} have fewer than {self.per_group} images for one batch")
 
     def _generate(self, rng: np.random.Generator) -> list[int]:
         remaining = {g: list(rng.permutation(idx)) for g, idx in self.index_by_group.items()}

@@ -40,6 +40,7 @@ from omnireid.data.synthetic_render import (
     make_identity,
     render_person,
 )
+from omnireid.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +113,14 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAIN_STYLES:
-            raise ValueError(f"unknown synthetic domain {self.domain!r}; known: {sorted(DOMAIN_STYLES)}")
+            raise UsageError(f"unknown synthetic domain {self.domain!r}; known: {sorted(DOMAIN_STYLES)}")
         if self.num_ids < 2 or self.num_ids > 1500:
-            raise ValueError("num_ids must be in 2..1500 (the Market-1501 naming holds 4-digit ids)")
+            raise UsageError("num_ids must be in 2..1500 (the Market-1501 naming holds 4-digit ids)")
         if not 2 <= self.num_cameras <= 6:
-            raise ValueError("num_cameras must be in 2..6 (the Market-1501 layout)")
+            raise UsageError("num_cameras must be in 2..6 (the Market-1501 layout)")
         lo, hi = self.cameras_per_id
         if not 2 <= lo <= hi <= self.num_cameras:
-            raise ValueError(f"cameras_per_id must satisfy 2 <= low <= high <= num_cameras, got {self.cameras_per_id}")
+            raise UsageError(f"cameras_per_id must satisfy 2 <= low <= high <= num_cameras, got {self.cameras_per_id}")
 
     def key(self) -> str:
         """Folder name: ``synthetic_a`` for the defaults, else with a short hash of the spec."""

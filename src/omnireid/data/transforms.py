@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from PIL import Image
 
+from omnireid.errors import UsageError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -60,7 +62,7 @@ def build_train_transform(
         if random_erase:
             steps.append(RandomErase(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=0.0))
     elif random_erase:
-        raise ValueError("random_erase needs normalize=True (it erases to the mean colour)")
+        raise UsageError("random_erase needs normalize=True (it erases to the mean colour)")
     return v2.Compose(steps)
 
 

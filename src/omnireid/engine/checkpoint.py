@@ -19,39 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from omnireid.errors import CheckpointError, MissingFileError, clean_message
+from omnireid.files import atomic_torch_save
+
 logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used (message names the file)."""
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` via a temporary file + fsync + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - not supported on every platform
-        pass
-    return path
 
 
 def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -93,14 +67,86 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint safely (``weights_only=True``) onto the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
+                               else f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torn, truncated or foreign file
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        detail = clean_message(str(exc)).splitlines()
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: "
+                              f"{detail[0] if detail else ''})") from None
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise CheckpointError(f"{path}: not an omnireid training checkpoint (no model/epoch entries)")
     return state
+
+
+def check_finite(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` if the model or optimiser state holds NaN/inf."""
+    bad = non_finite_entries({"model": state.get("model", {}), "optimizer": state.get("optimizer", {})})
+    if bad:
+        raise CheckpointError(f"{path}: holds non-finite values ({len(bad)} tensor(s), e.g. "
+                              f"{', '.join(bad[:3])}); it is not a usable state")
+
+
+#: Settings a resumed run may change; each is applied from the next epoch on. Every other
+#: difference between the checkpoint's settings and the new ones refuses the resume.
+RESUMABLE_CHANGES = (
+    "optim.lr", "optim.weight_decay", "optim.grad_clip", "sched.", "train.max_epoch", "train.eval_freq",
+    "train.progress", "train.print_freq", "train.tensorboard", "train.save_curves", "train.num_threads", "train.device",
+    "train.output_dir", "train.max_steps_per_epoch", "train.deterministic", "train.amp",
+    "train.channels_last", "test.", "data.targets", "data.num_workers", "data.on_bad_image", "data.root",
+    "expected",
+)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data and (prefix.count(".") < 1 or prefix.endswith("synthetic")):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def resume_changes(saved: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None
+                   ) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """Compare a checkpoint's settings with a resumed run's.
+
+    Returns ``(allowed, refused)``: lists of ``(dotted key, old value, new value)``; ``allowed``
+    are the changes in :data:`RESUMABLE_CHANGES`, ``refused`` all others. A setting the
+    checkpoint does not record (written before the setting existed) counts as unchanged when the
+    new value is its default in ``defaults``.
+    """
+    old_flat, new_flat = _flatten(saved), _flatten(new)
+    default_flat = _flatten(defaults) if defaults is not None else {}
+    allowed, refused = [], []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        old, value = old_flat.get(key), new_flat.get(key)
+        if old == value or (key not in old_flat and key in default_flat and value == default_flat[key]):
+            continue
+        ok = any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES)
+        (allowed if ok else refused).append((key, old, value))
+    return allowed, refused
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    """``optim.lr 0.0015 -> 0.1, model.name osnet_x0_25 -> osnet_ain_x0_25``."""
+    return ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes)
+
+
+def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a (nested) state that hold NaN or infinity."""
+    bad: list[str] = []
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            bad.append(prefix or "tensor")
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            bad += non_finite_entries(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            bad += non_finite_entries(v, f"{prefix}[{i}]")
+    return bad
 
 
 def find_resume(path_or_dir: str | os.PathLike) -> Path:
@@ -109,9 +155,10 @@ def find_resume(path_or_dir: str | os.PathLike) -> Path:
     if p.is_dir():
         p = p / LAST
     if not p.is_file():
-        raise FileNotFoundError(f"nothing to resume: {p} does not exist")
+        raise MissingFileError(f"nothing to resume: {p} does not exist")
     return p
 
 
-__all__ = ["BEST", "LAST", "CheckpointError", "atomic_torch_save", "find_resume", "load_checkpoint",
+__all__ = ["BEST", "LAST", "RESUMABLE_CHANGES", "CheckpointError", "atomic_torch_save", "check_finite",
+           "describe_changes", "find_resume", "load_checkpoint", "non_finite_entries", "resume_changes",
            "rng_state", "set_rng_state"]

@@ -2,24 +2,32 @@
 
 Output folder (``train.output_dir``)::
 
-    config.yaml     the resolved recipe
-    metrics.jsonl   one record per epoch (loss, accuracy, lr, evaluation when done)
-    last.pt         checkpoint after the latest epoch (resume from here)
-    best.pt         checkpoint of the best epoch (highest mAP on the first target; lowest loss
-                    when the run does not evaluate)
-    model.pth       final weights in omnireid's layout (``create_model(..., weights=...)``)
-    curves.png      loss/accuracy/rank-1/mAP curves
-    summary.json    final metrics, best epoch, timings
+    config.yaml          the resolved recipe
+    metrics.jsonl        one record per epoch (loss, accuracy, lr, times, evaluation when done)
+    last.pt              checkpoint after the latest epoch (resume from here)
+    best.pt              checkpoint of the best epoch (highest mAP on the first target; lowest
+                         loss when the run does not evaluate)
+    model.pth            final weights in omnireid's layout (``create_model(..., weights=...)``)
+    curves.png           loss/accuracy/rank-1/mAP curves
+    summary.json         final metrics per target (by display name), best epoch, timings
+    skipped_images.tsv   unreadable images left out (``data.on_bad_image: skip``), if any
+    .omnireid.lock       who holds (or last held) the folder
+
+The folder belongs to one run (:mod:`omnireid.engine.run_folder`): a second run into it is
+refused while the first holds it, and a run into a folder that holds another run's results is
+refused unless it resumes that run or overwrites it. A resumed run checks its settings against
+the checkpoint before it writes anything. Checkpoints never hold NaN/inf values: the epoch that
+would produce one stops the run, and the message names the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +41,12 @@ from omnireid.engine.checkpoint import (
     BEST,
     LAST,
     atomic_torch_save,
+    check_finite,
+    describe_changes,
     find_resume,
     load_checkpoint,
+    non_finite_entries,
+    resume_changes,
     rng_state,
     set_rng_state,
 )
@@ -42,14 +54,24 @@ from omnireid.engine.ddp import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
-    barrier,
+    broadcast_flag,
     cleanup_distributed,
     init_distributed,
 )
-from omnireid.engine.evaluate import ModelEvaluation, evaluate_model
+from omnireid.engine.evaluate import ModelEvaluation, check_evaluable, evaluate_model
 from omnireid.engine.metrics_log import MetricsLogger, plot_curves
 from omnireid.engine.optim import EpochLR, build_optimizer, set_trainable
+from omnireid.engine.run_folder import RunFolder
 from omnireid.engine.train import NonFiniteLossError, train_one_epoch
+from omnireid.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    OmnireidError,
+    RunFolderError,
+    UsageError,
+)
+from omnireid.files import write_json, write_text
 from omnireid.losses import build_loss
 
 logger = logging.getLogger(__name__)
@@ -71,6 +93,8 @@ class FitResult:
     seconds: float
     evaluations: dict[str, ModelEvaluation] = field(default_factory=dict, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
+    resumed_changes: list[tuple[str, Any, Any]] = field(default_factory=list, repr=False)
+    skipped_images: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -85,29 +109,35 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _load_one(name: str, cfg: Config):
-    from omnireid.data import load_dataset
+def _specs(items: list) -> list:
+    from omnireid.data.spec import parse_dataset_spec
 
-    options = dict(cfg.data.synthetic) if name.startswith("synthetic") else {}
-    return load_dataset(name, cfg.data.root, combineall=cfg.data.combineall, **options)
+    return [parse_dataset_spec(item) for item in items]
+
+
+def _load(spec, cfg: Config, combineall: bool = False):
+    from omnireid.data.spec import load_dataset_spec
+
+    defaults = dict(cfg.data.synthetic) if spec.name.startswith("synthetic") else {}
+    return load_dataset_spec(spec, root=cfg.data.root, combineall=combineall, defaults=defaults)
 
 
 def load_train_set(cfg: Config):
     """The (combined) training set of ``data.sources``."""
     from omnireid.data import combine_datasets
 
-    parts = [_load_one(n, cfg) for n in cfg.data.sources]
+    parts = [_load(spec, cfg, cfg.data.combineall) for spec in _specs(cfg.data.sources)]
     return parts[0] if len(parts) == 1 else combine_datasets(parts)
 
 
 def load_targets(cfg: Config) -> list:
-    """The evaluation sets of ``data.targets`` (without ``combineall``)."""
-    from omnireid.data import load_dataset
-
+    """The evaluation sets of ``data.targets`` (without ``combineall``), each under its display
+    name; each must have query and gallery images."""
     out = []
-    for name in cfg.data.targets:
-        options = dict(cfg.data.synthetic) if name.startswith("synthetic") else {}
-        out.append(load_dataset(name, cfg.data.root, **options))
+    for i, spec in enumerate(_specs(cfg.data.targets)):
+        dataset = _load(spec, cfg)
+        check_evaluable(dataset, f"data.targets[{i}]")
+        out.append(dataset)
     return out
 
 
@@ -147,37 +177,145 @@ def _should_eval(epoch: int, max_epoch: int, eval_freq: int) -> bool:
     return last or (eval_freq > 0 and (epoch + 1) % eval_freq == 0)
 
 
-def fit(config: Config, *, resume: str | os.PathLike | None = None) -> FitResult:
-    """Train as ``config`` says; resume from a checkpoint file or run folder when given.
+def fit(
+    config: Config,
+    *,
+    resume: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    """Train as ``config`` says.
+
+    Args:
+        resume: continue from a checkpoint file or run folder. Settings that differ from the
+            checkpoint's are applied from the next epoch when they may change mid-run (learning
+            rate, weight decay, schedule, epochs, evaluation, ... see
+            :data:`omnireid.engine.checkpoint.RESUMABLE_CHANGES`); any other difference refuses
+            the resume before anything is written.
+        overwrite: replace the results of a previous run in the output folder.
+        on_epoch: called on rank 0 after every epoch with its record (as in ``metrics.jsonl``,
+            plus ``max_epoch`` and ``eta_s``, the estimated seconds left).
+        on_start: called on rank 0 once the data is read and before the first epoch with
+            ``model``, ``sources``, ``train_images``, ``num_classes``, ``targets`` (display
+            names), ``start_epoch``, ``max_epoch``, ``resumed_from`` and ``changes`` (the
+            applied setting changes of a resume).
+        on_batch: called on rank 0 every ``train.print_freq`` batches (when that is above 0)
+            with the running means of the epoch under way (see
+            :func:`omnireid.engine.train.train_one_epoch`), plus ``max_epoch`` and ``eta_s``
+            (the seconds the whole run still needs).
 
     Under ``torchrun`` every process calls ``fit``; rank 0 writes the outputs and evaluates.
 
     Raises:
-        NonFiniteLossError: the loss became NaN/inf; the message names the last good checkpoint.
+        RunFolderError: the output folder is in use, or holds another run.
+        ConfigError: ``resume`` with settings that cannot change in the middle of a run.
+        NonFiniteLossError: the loss, a gradient or a BatchNorm statistic became NaN/inf; the
+            message names the last good checkpoint.
+        KeyboardInterrupt: with a message naming the last checkpoint.
     """
     cfg = config
     info = init_distributed(cfg.train.device)
     try:
-        return _fit(cfg, info, resume)
+        return _fit(cfg, info, resume, overwrite, on_epoch, on_start, on_batch)
     finally:
         cleanup_distributed()
 
 
-def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitResult:
+def _on_main(info: DistInfo, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0; every rank raises if it failed (no rank waits forever)."""
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = work()
+        except OmnireidError as exc:
+            error = exc
+    if broadcast_flag(error is not None, info):
+        raise error if error is not None else RunFolderError("rank 0 stopped; see its message")
+    return result
+
+
+def _check_resume(state: dict[str, Any], cfg: Config, path: Path) -> list[tuple[str, Any, Any]]:
+    """The allowed setting changes of a resume; raise naming the refused ones."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return []
+    allowed, refused = resume_changes(saved, cfg.to_dict(), Config().to_dict())
+    if refused:
+        raise ConfigError(
+            f"--resume {path}: these settings differ from the checkpoint's and cannot change in the middle "
+            f"of a run: {describe_changes(refused)}. Resume with the run's own settings, or start a new run "
+            "(another output folder, or --overwrite)", [k for k, _, _ in refused])
+    if allowed:
+        logger.info("resuming with changed settings (applied from epoch %d): %s", int(state["epoch"]) + 1,
+                    describe_changes(allowed))
+    return allowed
+
+
+def _claim(folder: RunFolder, cfg: Config, resume, overwrite: bool):
+    """Lock the folder, read and check the checkpoint to resume, and refuse to clobber another
+    run. Nothing is written (but the lock file) before these checks pass."""
+    folder.acquire()
+    try:
+        path, state, changes = None, None, []
+        if resume is not None:
+            path = find_resume(resume)
+            state = load_checkpoint(path)
+            check_finite(state, path)
+            changes = _check_resume(state, cfg, path)
+        folder.check_new_run(overwrite, path)
+        return path, state, changes
+    except BaseException:
+        folder.release()
+        raise
+
+
+def _eval_epochs_left(epoch: int, cfg: Config) -> int:
+    return sum(_should_eval(e, cfg.train.max_epoch, cfg.train.eval_freq) for e in range(epoch + 1, cfg.train.max_epoch))
+
+
+def _eta(history: list[dict[str, Any]], epoch: int, cfg: Config) -> float:
+    """Seconds left: mean training time per epoch and mean evaluation time, times what is left."""
+    train = [r["epoch_seconds"] for r in history]
+    evals = [r["eval_seconds"] for r in history if r.get("eval_seconds")]
+    left = cfg.train.max_epoch - epoch - 1
+    return left * sum(train) / len(train) + _eval_epochs_left(epoch, cfg) * (sum(evals) / len(evals) if evals else 0.0)
+
+
+def _eta_after(history: list[dict[str, Any]], report: dict[str, Any], epoch: int, cfg: Config) -> float:
+    """Seconds the epochs after ``epoch`` still need, from the finished epochs (or, in the first
+    one, from the speed so far)."""
+    if history:
+        return _eta(history, epoch, cfg)
+    per_epoch = report["seconds"] / report["step"] * report["steps"]
+    return (cfg.train.max_epoch - epoch - 1) * per_epoch
+
+
+def _fit(cfg: Config, info: DistInfo, resume, overwrite: bool, on_epoch, on_start, on_batch=None) -> FitResult:
     t0 = time.perf_counter()
     out_dir = Path(cfg.train.output_dir)
+    folder = RunFolder(out_dir)
+    resume_path, state, changes = _on_main(info, lambda: _claim(folder, cfg, resume, overwrite)) or (None, None, [])
+    try:
+        return _train(cfg, info, t0, out_dir, resume, resume_path, state, changes, on_epoch, on_start,
+                      on_batch)
+    finally:
+        folder.release()
+
+
+def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume_path, state, changes,
+           on_epoch, on_start, on_batch=None) -> FitResult:
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = info.device
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(out_dir / "config.yaml")
 
-    # data: rank 0 first (it may generate the synthetic sets), then the others
-    if info.is_main:
-        train_set = load_train_set(cfg)
-    barrier(info)
+    # data: rank 0 first (it may generate the synthetic sets and reads the targets before
+    # training, so a bad target stops the run now), then the others
+    will_eval = cfg.train.eval_freq >= 0
+    train_set, targets = _on_main(info, lambda: (load_train_set(cfg), load_targets(cfg) if will_eval else [])) \
+        or (None, [])
     if not info.is_main:
         train_set = load_train_set(cfg)
     num_classes = train_set.num_train_pids
@@ -188,15 +326,7 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # augmentation/dropout streams per rank
 
-    from omnireid.data import build_train_loader
-
-    loader = build_train_loader(
-        train_set.train, height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.batch_size,
-        sampler=cfg.data.sampler, num_instances=cfg.data.num_instances, num_workers=cfg.data.num_workers,
-        seed=cfg.train.seed, rank=info.rank, world_size=info.world_size, random_flip=cfg.data.random_flip,
-        random_crop=cfg.data.random_crop, random_erase=cfg.data.random_erase,
-        color_jitter=cfg.data.color_jitter, persistent_workers=False, pin_memory=device.type == "cuda",
-    )
+    loader = _train_loader(cfg, train_set, info, device)
     criterion = build_loss({"softmax": cfg.loss.softmax, "triplet": cfg.loss.triplet},
                            label_smooth=cfg.loss.label_smooth, margin=cfg.loss.margin)
     o = cfg.optim
@@ -213,27 +343,27 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
     start_epoch = 0
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": None, "epoch": None}
+    last_good: tuple[Path, int] | None = None
     metrics_log = MetricsLogger(out_dir, tensorboard=cfg.train.tensorboard, enabled=info.is_main)
     if resume is not None:
-        path = find_resume(resume)
-        state = load_checkpoint(path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state.get("scheduler", {}))
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        if state is None:  # ranks > 0 read the checkpoint rank 0 has checked
+            resume_path = find_resume(resume)
+            state = load_checkpoint(resume_path)
+        _restore(state, resume_path, model, optimizer, scheduler, scaler)
         start_epoch = int(state["epoch"])
         history = list(state.get("history", []))
         best = dict(state.get("best", best))
+        last_good = (resume_path, start_epoch)
         if info.rank == 0:
             set_rng_state(state["rng"], loader.generator)
         else:  # only rank 0's generators are stored; other ranks continue from a fresh stream
             torch.manual_seed(cfg.train.seed + 1000 * info.rank + 7 * start_epoch)
             loader.generator.manual_seed(cfg.train.seed + 7919 * info.rank + 7 * start_epoch)
         metrics_log.rewrite(history)
-        logger.info("resumed from %s at epoch %d", path, start_epoch + 1)
+        logger.info("resumed from %s at epoch %d", resume_path, start_epoch + 1)
         if start_epoch >= cfg.train.max_epoch:
-            logger.warning("checkpoint %s already finished %d epochs", path, start_epoch)
+            logger.warning("checkpoint %s already finished %d epochs", resume_path, start_epoch)
+        state = None
 
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -241,80 +371,97 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
         model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                         find_unused_parameters=o.fixbase_epochs > start_epoch)
 
-    targets: list | None = None
+    if info.is_main:  # the settings, the checkpoint, the data and the model are good: the run starts
+        cfg.save(out_dir / "config.yaml")
+    if info.is_main and on_start is not None:
+        on_start({"model": cfg.model.name, "sources": [spec.label for spec in _specs(cfg.data.sources)],
+                  "train_images": len(train_set.train), "num_classes": num_classes,
+                  "targets": [ds.name for ds in targets], "start_epoch": start_epoch,
+                  "max_epoch": cfg.train.max_epoch, "resumed_from": resume_path, "changes": changes,
+                  "output_dir": out_dir})
     evaluations: dict[str, ModelEvaluation] = {}
+    skipped: dict[str, str] = {}
     last_path = out_dir / LAST
     progress = cfg.train.progress and info.is_main
-    for epoch in range(start_epoch, cfg.train.max_epoch):
-        epoch_start = time.perf_counter()
-        loader.sampler.set_epoch(epoch)
-        lrs = scheduler.step(epoch)
-        fixbase = epoch < o.fixbase_epochs
-        set_trainable(model, o.open_layers if fixbase else None)
-        try:
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.train.max_epoch):
+            epoch_start = time.perf_counter()
+            loader.sampler.set_epoch(epoch)
+            lrs = scheduler.step(epoch)
+            fixbase = epoch < o.fixbase_epochs
+            set_trainable(model, o.open_layers if fixbase else None)
             stats = train_one_epoch(
                 model, loader, criterion, optimizer, device=device, epoch=epoch, amp=cfg.train.amp,
                 scaler=scaler, channels_last=cfg.train.channels_last, grad_clip=o.grad_clip,
                 max_steps=cfg.train.max_steps_per_epoch, dist_info=info if info.distributed else None,
-                progress=progress)
-        except NonFiniteLossError as exc:
-            kept = (f"the last good checkpoint is {last_path} (after epoch {epoch})"
-                    if last_path.is_file() and epoch > 0 else "no checkpoint was written before it")
-            metrics_log.close()
-            raise NonFiniteLossError(f"{exc}; training stopped, {kept}. Lower optim.lr or set "
-                                     f"optim.grad_clip.") from None
-        record: dict[str, Any] = {
-            "epoch": epoch, "loss": all_reduce_mean(stats.loss, info), "acc": all_reduce_mean(stats.acc, info),
-            "parts": stats.parts, "lr": lrs[0], "fixbase": fixbase, "steps": stats.steps,
-            "images_per_s": stats.images * info.world_size / max(stats.seconds, 1e-9),
-            "epoch_seconds": stats.seconds,
-        }
-        score = -record["loss"] if cfg.train.eval_freq < 0 else None
-        if _should_eval(epoch, cfg.train.max_epoch, cfg.train.eval_freq):
-            if info.is_main:
-                if targets is None:
-                    targets = load_targets(cfg)
-                last_epoch = epoch + 1 == cfg.train.max_epoch
-                evaluations = {
-                    ds.name: evaluate_model(
-                        _unwrap(model), ds, height=cfg.data.height, width=cfg.data.width,
-                        batch_size=cfg.test.batch_size, dist_metric=cfg.test.dist_metric,
-                        normalize_feature=cfg.test.normalize_feature, device=device,
-                        channels_last=cfg.train.channels_last, keep_distmat=last_epoch, progress=progress)
-                    for ds in targets
-                }
-                record["eval"] = {n: {k: v for k, v in e.metrics.items() if isinstance(v, (int, float))}
-                                  for n, e in evaluations.items()}
-                first = next(iter(record["eval"].values()), None)
-                score = first["mAP"] if first else None
-            barrier(info)
-        before = history[-1]["elapsed_s"] if history else 0.0
-        record["elapsed_s"] = before + time.perf_counter() - epoch_start
-        history.append(record)
-        metrics_log.log(record)
-        improved = score is not None and (best["score"] is None or score > best["score"])
-        if improved:
-            best = {"score": score, "epoch": epoch}
-        if info.is_main:
-            state = {
-                "format": 1,
-                "epoch": epoch + 1,
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else {},
-                "sampler": {"seed": cfg.train.seed, "next_epoch": epoch + 1},
-                "rng": rng_state(loader.generator),
-                "best": best,
-                "history": history,
-                "num_classes": num_classes,
-                "config": cfg.to_dict(),
+                progress=progress, report_every=cfg.train.print_freq,
+                on_report=None if on_batch is None or not info.is_main else
+                lambda r, e=epoch: on_batch({**r, "max_epoch": cfg.train.max_epoch,
+                                             "eta_s": r["epoch_eta_s"] + _eta_after(history[-8:], r, e, cfg)}))
+            record: dict[str, Any] = {
+                "epoch": epoch, "loss": all_reduce_mean(stats.loss, info), "acc": all_reduce_mean(stats.acc, info),
+                "parts": stats.parts, "lr": lrs[0], "fixbase": fixbase, "steps": stats.steps,
+                "images_per_s": stats.images * info.world_size / max(stats.seconds, 1e-9),
+                "epoch_seconds": stats.seconds, "epoch_cpu_seconds": stats.cpu_seconds,
             }
-            atomic_torch_save(state, last_path)
+            new_bad = {b.path: b.reason for b in stats.skipped if b.path not in skipped}
+            score = -record["loss"] if cfg.train.eval_freq < 0 else None
+            eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
+            if _should_eval(epoch, cfg.train.max_epoch, cfg.train.eval_freq):
+                if info.is_main:
+                    last_epoch = epoch + 1 == cfg.train.max_epoch
+                    evaluations = {
+                        ds.name: evaluate_model(
+                            _unwrap(model), ds, height=cfg.data.height, width=cfg.data.width,
+                            batch_size=cfg.test.batch_size, dist_metric=cfg.test.dist_metric,
+                            normalize_feature=cfg.test.normalize_feature, device=device,
+                            channels_last=cfg.train.channels_last, keep_distmat=last_epoch, progress=progress,
+                            num_workers=cfg.data.num_workers,
+                            on_error="skip" if cfg.data.on_bad_image == "skip" else "raise")
+                        for ds in targets
+                    }
+                    for e in evaluations.values():
+                        new_bad.update({b.path: b.reason for b in e.skipped if b.path not in skipped})
+                    record["eval"] = {n: {k: v for k, v in e.metrics.items() if isinstance(v, (int, float))}
+                                      for n, e in evaluations.items()}
+                    first = next(iter(record["eval"].values()), None)
+                    score = first["mAP"] if first else None
+                    record["eval_seconds"] = time.perf_counter() - eval_start
+                    record["eval_cpu_seconds"] = time.process_time() - eval_cpu_start
+                broadcast_flag(False, info)  # all ranks wait for the evaluation
+            if new_bad:
+                skipped.update(new_bad)
+                if info.is_main:
+                    _write_skipped(out_dir, skipped)
+                logger.warning("%d unreadable image(s) skipped so far (listed in %s)", len(skipped),
+                               out_dir / "skipped_images.tsv")
+            record["skipped_images"] = len(skipped)
+            before = history[-1]["elapsed_s"] if history else 0.0
+            record["elapsed_s"] = before + time.perf_counter() - epoch_start
+            history.append(record)
+            improved = score is not None and (best["score"] is None or score > best["score"])
             if improved:
-                atomic_torch_save(state, out_dir / BEST)
-        logger.info("epoch %d/%d loss %.4f acc %.3f lr %.2e", epoch + 1, cfg.train.max_epoch,
-                    record["loss"], record["acc"], record["lr"])
+                best = {"score": score, "epoch": epoch}
+            if info.is_main:
+                _save_checkpoint(out_dir, epoch, model, optimizer, scheduler, scaler, loader, cfg, best, history,
+                                 num_classes, improved)
+                last_good = (last_path, epoch + 1)
+                metrics_log.log(record)
+                if on_epoch is not None:
+                    on_epoch({**record, "max_epoch": cfg.train.max_epoch, "eta_s": _eta(history[-8:], epoch, cfg)})
+            logger.info("epoch %d/%d loss %.4f acc %.3f lr %.2e", epoch + 1, cfg.train.max_epoch,
+                        record["loss"], record["acc"], record["lr"])
+    except NonFiniteLossError as exc:
+        metrics_log.close()
+        last_good = _on_disk(last_path) or last_good
+        raise NonFiniteLossError(f"{exc}; training stopped. {_last_good_text(last_good)} Lower optim.lr "
+                                 "or set optim.grad_clip (a resumed run may change both).") from None
+    except KeyboardInterrupt:
+        metrics_log.close()
+        last_good = _on_disk(last_path) or last_good
+        raise KeyboardInterrupt(f"interrupted in epoch {epoch + 1} of {cfg.train.max_epoch}. "
+                                f"{_last_good_text(last_good)}") from None
 
     set_trainable(model, None)
     model.eval()
@@ -337,17 +484,115 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
             "final": result_final, "best_epoch": best["epoch"], "epochs": len(history),
             "seconds": time.perf_counter() - t0, "world_size": info.world_size,
             "num_classes": num_classes, "train_images": len(train_set.train),
+            "sources": [spec.label for spec in _specs(cfg.data.sources)],
+            "targets": [ds.name for ds in targets], "skipped_images": len(skipped),
         }
+        if changes:
+            summary["resumed_with_changes"] = [{"key": k, "old": a, "new": b} for k, a, b in changes]
         if digests:
             summary["rank_weight_sha256"] = digests
-        tmp = out_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, out_dir / "summary.json")
+        write_json(out_dir / "summary.json", summary)
     metrics_log.close()
     if digests and len(set(digests)) != 1:
         raise RuntimeError(f"replicas disagree on the weights after training: {digests}")
     return FitResult(out_dir, len(history), result_final, best["epoch"], history,
-                     time.perf_counter() - t0, evaluations, _unwrap(model))
+                     time.perf_counter() - t0, evaluations, _unwrap(model), changes, skipped)
+
+
+def _train_loader(cfg: Config, train_set, info: DistInfo, device: torch.device):
+    """The training loader; a training set that cannot fill the batches is an error that names
+    the set and the settings."""
+    from omnireid.data import build_train_loader
+
+    d = cfg.data
+    settings = f"data.sampler={d.sampler}, data.batch_size={d.batch_size}" + (
+        f", data.num_instances={d.num_instances}" if d.sampler == "identity" else "")
+    if len(train_set.train) < d.batch_size * info.world_size:
+        raise DataError(f"the training set {train_set.name} has {len(train_set.train)} images, fewer than one batch "
+                        f"({settings}{f', {info.world_size} processes' if info.distributed else ''}): "
+                        "lower data.batch_size")
+    try:
+        return build_train_loader(
+            train_set.train, height=d.height, width=d.width, batch_size=d.batch_size, sampler=d.sampler,
+            num_instances=d.num_instances, num_workers=d.num_workers, seed=cfg.train.seed, rank=info.rank,
+            world_size=info.world_size, random_flip=d.random_flip, random_crop=d.random_crop,
+            random_erase=d.random_erase, color_jitter=d.color_jitter, persistent_workers=False,
+            pin_memory=device.type == "cuda", on_error="skip" if d.on_bad_image == "skip" else "raise")
+    except UsageError as exc:
+        raise UsageError(f"the training set {train_set.name}: {exc} ({settings})") from None
+
+
+def _restore(state, path: Path, model, optimizer, scheduler, scaler) -> None:
+    """Load a checkpoint's states; the optimiser keeps this run's learning rate and weight decay
+    (a resumed run may change them)."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the model of these settings (was the training data "
+                              f"changed?): {str(exc).splitlines()[0]}") from None
+    fresh = [{k: g[k] for k in ("initial_lr", "weight_decay") if k in g} for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its optimiser state does not fit this run ({exc})") from None
+    for group, values in zip(optimizer.param_groups, fresh):
+        group.update(values)
+    scheduler.load_state_dict(state.get("scheduler", {}))
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+
+
+def _save_checkpoint(out_dir: Path, epoch: int, model, optimizer, scheduler, scaler, loader, cfg: Config,
+                     best: dict, history: list, num_classes: int, improved: bool) -> None:
+    """Write ``last.pt`` (and ``best.pt``), refusing a state that holds NaN/inf."""
+    state = {
+        "format": 1,
+        "epoch": epoch + 1,
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "sampler": {"seed": cfg.train.seed, "next_epoch": epoch + 1},
+        "rng": rng_state(loader.generator),
+        "best": best,
+        "history": history,
+        "num_classes": num_classes,
+        "config": cfg.to_dict(),
+    }
+    bad = non_finite_entries({"model": state["model"], "optimizer": state["optimizer"]})
+    if bad:
+        raise NonFiniteLossError(f"after epoch {epoch + 1} {len(bad)} tensor(s) of the model or optimiser "
+                                 f"state are not finite (e.g. {', '.join(bad[:3])}), so no checkpoint was written")
+    atomic_torch_save(state, out_dir / LAST)
+    if improved:
+        atomic_torch_save(state, out_dir / BEST)
+
+
+def _on_disk(path: Path) -> tuple[Path, int] | None:
+    """``(path, epochs done)`` of the checkpoint at ``path`` when it is readable and finite: what
+    is really on disk when a run stops (an interruption can fall between a write and its
+    bookkeeping)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+        check_finite(state, path)
+    except (OmnireidError, OSError):
+        return None
+    return path, int(state["epoch"])
+
+
+def _last_good_text(last_good: tuple[Path, int] | None) -> str:
+    if last_good is None:
+        return "No checkpoint was written before it."
+    path, epochs = last_good
+    return (f"The last good checkpoint is {path} ({epochs} epoch(s) done, all values finite); "
+            "continue from it with --resume.")
+
+
+def _write_skipped(out_dir: Path, skipped: dict[str, str]) -> None:
+    lines = ["path\treason"] + [f"{p}\t{why}" for p, why in sorted(skipped.items())]
+    write_text(out_dir / "skipped_images.tsv", "\n".join(lines) + "\n", durable=False)
 
 
 __all__ = ["FitResult", "NonFiniteLossError", "build_model_from_config", "fit", "load_targets",

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from omnireid.extras import require
+from omnireid.files import atomic_path, atomic_write
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,10 +40,10 @@ class MetricsLogger:
         self._tb = None
         if enabled and tensorboard:
             try:
+                require("tensorboard", "tensorboard", "train.tensorboard")
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                logger.warning("TensorBoard logging asked for but the tensorboard package is missing "
-                               "(pip install omnireid[tensorboard]); continuing without it")
+            except ImportError as exc:
+                logger.warning("%s; continuing without TensorBoard", exc)
             else:
                 self._tb = SummaryWriter(str(Path(output_dir) / "tb"))
 
@@ -48,12 +51,9 @@ class MetricsLogger:
         """Replace the file with ``records`` (used on resume), atomically."""
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w") as f:
+        with atomic_write(self.path) as f:
             for r in records:
                 f.write(json.dumps(_plain(r)) + "\n")
-        os.replace(tmp, self.path)
 
     def log(self, record: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -99,12 +99,10 @@ def plot_curves(records: list[Mapping[str, Any]], path: str | os.PathLike) -> Pa
     Needs matplotlib (``pip install omnireid[viz]``); returns ``None`` with a warning without it.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("curves not drawn: matplotlib is missing (pip install omnireid[viz])")
+        require("matplotlib", "viz", "drawing curves").use("Agg")
+        plt = require("matplotlib.pyplot", "viz", "drawing curves")
+    except ImportError as exc:
+        logger.warning("curves not drawn: %s", exc)
         return None
     epochs = [r["epoch"] + 1 for r in records]
     evals = [(r["epoch"] + 1, r["eval"]) for r in records if r.get("eval")]
@@ -128,10 +126,11 @@ def plot_curves(records: list[Mapping[str, Any]], path: str | os.PathLike) -> Pa
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from omnireid.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("amsgrad", "adam", "sgd", "rmsprop")
@@ -31,7 +33,7 @@ def _check_layer_names(model: nn.Module, names: Sequence[str], what: str) -> Non
 
             close = difflib.get_close_matches(n, children, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"{what}: the model has no layer {n!r}.{hint} Layers: {', '.join(children)}")
+            raise UsageError(f"{what}: the model has no layer {n!r}.{hint} Layers: {', '.join(children)}")
 
 
 def build_optimizer(
@@ -58,7 +60,7 @@ def build_optimizer(
     Each parameter group remembers its base rate in ``group["initial_lr"]`` for the schedule.
     """
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimiser {name!r}; choose from {', '.join(OPTIMIZERS)}")
+        raise UsageError(f"unknown optimiser {name!r}; choose from {', '.join(OPTIMIZERS)}")
     module = model.module if hasattr(model, "module") else model
     if new_layers:
         _check_layer_names(module, new_layers, "optim.new_layers")
@@ -105,7 +107,7 @@ def lr_factor(
         return 1.0
     if name == "single_step":
         if not stepsize or stepsize[0] <= 0:
-            raise ValueError("single_step needs a positive stepsize")
+            raise UsageError("single_step needs a positive stepsize")
         return gamma ** (epoch // stepsize[0])
     if name == "multi_step":
         return gamma ** sum(1 for m in stepsize if epoch >= m)
@@ -113,7 +115,7 @@ def lr_factor(
         span = max(1, max_epoch - warmup_epochs)
         t = min(epoch - warmup_epochs, span)
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t / span))
-    raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+    raise UsageError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
 
 
 class EpochLR:
@@ -122,7 +124,7 @@ class EpochLR:
 
     def __init__(self, optimizer: torch.optim.Optimizer, name: str, max_epoch: int, **options) -> None:
         if name not in SCHEDULES:
-            raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+            raise UsageError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
         self.optimizer = optimizer
         self.name = name
         self.max_epoch = max_epoch
@@ -143,7 +145,7 @@ class EpochLR:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("name") != self.name or state.get("max_epoch") != self.max_epoch:
-            logger.warning("resuming with schedule %s/%s (checkpoint had %s/%s)", self.name,
+            logger.info("resuming with schedule %s/%s (checkpoint had %s/%s)", self.name,
                            self.max_epoch, state.get("name"), state.get("max_epoch"))
 
 

@@ -34,11 +34,10 @@ from omnireid.config import (
     OptimConfig,
     TrainConfig,
     _build,
-    _merge,
-    _set_dotted,
-    parse_override,
-    read_recipe_file,
+    load_plain,
+    with_origin,
 )
+from omnireid.files import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -103,20 +102,24 @@ def _validate(cfg: SearchConfig) -> None:
     from omnireid.models.supernet import SEARCH_MODES
 
     checks = [
-        (cfg.nas.mode in SEARCH_MODES, f"nas.mode={cfg.nas.mode!r} is not one of {', '.join(SEARCH_MODES)}"),
-        (cfg.nas.init_temperature > 0 and cfg.nas.min_temperature > 0, "nas temperatures must be > 0"),
-        (0 < cfg.nas.decay_rate <= 1, f"nas.decay_rate must be in (0, 1], got {cfg.nas.decay_rate}"),
-        (cfg.nas.width > 0, f"nas.width must be > 0, got {cfg.nas.width}"),
+        (cfg.nas.mode in SEARCH_MODES, f"nas.mode={cfg.nas.mode!r} is not one of {', '.join(SEARCH_MODES)}",
+         ["nas.mode"]),
+        (cfg.nas.init_temperature > 0 and cfg.nas.min_temperature > 0, "nas temperatures must be > 0",
+         ["nas.init_temperature", "nas.min_temperature"]),
+        (0 < cfg.nas.decay_rate <= 1, f"nas.decay_rate must be in (0, 1], got {cfg.nas.decay_rate}",
+         ["nas.decay_rate"]),
+        (cfg.nas.width > 0, f"nas.width must be > 0, got {cfg.nas.width}", ["nas.width"]),
         (cfg.optim.name in ("amsgrad", "adam", "sgd", "rmsprop"), f"optim.name={cfg.optim.name!r} is not one "
-         "of amsgrad, adam, sgd, rmsprop"),
-        (cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}"),
-        (cfg.train.max_epoch >= 1, f"train.max_epoch must be >= 1, got {cfg.train.max_epoch}"),
-        (bool(cfg.data.sources), "data.sources is empty: name at least one training domain"),
-        (cfg.loss.softmax > 0 or cfg.loss.triplet > 0, "loss.softmax or loss.triplet must be > 0"),
+         "of amsgrad, adam, sgd, rmsprop", ["optim.name"]),
+        (cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}", ["optim.lr"]),
+        (cfg.train.max_epoch >= 1, f"train.max_epoch must be >= 1, got {cfg.train.max_epoch}", ["train.max_epoch"]),
+        (bool(cfg.data.sources), "data.sources is empty: name at least one training domain", ["data.sources"]),
+        (cfg.loss.softmax > 0 or cfg.loss.triplet > 0, "loss.softmax or loss.triplet must be > 0",
+         ["loss.softmax", "loss.triplet"]),
     ]
-    for ok, message in checks:
+    for ok, message, keys in checks:
         if not ok:
-            raise ConfigError(message)
+            raise ConfigError(message, keys)
 
 
 def load_search_config(
@@ -128,28 +131,12 @@ def load_search_config(
     defaults of :class:`SearchConfig`. Unknown keys and bad values raise
     :class:`omnireid.config.ConfigError` naming the file (or the override) and the key.
     """
-    data = SearchConfig().to_dict()
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        _merge(data, read_recipe_file(path))
-        try:
-            _build(SearchConfig, data, "")
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(data, key, value)
-        source = f"--set {text}"
-        try:
-            _build(SearchConfig, data, "")
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    cfg = _build(SearchConfig, data, "")
+    data, origins = load_plain(path, overrides, SearchConfig().to_dict(), "the search defaults")
     try:
+        cfg = _build(SearchConfig, data, "")
         _validate(cfg)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise with_origin(exc, origins) from None
     return cfg
 
 
@@ -295,9 +282,7 @@ class SearchArtifacts:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def search_markdown(result: SearchResult) -> str:

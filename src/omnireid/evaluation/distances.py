@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from omnireid.errors import UsageError
+
 Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
 
@@ -20,7 +22,7 @@ METRICS: tuple[str, ...] = ("euclidean", "cosine")
 def _as_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     t = torch.as_tensor(x).detach().to("cpu")
     if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
+        raise UsageError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         t = t.float()
     return t.to(torch.float32)
@@ -41,7 +43,7 @@ def flip_average(
     a = _as_tensor(features, "features")
     b = _as_tensor(flipped_features, "flipped_features")
     if a.shape != b.shape:
-        raise ValueError(f"feature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise UsageError(f"feature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     return ((a + b) / 2).numpy()
 
 
@@ -82,7 +84,7 @@ def compute_distance_matrix(
     ``normalize_feature``), which makes squared euclidean equal to twice the cosine distance.
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
+        raise UsageError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
     if normalize:
         input1, input2 = l2_normalize(input1), l2_normalize(input2)
     if metric == "euclidean":
@@ -92,4 +94,4 @@ def compute_distance_matrix(
 
 def _check_dims(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+        raise UsageError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")

@@ -46,6 +46,8 @@ from typing import Literal
 
 import numpy as np
 
+from omnireid.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 Protocol = Literal["market", "cuhk03", "no_camera"]
@@ -75,7 +77,7 @@ class RankResult:
     def rank(self, k: int) -> float:
         """Rank-k accuracy (the CMC at k; the last value when k exceeds the curve)."""
         if k < 1:
-            raise ValueError(f"rank must be >= 1, got {k}")
+            raise UsageError(f"rank must be >= 1, got {k}")
         return float(self.cmc[min(k, len(self.cmc)) - 1])
 
     def summary(self, ranks: Sequence[int] = (1, 5, 10, 20)) -> dict[str, float | int | str]:
@@ -105,7 +107,7 @@ class SplitResult:
 
     def rank(self, k: int) -> float:
         if k < 1:
-            raise ValueError(f"rank must be >= 1, got {k}")
+            raise UsageError(f"rank must be >= 1, got {k}")
         return float(self.cmc[min(k, len(self.cmc)) - 1])
 
     def summary(self, ranks: Sequence[int] = (1, 5, 10, 20)) -> dict[str, float | int | str]:
@@ -130,21 +132,21 @@ def check_rank_inputs(
 ) -> tuple[np.ndarray, ...]:
     """Validate and convert the inputs; returns (distmat, q_pids, g_pids, q_camids, g_camids, qgi)."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+        raise UsageError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if arithmetic not in ("float32", "float64"):
-        raise ValueError(f"arithmetic must be 'float32' or 'float64', got {arithmetic!r}")
+        raise UsageError(f"arithmetic must be 'float32' or 'float64', got {arithmetic!r}")
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
-        raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {distmat.shape}")
+        raise UsageError(f"distmat must be 2-D (num_query, num_gallery), got shape {distmat.shape}")
     if not np.issubdtype(distmat.dtype, np.floating):
         distmat = distmat.astype(np.float64)
     if arithmetic == "float32":
         distmat = np.ascontiguousarray(distmat, dtype=np.float32)
     num_q, num_g = distmat.shape
     if num_q == 0 or num_g == 0:
-        raise ValueError(f"distmat is empty: shape {distmat.shape}")
+        raise UsageError(f"distmat is empty: shape {distmat.shape}")
     if np.isnan(distmat).any():
-        raise ValueError("distmat contains NaN")
+        raise UsageError("distmat contains NaN")
     q_pids = _labels(q_pids, num_q, "q_pids")
     g_pids = _labels(g_pids, num_g, "g_pids")
     if protocol == "no_camera":
@@ -152,20 +154,20 @@ def check_rank_inputs(
         g_camids = np.zeros(num_g, np.int64) if g_camids is None else _labels(g_camids, num_g, "g_camids")
     else:
         if q_camids is None or g_camids is None:
-            raise ValueError(f"protocol {protocol!r} needs camera ids; use protocol='no_camera'")
+            raise UsageError(f"protocol {protocol!r} needs camera ids; use protocol='no_camera'")
         q_camids = _labels(q_camids, num_q, "q_camids")
         g_camids = _labels(g_camids, num_g, "g_camids")
     qgi = np.full(num_q, -1, np.int64)
     if query_gallery_index is not None:
         if protocol != "no_camera":
-            raise ValueError("query_gallery_index is only used by protocol='no_camera'")
+            raise UsageError("query_gallery_index is only used by protocol='no_camera'")
         qgi = _labels(query_gallery_index, num_q, "query_gallery_index")
         inside = qgi >= 0
         if (qgi >= num_g).any() or (qgi < -1).any():
-            raise ValueError("query_gallery_index entries must be -1 or a gallery index")
+            raise UsageError("query_gallery_index entries must be -1 or a gallery index")
         if (g_pids[qgi[inside]] != q_pids[inside]).any():
             bad = int(np.flatnonzero(inside & (g_pids[np.maximum(qgi, 0)] != q_pids))[0])
-            raise ValueError(
+            raise UsageError(
                 f"query_gallery_index[{bad}] points at a gallery image of another identity"
             )
     return distmat, q_pids, g_pids, q_camids, g_camids, qgi
@@ -174,10 +176,10 @@ def check_rank_inputs(
 def _labels(values: np.ndarray, length: int, name: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.shape[0] != length:
-        raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
+        raise UsageError(f"{name} must have shape ({length},), got {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if not np.array_equal(arr, np.round(arr)):
-            raise ValueError(f"{name} must hold integers")
+            raise UsageError(f"{name} must hold integers")
     return arr.astype(np.int64)
 
 
@@ -240,7 +242,7 @@ def evaluate_rank(
     )
     num_q, num_g = distmat.shape
     if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+        raise UsageError(f"max_rank must be >= 1, got {max_rank}")
     if num_g < max_rank:
         logger.info("gallery has only %d samples; CMC cut to rank %d", num_g, num_g)
         max_rank = num_g
@@ -355,7 +357,7 @@ def _aggregate(positions, n_valid, max_rank, protocol, arithmetic, cmc_rows) -> 
     valid = np.array([p is not None for p in positions], bool)
     num_valid = int(valid.sum())
     if num_valid == 0:
-        raise ValueError(
+        raise UsageError(
             "no query has a valid match in the gallery (every query identity is absent or only "
             "seen by the query's own camera)"
         )
@@ -449,7 +451,7 @@ def evaluate_splits(
     :func:`evaluate_rank`.
     """
     if not splits:
-        raise ValueError("evaluate_splits needs at least one split")
+        raise UsageError("evaluate_splits needs at least one split")
     results = [
         evaluate_rank(s.distmat, s.q_pids, s.g_pids, s.q_camids, s.g_camids, max_rank, **kwargs)
         for s in splits

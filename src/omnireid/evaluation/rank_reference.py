@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from omnireid.errors import UsageError
 from omnireid.evaluation.rank import (
     RankResult,
     check_rank_inputs,
@@ -92,7 +93,7 @@ def evaluate_rank_reference(
 
     num_valid = len(cmc_rows)
     if num_valid == 0:
-        raise ValueError("no query has a valid match in the gallery")
+        raise UsageError("no query has a valid match in the gallery")
     if f32:
         for row in cmc_rows:  # queries in order, float32 running sum
             cmc_sum = (cmc_sum + row).astype(np.float32)

@@ -33,6 +33,9 @@ from typing import Literal
 
 import numpy as np
 
+from omnireid.errors import UsageError
+from omnireid.extras import require
+
 logger = logging.getLogger(__name__)
 
 BlockFn = Callable[[int, int], np.ndarray]
@@ -67,7 +70,7 @@ def re_ranking(
     g_g = np.asarray(g_g_dist)
     num_q, num_g = q_g.shape if q_g.ndim == 2 else (-1, -1)
     if q_g.ndim != 2 or q_q.shape != (num_q, num_q) or g_g.shape != (num_g, num_g):
-        raise ValueError(
+        raise UsageError(
             f"expected q_g (Q, G), q_q (Q, Q), g_g (G, G); got {q_g.shape}, {q_q.shape}, {g_g.shape}"
         )
 
@@ -127,11 +130,11 @@ def re_ranking_features(
     from omnireid.evaluation.distances import METRICS, compute_distance_matrix
 
     if metric not in METRICS:
-        raise ValueError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
+        raise UsageError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
     q = np.ascontiguousarray(q_feats, dtype=np.float32)
     g = np.ascontiguousarray(g_feats, dtype=np.float32)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f"features must be (Q, D) and (G, D); got {q.shape} and {g.shape}")
+        raise UsageError(f"features must be (Q, D) and (G, D); got {q.shape} and {g.shape}")
     feats = np.concatenate([q, g], axis=0)
     num_q, num_g = len(q), len(g)
     if metric == "cosine":
@@ -152,7 +155,7 @@ def re_ranking_features(
         return _re_rank(block, pairs, num_q, num_g, k1, k2, lambda_value, block_size,
                         neighbours=_faiss_neighbours(feats, metric, k1 + 2))
     if knn != "exact":
-        raise ValueError(f"knn must be 'exact' or 'faiss', got {knn!r}")
+        raise UsageError(f"knn must be 'exact' or 'faiss', got {knn!r}")
     return _re_rank(block, pairs, num_q, num_g, k1, k2, lambda_value, block_size)
 
 
@@ -172,9 +175,9 @@ def _re_rank(
     neighbours: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     if k1 < 1 or k2 < 1:
-        raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
+        raise UsageError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
     if not 0.0 <= lambda_value <= 1.0:
-        raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value}")
+        raise UsageError(f"lambda_value must be in [0, 1], got {lambda_value}")
     num = num_q + num_g
     out = np.empty((num_q, num_g), np.float32)  # holds od[query, gallery] until the end
     if neighbours is None:
@@ -248,12 +251,7 @@ def _nearest_from_index(block, neighbours, num_q, block_size, out):
 
 def _faiss_neighbours(feats: np.ndarray, metric: str, take: int):
     def run() -> tuple[np.ndarray, np.ndarray]:
-        try:
-            import faiss
-        except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise ImportError(
-                "knn='faiss' needs FAISS: pip install 'omnireid[index]'"
-            ) from exc
+        faiss = require("faiss", "index", "knn='faiss'")
         x = np.ascontiguousarray(feats, np.float32)
         num, dim = x.shape
         if metric == "cosine":

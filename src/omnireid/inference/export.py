@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from omnireid.extras import require
+from omnireid.files import atomic_path
 from omnireid.inference.fuse import EmbeddingModel, fold_batchnorm
 from omnireid.inference.preprocess import DEFAULT_SIZE
 
@@ -25,16 +27,6 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
-
-
-def _require(module: str, extra: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{module} is needed for this; install it with "
-                          f"`pip install omnireid[{extra}]`") from None
 
 
 def _export_ready(model: nn.Module) -> nn.Module:
@@ -62,19 +54,17 @@ def export_onnx(
         size: (height, width) of the input.
         opset: ONNX opset.
     """
+    require("onnx", "deploy", "exporting to ONNX")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     m = _export_ready(model)
     x = torch.randn(2, 3, *size)
-    tmp = path.with_name(f".{path.stem}.tmp.onnx")
-    with warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             m, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=opset, dynamo=False,
         )
-    os.replace(tmp, path)
     logger.info("wrote %s", path)
     return path
 
@@ -88,16 +78,18 @@ def export_openvino(
 
     Goes through ONNX; the batch dimension stays dynamic. Needs ``omnireid[openvino]``.
     """
-    ov = _require("openvino", "openvino")
+    ov = require("openvino", "openvino", "exporting to OpenVINO IR")
     path = Path(path).with_suffix(".xml")
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size)
         ov_model = ov.convert_model(str(onnx_path))
-        tmp_xml = path.with_name(f".{path.stem}.tmp.xml")
-        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp_xml, path)
+        with atomic_path(path) as tmp_xml, atomic_path(path.with_suffix(".bin")) as tmp_bin:
+            try:
+                ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
+                os.replace(tmp_xml.with_suffix(".bin"), tmp_bin)
+            finally:
+                tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
     logger.info("wrote %s", path)
     return path
 

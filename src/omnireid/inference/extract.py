@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from omnireid.progress import progress_bar
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def extract_features(
     model.eval()
     chunks = []
     try:
-        bar = tqdm(total=len(images), unit="img", disable=not progress, desc="extract")
+        bar = progress_bar(total=len(images), unit="img", enabled=progress, desc="extract")
         for start in range(0, len(images), batch_size):
             batch = [
                 to_model_input(x, size, mean, std, bgr=bgr, name=describe(x, start + i))

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
+from omnireid.errors import UsageError
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.runtime import BACKENDS, make_runner
+from omnireid.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,11 @@ class FeatureExtractor:
         from omnireid.models.weights import KNOWN_WEIGHTS
 
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+            raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers is not None and num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise UsageError(f"num_workers must be >= 0, got {num_workers}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -128,7 +129,7 @@ class FeatureExtractor:
         self.backend = backend
         self.feature_dim = int(getattr(module, "feature_dim", 0))
         if backend != "eager" and self.device.type != "cpu" and backend != "fused":
-            raise ValueError(f"backend {backend!r} runs on the CPU only")
+            raise UsageError(f"backend {backend!r} runs on the CPU only")
         self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
                                    micro_batch=micro_batch)
         if num_workers is None:
@@ -205,18 +206,18 @@ class FeatureExtractor:
             frame = np.asarray(frame.convert("RGB"))
             bgr = False
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame must be an (H, W, 3) array or a PIL image, got "
+            raise UsageError(f"frame must be an (H, W, 3) array or a PIL image, got "
                              f"{getattr(frame, 'shape', type(frame).__name__)}")
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
         if not np.isfinite(b).all():
-            raise ValueError("boxes contain NaN or infinite coordinates")
+            raise UsageError("boxes contain NaN or infinite coordinates")
         height, width = frame.shape[:2]
         crops = []
         for i, (x1, y1, x2, y2) in enumerate(b):
             left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
             right, bottom = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
             if right <= left or bottom <= top:
-                raise ValueError(f"box #{i} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside "
+                raise UsageError(f"box #{i} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside "
                                  f"the {width}x{height} frame")
             crops.append(frame[top:bottom, left:right])
         if not crops:
@@ -241,7 +242,7 @@ class FeatureExtractor:
         chunks: list[np.ndarray] = []
         kept: list[int] = []
         failed: list[tuple[int, str]] = []
-        bar = tqdm(total=len(items), unit="img", disable=not progress, desc="extract")
+        bar = progress_bar(total=len(items), unit="img", enabled=progress, desc="extract")
         pool = ThreadPoolExecutor(self.num_workers) if self.num_workers else None
         starts = range(0, len(items), self.batch_size)
         try:

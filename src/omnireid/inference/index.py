@@ -11,10 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from omnireid.errors import DataError, MissingFileError, UsageError
+from omnireid.extras import require
+from omnireid.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +45,14 @@ def _as_matrix(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
-        raise ValueError(f"{what} must be (N, {dim or 'D'}), got shape {x.shape}")
+        raise UsageError(f"{what} must be (N, {dim or 'D'}), got shape {x.shape}")
     return np.ascontiguousarray(x)
 
 
 def _save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_write(path, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
     return path
 
 
@@ -82,7 +84,7 @@ class ExactIndex:
 
     def __init__(self, dim: int, metric: str = "ip", chunk: int = 65536) -> None:
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+            raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
         self.dim = dim
         self.metric = metric
         self.chunk = chunk
@@ -161,12 +163,7 @@ def _pad(result: SearchResult, k: int) -> SearchResult:
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("the FAISS index needs faiss; install it with "
-                          "`pip install omnireid[index]`") from None
-    return faiss
+    return require("faiss", "index", "the FAISS index")
 
 
 class FaissIndex:
@@ -188,9 +185,9 @@ class FaissIndex:
                  nprobe: int = 16, hnsw_m: int = 32, ef_search: int = 128,
                  ef_construction: int = 200) -> None:
         if kind not in FAISS_KINDS:
-            raise ValueError(f"kind must be one of {FAISS_KINDS}, got {kind!r}")
+            raise UsageError(f"kind must be one of {FAISS_KINDS}, got {kind!r}")
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+            raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
         self.faiss = _faiss()
         self.dim, self.kind, self.metric = dim, kind, metric
         self.nlist, self.nprobe = nlist, nprobe
@@ -282,7 +279,7 @@ def build_index(vectors: np.ndarray, backend: str = "exact", metric: str = "ip",
     elif backend.startswith("faiss-") and backend[6:] in FAISS_KINDS:
         index = FaissIndex(x.shape[1], backend[6:], metric, **options)
     else:
-        raise ValueError(f"unknown index backend {backend!r}; choose exact, "
+        raise UsageError(f"unknown index backend {backend!r}; choose exact, "
                          + ", ".join(f"faiss-{k}" for k in FAISS_KINDS))
     index.add(x)
     return index
@@ -292,13 +289,13 @@ def load_index(path: str | os.PathLike) -> GalleryIndex:
     """Load an index written by ``save``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"index file not found: {path}")
+        raise MissingFileError(f"index file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {k: data[k] for k in data.files if k != "meta"}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is not an omnireid index file: {exc}") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not an omnireid index file: {exc}") from None
     if meta["kind"] == "exact":
         index = ExactIndex(meta["dim"], meta["metric"])
         index.add(arrays["vectors"])

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omnireid.errors import UsageError
 from omnireid.inference.preprocess import (
     DEFAULT_SIZE,
     IMAGENET_MEAN,
@@ -33,14 +34,14 @@ def array_to_pil(arr: np.ndarray, bgr: bool = False, name: str = "array") -> Ima
     ``bgr=True`` reads three/four-channel arrays as BGR(A), the order OpenCV returns.
     """
     if arr.dtype != np.uint8:
-        raise ValueError(f"{name}: image arrays must be uint8 (got {arr.dtype}); "
+        raise UsageError(f"{name}: image arrays must be uint8 (got {arr.dtype}); "
                          "convert with np.clip(x, 0, 255).astype(np.uint8)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
         return Image.fromarray(np.ascontiguousarray(arr), mode="L").convert("RGB")
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, "
+        raise UsageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, "
                          f"got shape {tuple(arr.shape)}")
     if bgr:
         arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]
@@ -77,11 +78,11 @@ def to_model_input(
     elif isinstance(image, torch.Tensor):
         if image.is_floating_point():
             if image.ndim != 3 or image.shape[0] != 3 or tuple(image.shape[1:]) != tuple(size):
-                raise ValueError(f"{name}: a float tensor is taken as preprocessed input and must "
+                raise UsageError(f"{name}: a float tensor is taken as preprocessed input and must "
                                  f"have shape (3, {size[0]}, {size[1]}), got {tuple(image.shape)}")
             return image.detach().to("cpu", torch.float32)
         if image.ndim != 3 or image.shape[0] not in (1, 3):
-            raise ValueError(f"{name}: a uint8 tensor must be (3, H, W) or (1, H, W), "
+            raise UsageError(f"{name}: a uint8 tensor must be (3, H, W) or (1, H, W), "
                              f"got {tuple(image.shape)}")
         pil = array_to_pil(image.detach().cpu().permute(1, 2, 0).numpy(), bgr=bgr, name=name)
     else:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from omnireid.data.decode import read_image, to_rgb
 from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from omnireid.errors import MissingFileError
 
 DEFAULT_SIZE = (256, 128)  # (height, width)
 
@@ -29,7 +30,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
             the message names the file.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     return read_image(path)
 
 

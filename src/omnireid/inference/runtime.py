@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from omnireid.errors import UsageError
+from omnireid.extras import require
 from omnireid.inference.preprocess import DEFAULT_SIZE
 
 logger = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ class TorchRunner:
                  dtype: torch.dtype = torch.float32, channels_last: bool = False,
                  micro_batch: int | None = None) -> None:
         if micro_batch is not None and micro_batch < 1:
-            raise ValueError(f"micro_batch must be >= 1 or None, got {micro_batch}")
+            raise UsageError(f"micro_batch must be >= 1 or None, got {micro_batch}")
         self.device = torch.device(device)
         self.dtype = dtype
         self.channels_last = channels_last
@@ -157,9 +159,7 @@ class OrtRunner:
     """ONNX Runtime session on an exported ``.onnx`` file."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
-        from omnireid.inference.export import _require
-
-        ort = _require("onnxruntime", "deploy")
+        ort = require("onnxruntime", "deploy", "the onnxruntime backend")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = num_threads or torch.get_num_threads()
@@ -177,9 +177,7 @@ class OpenVINORunner:
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
                  bf16: bool = False) -> None:
-        from omnireid.inference.export import _require
-
-        ov = _require("openvino", "openvino")
+        ov = require("openvino", "openvino", "the openvino backend")
         core = ov.Core()
         config = {
             "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
@@ -239,13 +237,13 @@ def make_runner(
     from omnireid.inference.fuse import optimize_for_inference
 
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     device = torch.device(device or "cpu")
     if isinstance(micro_batch, str) and micro_batch != "auto":
-        raise ValueError(f"micro_batch must be 'auto', an int or None, got {micro_batch!r}")
+        raise UsageError(f"micro_batch must be 'auto', an int or None, got {micro_batch!r}")
     if backend in ("eager", "fused", "bf16"):
         if not isinstance(model, nn.Module):
-            raise ValueError(f"backend {backend!r} needs a PyTorch model, got {model!r}")
+            raise UsageError(f"backend {backend!r} needs a PyTorch model, got {model!r}")
         dtype = torch.bfloat16 if backend == "bf16" else torch.float32
         if micro_batch == "auto":
             micro_batch = (auto_micro_batch(model, size)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from omnireid.files import atomic_path, write_text
 from omnireid.inference.preprocess import open_rgb
 
 
@@ -54,10 +55,8 @@ def draw_ranked_grid(
             canvas.paste(_thumb(m.full_path, thumb), (x, y + label))
             draw.text((x, y), f"{m.rank}: {m.score:.3f}", fill=(0, 0, 0))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    canvas.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp)
     return path
 
 
@@ -84,7 +83,4 @@ def write_html(
                          f"{m.score:.3f}<br>{html.escape(m.path)}</td>")
         parts.append("</tr></table>")
     parts.append("</body></html>")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "\n".join(parts))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omnireid.errors import MissingFileError, UsageError
+from omnireid.files import write_json
 from omnireid.models.layers import INPosition
 
 BASE_CHANNELS = (64, 256, 384, 512)
@@ -43,9 +45,9 @@ class OSNetArch:
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
         object.__setattr__(self, "blocks", tuple(INPosition(b) for b in self.blocks))
         if len(self.channels) != 4 or len(self.layers) != 3:
-            raise ValueError("an OSNet arch has 4 channel widths and 3 stage lengths")
+            raise UsageError("an OSNet arch has 4 channel widths and 3 stage lengths")
         if len(self.blocks) != sum(self.layers):
-            raise ValueError(
+            raise UsageError(
                 f"arch has {sum(self.layers)} OS blocks but {len(self.blocks)} IN positions"
             )
 
@@ -64,7 +66,7 @@ class OSNetArch:
     def with_width(self, width: float) -> OSNetArch:
         """The same IN placement at another width multiplier (channels rescaled)."""
         if not width > 0:
-            raise ValueError(f"width must be > 0, got {width}")
+            raise UsageError(f"width must be > 0, got {width}")
         return OSNetArch(scaled_channels(width), self.layers, self.blocks, self.conv1_in,
                          self.feature_dim)
 
@@ -85,7 +87,7 @@ class OSNetArch:
         known = {"channels", "layers", "blocks", "conv1_in", "feature_dim", "width"}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown keys in OSNet arch spec: {sorted(unknown)}")
+            raise UsageError(f"unknown keys in OSNet arch spec: {sorted(unknown)}")
         data = dict(data)
         width = data.pop("width", None)
         if width is not None and "channels" not in data:
@@ -93,13 +95,10 @@ class OSNetArch:
         try:
             return cls(**data)
         except ValueError as exc:
-            raise ValueError(f"invalid OSNet arch spec: {exc}") from None
+            raise UsageError(f"invalid OSNet arch spec: {exc}") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> OSNetArch:
@@ -107,15 +106,15 @@ class OSNetArch:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"arch spec not found: {path}") from None
+            raise MissingFileError(f"arch spec not found: {path}") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            raise UsageError(f"{path}: not valid JSON ({exc})") from None
         if isinstance(data, dict) and "arch" in data:  # a search report holding the spec
             data = data["arch"]
         try:
             return cls.from_dict(data)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise UsageError(f"{path}: {exc}") from None
 
     def table(self) -> str:
         """A small text table of the IN placement, one row per block."""

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnireid.errors import UsageError
 from omnireid.models.arch import OSNetArch, make_arch
 from omnireid.models.layers import INPosition, OSBlock
 from omnireid.models.osnet import OSNet
@@ -65,7 +66,7 @@ def temperature_at(
     it at ``initial``. Defaults are the paper's: 10, halved every 20 epochs, floor 1.
     """
     if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
+        raise UsageError(f"epoch must be >= 0, got {epoch}")
     if decay_every <= 0:
         return float(initial)
     return float(max(minimum, initial * decay_rate ** (epoch // decay_every)))
@@ -106,7 +107,7 @@ def gumbel_softmax_weights(
         ``(..., K)`` non-negative weights summing to one along the last axis.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise UsageError(f"temperature must be > 0, got {temperature}")
     logits = alpha_logits(alpha)
     if noise:
         u = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
@@ -151,7 +152,7 @@ class MixedOSBlock(nn.Module):
         super().__init__()
         self.positions = tuple(INPosition(c) for c in candidates)
         if len(self.positions) < 1 or len(set(self.positions)) != len(self.positions):
-            raise ValueError(f"candidates must be distinct IN positions, got {candidates}")
+            raise UsageError(f"candidates must be distinct IN positions, got {candidates}")
         self.candidates = nn.ModuleList(
             OSBlock(in_channels, out_channels, p, affine=affine) for p in self.positions
         )
@@ -205,7 +206,7 @@ def _tie_candidates(blocks: list[OSBlock]) -> None:
 
 def _check_mode(mode: str) -> str:
     if mode not in SEARCH_MODES:
-        raise ValueError(f"unknown search mode {mode!r}; choose from {', '.join(SEARCH_MODES)}")
+        raise UsageError(f"unknown search mode {mode!r}; choose from {', '.join(SEARCH_MODES)}")
     return mode
 
 
@@ -303,7 +304,7 @@ class OSNetSupernet(OSNet):
     def set_temperature(self, temperature: float) -> None:
         """Set the Gumbel-softmax temperature lambda of every block."""
         if not temperature > 0 or math.isinf(temperature):
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
+            raise UsageError(f"temperature must be a positive number, got {temperature}")
         for _, b in self.mixed_blocks():
             b.temperature = float(temperature)
 

@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from omnireid.errors import CheckpointError, MissingFileError, clean_message
+from omnireid.extras import require
+from omnireid.files import atomic_path, atomic_torch_save
 from omnireid.models.arch import OSNetArch
 from omnireid.models.layers import INPosition
 
@@ -75,8 +78,48 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(CheckpointError):
     """A checkpoint that cannot be read or does not fit the model."""
+
+
+# torchreid's engine saves ``{'state_dict', 'epoch', 'rank1', 'optimizer', 'scheduler'}`` with
+# ``rank1`` a ``numpy.float32`` (torchreid/engine/engine.py, ``save_model``). Unpickling a numpy
+# scalar needs numpy's ``scalar`` reconstructor and dtype classes, which ``weights_only=True``
+# refuses by default. These are the only globals allowed beyond torch's defaults, and the
+# reconstructor is wrapped so that it builds numeric scalars only (no object dtype).
+_NUMERIC_DTYPES = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+                   "Float16", "Float32", "Float64")
+
+
+def _numeric_scalar(dtype: object, data: object = None) -> object:
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        raise pickle.UnpicklingError(f"refused a numpy scalar of dtype {dtype!r}: only numbers are allowed")
+    return scalar(dtype) if data is None else scalar(dtype, data)
+
+
+def _numpy_scalar_globals() -> list:
+    import numpy as np
+
+    allowed: list = [(_numeric_scalar, "numpy.core.multiarray.scalar"),
+                     (_numeric_scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    for name in _NUMERIC_DTYPES:
+        cls = getattr(dtypes, f"{name}DType", None)
+        if cls is not None:
+            allowed.append(cls)
+    return allowed
+
+
+def _torch_load_safely(path: Path) -> object:
+    """``torch.load(weights_only=True)`` that also accepts numeric numpy scalars."""
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -94,9 +137,16 @@ def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> StateDict:
     dict or a ``{'state_dict': ...}`` / ``{'model': ...}`` wrapper, with or without a ``module.``
     prefix. When the file name is in :data:`KNOWN_WEIGHTS`, its sha256 must match.
     """
+    return read_checkpoint_info(path, verify)[0]
+
+
+def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[StateDict, dict]:
+    """:func:`read_checkpoint`, plus the plain numbers stored beside the weights (torchreid's
+    ``epoch`` and ``rank1``) as a dict (empty for a bare state dict)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
+                               else f"checkpoint not found: {path}")
     known = KNOWN_WEIGHTS.get(path.name)
     if verify and known is not None:
         actual = sha256_of(path)
@@ -106,22 +156,39 @@ def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> StateDict:
                 f"({known.sha256}); the file is corrupt or a different checkpoint"
             )
     if path.suffix == ".safetensors":
+        load_file = require("safetensors.torch", "deploy", "reading .safetensors").load_file
         try:
-            from safetensors.torch import load_file
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("reading .safetensors needs: pip install 'omnireid[deploy]'") from None
-        obj: object = load_file(str(path))
+            obj: object = load_file(str(path))
+        except Exception as exc:  # the file's bytes decide what fails: always a bad file here
+            raise WeightsError(f"{path}: not a readable safetensors file "
+                               f"({type(exc).__name__}: {clean_message(str(exc))})") from None
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _torch_load_safely(path)
         except pickle.UnpicklingError as exc:
             raise WeightsError(
-                f"{path}: refused to load: the file holds Python objects other than tensors and "
-                f"plain containers, which could run code when unpickled ({str(exc).splitlines()[0]})"
-            ) from None
-        except (RuntimeError, EOFError) as exc:
-            raise WeightsError(f"{path}: not a readable checkpoint ({exc})") from None
-    return unwrap_state_dict(obj, path)
+                f"{path}: refused to load: the file holds Python objects other than tensors, "
+                f"plain containers and numbers, which could run code when unpickled.\n"
+                f"{clean_message(str(exc))}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # torn, truncated, text or foreign files fail in many ways
+            raise WeightsError(f"{path}: not a readable checkpoint "
+                               f"({type(exc).__name__}: {clean_message(str(exc))})") from None
+    return unwrap_state_dict(obj, path), checkpoint_meta(obj)
+
+
+def checkpoint_meta(obj: object) -> dict:
+    """The plain numbers (``epoch``, ``rank1`` ...) stored beside a wrapped state dict."""
+    meta: dict = {}
+    if not isinstance(obj, Mapping):
+        return meta
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor) and getattr(value, "shape", None) == ():
+            value = value.item()  # a numpy scalar
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            meta[str(key)] = value
+    return meta
 
 
 def unwrap_state_dict(obj: object, source: object = "checkpoint") -> StateDict:
@@ -250,6 +317,8 @@ class LoadReport:
     layout: str
     dropped_classifier: bool = False
     sha256_verified: bool = False
+    epoch: int | None = None
+    meta: dict = field(default_factory=dict)
 
 
 def load_weights(
@@ -264,16 +333,18 @@ def load_weights(
     """
     if isinstance(source, Mapping):
         state, name = unwrap_state_dict(source), "state dict"
-        verified = False
+        verified, meta = False, checkpoint_meta(source)
     else:
         name = str(source)
-        state = read_checkpoint(source, verify=verify)
+        state, meta = read_checkpoint_info(source, verify=verify)
         verified = verify and Path(source).name in KNOWN_WEIGHTS
     layout = detect_layout(state)
     arch = getattr(model, "arch", None)
     if isinstance(arch, OSNetArch):
         state = from_torchreid(state, arch)
-    report = LoadReport(name, layout, sha256_verified=verified)
+    epoch = meta.get("epoch")
+    report = LoadReport(name, layout, sha256_verified=verified,
+                        epoch=int(epoch) if isinstance(epoch, (int, float)) else None, meta=meta)
 
     own = model.state_dict()
     cls_keys = [k for k in state if k.startswith("classifier.")]
@@ -327,19 +398,16 @@ def save_weights(
         if not isinstance(arch, OSNetArch):
             raise WeightsError("only OSNet models have a torchreid layout to convert to")
         state = to_torchreid(state, arch, None if layout == "torchreid" else layout)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
+    if path.suffix != ".safetensors":
+        return atomic_torch_save(state, path)
+    save_file = require("safetensors.torch", "deploy", "writing .safetensors").save_file
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp))
-    else:
-        torch.save(state, tmp)
-    os.replace(tmp, path)
     return path
 
 
 __all__ = [
     "INPosition", "KNOWN_WEIGHTS", "KnownWeights", "LoadReport", "WeightsError", "detect_layout",
-    "from_torchreid", "load_weights", "read_checkpoint", "save_weights", "sha256_of", "to_torchreid",
+    "checkpoint_meta", "from_torchreid", "load_weights", "read_checkpoint", "read_checkpoint_info",
+    "save_weights", "sha256_of", "to_torchreid",
 ]

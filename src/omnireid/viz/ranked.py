@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from omnireid.errors import UsageError
+from omnireid.files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 GREEN = (30, 170, 60)
@@ -63,7 +66,7 @@ def draw_ranked_list(
         size: (height, width) of every thumbnail.
     """
     if len(gallery_paths) != len(matches):
-        raise ValueError("gallery_paths and matches must have the same length")
+        raise UsageError("gallery_paths and matches must have the same length")
     height, width = size
     cell_w, cell_h = width + 2 * BORDER, height + 2 * BORDER
     n = len(gallery_paths)
@@ -128,8 +131,7 @@ def save_ranked_lists(
             gallery_labels=[f"{k + 1}: {row[g]:.3g}" for k, g in enumerate(top)],
         )
         path = out / f"{place + 1:03d}_query{q:05d}.png"
-        tmp = path.with_suffix(".tmp.png")
-        image.save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, durable=False) as tmp:
+            image.save(tmp)
         pictures.append(RankedListPicture(path, int(q), query_paths[q], float(ap[q]), hits))
     return pictures

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omnireid.files import write_text
+
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -87,8 +89,4 @@ def write_report(
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     parts.append("</body></html>")
-    path = out / "index.html"
-    tmp = out / "index.html.tmp"
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(out / "index.html", "\n".join(parts))

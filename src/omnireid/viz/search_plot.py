@@ -10,18 +10,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from omnireid.extras import require
+from omnireid.files import atomic_path
+
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError(
-            "plotting the search needs matplotlib: pip install omnireid[viz]"
-        ) from None
-    return plt
+    matplotlib = require("matplotlib", "viz", "plotting the search")
+    matplotlib.use("Agg", force=False)
+    return require("matplotlib.pyplot", "viz", "plotting the search")
 
 
 def plot_search_probabilities(result: Any, path: str | os.PathLike) -> Path:
@@ -66,8 +62,9 @@ def plot_search_probabilities(result: Any, path: str | os.PathLike) -> Path:
                  y=0.01, va="bottom", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 0.9))
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path

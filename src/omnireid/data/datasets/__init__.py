@@ -28,6 +28,8 @@ from omnireid.data.datasets import (  # noqa: E402, F401  (registration side eff
 )
 from omnireid.data.datasets.registry import DATASETS
 from omnireid.data.records import ReIDDataset
+from omnireid.data.spec import DatasetSpec, check_spec
+from omnireid.errors import UsageError
 
 
 def load_dataset(
@@ -52,9 +54,12 @@ def load_dataset(
     if len(names) > 1:
         parts = [load_dataset(n, root, combineall=combineall, **kwargs) for n in names]
         return combine_datasets(parts)
-    reader = DATASETS.get(names[0] if names else name)
+    if not names:
+        raise UsageError(f"dataset name {name!r} names no dataset")
+    reader = DATASETS.get(names[0])
     if root is None and not names[0].startswith("synthetic"):
-        raise ValueError(f"dataset {name!r} needs a data root (root=...)")
+        raise UsageError(f"dataset {name!r} needs a data root (root=...)")
+    check_spec(DatasetSpec(names[0], options=kwargs), f"dataset {names[0]!r}", spec_keys=False)
     dataset = reader(root, **kwargs)
     if combineall:
         dataset = combine_all(dataset)

@@ -6,12 +6,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omnireid.data.records import ReIDDataset, Sample
+from omnireid.errors import DataError, DatasetLayoutError
+from omnireid.files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -19,19 +20,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 
 # Market-1501 / DukeMTMC-reID file names: "0002_c1s1_000451_03.jpg" -> pid 2, camera 1.
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
-
-
-class DatasetLayoutError(FileNotFoundError):
-    """The data on disk is missing or does not have the expected layout.
-
-    The message names the path that was looked for and shows the expected layout.
-    """
-
-    def __init__(self, problem: str, layout: str | None = None) -> None:
-        message = problem
-        if layout:
-            message += "\nExpected layout:\n" + layout.rstrip()
-        super().__init__(message)
 
 
 @dataclass
@@ -135,16 +123,7 @@ def parse_market_folder(
 
 def write_json_atomic(obj: object, path: Path) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json(path, obj, indent=1)
 
 
 def read_json(path: Path) -> object:
@@ -152,7 +131,7 @@ def read_json(path: Path) -> object:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); delete it to have it rebuilt") from exc
+        raise DataError(f"{path}: not valid JSON ({exc}); delete it to have it rebuilt") from exc
 
 
 def seeded_split_path(dataset_dir: Path, name: str, seed: int) -> Path:
@@ -170,7 +149,7 @@ def load_or_create_splits(
     if path.is_file():
         splits = read_json(path)
         if not isinstance(splits, list) or not splits:
-            raise ValueError(f"{path}: expected a non-empty JSON list of splits")
+            raise DataError(f"{path}: expected a non-empty JSON list of splits")
         logger.debug("%s: using split file %s", what, path)
         return splits
     splits = create()
@@ -181,7 +160,7 @@ def load_or_create_splits(
 
 def pick_split(splits: list, split_id: int, path: Path) -> dict:
     if not 0 <= split_id < len(splits):
-        raise ValueError(f"split_id={split_id} out of range: {path} holds {len(splits)} splits (0..{len(splits) - 1})")
+        raise DataError(f"split_id={split_id} out of range: {path} holds {len(splits)} splits (0..{len(splits) - 1})")
     return splits[split_id]
 
 
@@ -214,7 +193,7 @@ def samples_from_triplets(items: list, dataset_dir: Path, depth: int = 1) -> lis
     out = []
     for item in items:
         if not isinstance(item, list | tuple) or len(item) < 3:
-            raise ValueError(f"split entry {item!r} is not [path, pid, camid]")
+            raise DataError(f"split entry {item!r} is not [path, pid, camid]")
         out.append(Sample(resolve_path(item[0], dataset_dir, depth), int(item[1]), int(item[2])))
     return out
 

@@ -32,7 +32,6 @@ Expected layout::
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -47,6 +46,10 @@ from omnireid.data.datasets.common import (
 )
 from omnireid.data.datasets.registry import DATASETS
 from omnireid.data.records import ReIDDataset
+from omnireid.errors import DataError
+from omnireid.extras import require
+from omnireid.files import atomic_path
+from omnireid.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -61,36 +64,27 @@ KINDS = ("detected", "labeled")
 
 
 def _import_h5py():
-    try:
-        import h5py
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("reading cuhk-03.mat needs h5py: pip install 'omnireid[data]'") from exc
-    return h5py
+    return require("h5py", "data", "reading cuhk-03.mat")
 
 
 def _loadmat(path: Path) -> dict:
-    try:
-        from scipy.io import loadmat
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("reading the CUHK03 protocol files needs scipy: pip install 'omnireid[data]'") from exc
+    loadmat = require("scipy.io", "data", "reading the CUHK03 protocol files").loadmat
     try:
         return loadmat(str(path))
     except Exception as exc:
-        raise ValueError(f"{path}: cannot be read as a MATLAB file ({exc})") from exc
+        raise DataError(f"{path}: cannot be read as a MATLAB file ({exc})") from exc
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
 
 
 def extract_images(mat_path: Path, dataset_dir: Path) -> None:
     """Write every image of ``cuhk-03.mat`` as PNG into ``images_detected/`` and ``images_labeled/``."""
     h5py = _import_h5py()
-    from tqdm import tqdm
 
     with h5py.File(mat_path, "r") as mat:
         for kind in KINDS:
@@ -101,7 +95,7 @@ def extract_images(mat_path: Path, dataset_dir: Path) -> None:
             pairs = mat[kind][0]
             for pair_index, pair_ref in enumerate(pairs):
                 cells = mat[pair_ref][:].T  # (num_persons, 10) references
-                for person in tqdm(range(cells.shape[0]), desc=f"cuhk03 {kind} pair {pair_index + 1}", leave=False):
+                for person in progress_bar(range(cells.shape[0]), desc=f"cuhk03 {kind} pair {pair_index + 1}"):
                     found = 0
                     for image_index, ref in enumerate(cells[person]):
                         img = mat[ref][:].T  # (H, W, 3) uint8, or an empty placeholder
@@ -114,7 +108,7 @@ def extract_images(mat_path: Path, dataset_dir: Path) -> None:
                             _save_png(img.astype(np.uint8), path)
                         found += 1
                     if not found:
-                        raise ValueError(f"{mat_path}: {kind} pair {pair_index + 1} person {person + 1} has no images")
+                        raise DataError(f"{mat_path}: {kind} pair {pair_index + 1} person {person + 1} has no images")
 
 
 def _images_by_person(image_dir: Path) -> list[tuple[int, int, list[Path]]]:
@@ -166,7 +160,7 @@ def new_protocol_split(config_path: Path, image_dir: Path, dataset_dir: Path) ->
     config = _loadmat(config_path)
     for key in ("train_idx", "query_idx", "gallery_idx", "labels", "filelist"):
         if key not in config:
-            raise ValueError(f"{config_path}: missing '{key}'")
+            raise DataError(f"{config_path}: missing '{key}'")
     labels = config["labels"].flatten().astype(int)
     files = [str(np.asarray(item).flatten()[0]) for item in config["filelist"].flatten()]
     train_idx = config["train_idx"].flatten().astype(int) - 1

@@ -16,6 +16,13 @@ train/query/gallery)::
     images/a.jpg,17,0,train
     images/b.jpg,17,1,query
 
+  Every path must stay inside the CSV file's folder (no ``../``, no absolute paths) unless the
+  reader option ``allow_absolute=True`` is given. A file may appear once per split; an image
+  listed under two identities or two cameras, or both for training and for testing, is an
+  error. Exact duplicate rows are an error too, or are dropped (and counted in
+  ``extra["duplicates_dropped"]``) with ``duplicates="drop"``. An image may be both a query
+  and a gallery image (evaluation then leaves the query itself out of its ranking).
+
 ``identity_folders`` -- one folder per identity, no camera information::
 
     ROOT/                          ROOT/
@@ -40,7 +47,6 @@ import numpy as np
 
 from omnireid.data.datasets.common import (
     IMAGE_EXTENSIONS,
-    DatasetLayoutError,
     ParseReport,
     list_images,
     parse_market_folder,
@@ -51,6 +57,7 @@ from omnireid.data.datasets.common import (
 )
 from omnireid.data.datasets.registry import DATASETS
 from omnireid.data.records import UNKNOWN_CAMERA, ReIDDataset, Sample
+from omnireid.errors import DataError, DatasetLayoutError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +92,7 @@ def split_by_identity(
     Returns (train with original pids, query, gallery); see the module docstring for the rule.
     """
     if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+        raise UsageError(f"test_fraction must be in [0, 1), got {test_fraction}")
     pids = sorted({s.pid for s in samples})
     num_test = int(round(len(pids) * test_fraction))
     if test_fraction > 0 and num_test == 0:
@@ -160,28 +167,97 @@ def parse_market_folder_any(folder: Path, report: ParseReport) -> tuple[list[Sam
     return parse_market_folder(folder, max_camera=None, report=report, extensions=IMAGE_EXTENSIONS)
 
 
-def _read_csv_rows(path: Path) -> list[list[str]]:
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    return [[cell.strip() for cell in row] for row in rows]
+def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV file with their line numbers (1-based, as an editor shows)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (it is not UTF-8 text)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    return [(n, [cell.strip() for cell in row]) for n, row in rows]
+
+
+DUPLICATE_POLICIES = ("error", "drop")
+
+
+def _image_path(text: str, base: Path, allow_absolute: bool) -> tuple[str | None, str]:
+    """The image path of a manifest row and, when it is refused, why."""
+    if os.path.isabs(text):
+        if not allow_absolute:
+            return None, "absolute path (paths are relative to the manifest; allow_absolute=true accepts it)"
+        return os.path.normpath(text), ""
+    full = os.path.normpath(base / text)
+    if os.path.commonpath([full, str(base)]) != str(base):
+        return None, "points outside the manifest's folder (allow_absolute=true with an absolute path accepts it)"
+    return full, ""
+
+
+def _check_repeats(raw: list, csv_path: Path, duplicates: str) -> tuple[list, int]:
+    """Refuse files listed under two identities/cameras or for training and testing; refuse or
+    drop exact duplicate rows. Returns the rows to use and the number dropped."""
+    first: dict[tuple[str, str], tuple[int, str, int]] = {}  # (path, split) -> (row, pid, cam)
+    roles: dict[str, tuple[int, str, int, str]] = {}  # path -> (row, pid, cam, split)
+    conflicts: list[str] = []
+    repeated: list[tuple[int, int, str]] = []
+    keep = []
+    for lineno, path, pid, cam, split in raw:
+        split_name = split or "train"
+        seen = roles.get(path)
+        if seen is not None:
+            row0, pid0, cam0, split0 = seen
+            name = os.path.relpath(path, csv_path.parent)
+            if pid0 != pid:
+                conflicts.append(f"{name} is listed under two identities (line {row0}: {pid0}, line {lineno}: {pid})")
+            elif cam0 != cam:
+                conflicts.append(f"{name} is listed under two cameras (line {row0}: {cam0}, line {lineno}: {cam})")
+            elif (split0 == "train") != (split_name == "train"):
+                conflicts.append(f"{name} is listed both for training and for testing (lines {row0} and {lineno})")
+        else:
+            roles[path] = (lineno, pid, cam, split_name)
+        key = (path, split_name)
+        if key in first:
+            repeated.append((first[key][0], lineno, path))
+            continue
+        first[key] = (lineno, pid, cam)
+        keep.append((path, pid, cam, split))
+    if conflicts:
+        more = f"; ... {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+        raise DataError(f"{csv_path}: {len(conflicts)} conflicting row(s): {'; '.join(conflicts[:5])}{more}")
+    if repeated and duplicates == "error":
+        examples = "; ".join(f"lines {a} and {b} ({os.path.relpath(p, csv_path.parent)})" for a, b, p in repeated[:3])
+        raise DataError(f"{csv_path}: {len(repeated)} duplicate row(s), e.g. {examples}. Remove them, or "
+                        "read the manifest with duplicates=drop to keep the first of each")
+    if repeated:
+        logger.warning("%s: dropped %d duplicate row(s) (duplicates=drop)", csv_path, len(repeated))
+    return keep, len(repeated)
 
 
 @DATASETS.register("csv_manifest")
 def read_csv_manifest(
-    root: str | Path, *, test_fraction: float = 0.0, split_seed: int = 0
+    root: str | Path, *, test_fraction: float = 0.0, split_seed: int = 0, allow_absolute: bool = False,
+    duplicates: str = "error",
 ) -> ReIDDataset:
-    """A CSV manifest ``path,pid,camid[,split]``; ``root`` is the CSV file."""
+    """A CSV manifest ``path,pid,camid[,split]``; ``root`` is the CSV file.
+
+    ``allow_absolute``: accept absolute image paths. ``duplicates``: ``error`` (default) or
+    ``drop`` for exact duplicate rows (see the module docstring).
+    """
+    if duplicates not in DUPLICATE_POLICIES:
+        raise UsageError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {duplicates!r}")
     csv_path = require_file(Path(root).expanduser(), CSV_LAYOUT, "CSV manifest")
     rows = _read_csv_rows(csv_path)
-    if rows and rows[0][:2] == ["path", "pid"]:
+    if rows and rows[0][1][:2] == ["path", "pid"]:
         rows = rows[1:]
     if not rows:
         raise DatasetLayoutError(f"{csv_path}: no rows", CSV_LAYOUT)
-    base = csv_path.parent
+    base = Path(os.path.normpath(csv_path.parent.absolute()))
     report = ParseReport()
-    raw: list[tuple[str, str, int, str | None]] = []
-    for lineno, row in enumerate(rows, 1):
-        where = f"{csv_path.name}:row {lineno}"
+    raw: list[tuple[int, str, str, int, str | None]] = []
+    for lineno, row in rows:
+        where = f"{csv_path.name}:line {lineno}"
         if len(row) not in (3, 4):
             report.add(where, f"expected 3 or 4 columns, got {len(row)}")
             continue
@@ -198,13 +274,17 @@ def read_csv_manifest(
         if not row[1]:
             report.add(where, "empty pid")
             continue
-        image = Path(row[0]) if os.path.isabs(row[0]) else base / row[0]
-        raw.append((str(image), row[1], camid, split))
+        image, why = _image_path(row[0], base, allow_absolute)
+        if image is None:
+            report.add(where, f"{row[0]}: {why}")
+            continue
+        raw.append((lineno, image, row[1], camid, split))
     if report:
-        raise ValueError(f"{csv_path}: {report.summary()}\nExpected:\n{CSV_LAYOUT}")
+        raise DataError(f"{csv_path}: {report.summary()}\nExpected:\n{CSV_LAYOUT}")
+    raw, dropped = _check_repeats(raw, csv_path, duplicates)
     missing = [p for p, *_ in raw if not os.path.isfile(p)]
     if missing:
-        raise FileNotFoundError(f"{csv_path}: {len(missing)} listed image(s) do not exist, e.g. {missing[:3]}")
+        raise DatasetLayoutError(f"{csv_path}: {len(missing)} listed image(s) do not exist, e.g. {missing[:3]}")
     # Integer ids stay as they are; text ids get numbers in sorted order.
     texts = [pid for _, pid, _, _ in raw]
     try:
@@ -225,7 +305,8 @@ def read_csv_manifest(
     else:
         train, query, gallery = [s for s, _ in samples], [], []
     return _finish("csv_manifest", train, query, gallery, has_cameras,
-                   {"source": str(csv_path), "id_names": None if all(t.lstrip("-").isdigit() for t in texts) else sorted(ids, key=ids.get)})
+                   {"source": str(csv_path), "duplicates_dropped": dropped,
+                    "id_names": None if all(t.lstrip("-").isdigit() for t in texts) else sorted(ids, key=ids.get)})
 
 
 def _identity_folder_samples(folder: Path, ids: dict[str, int]) -> list[Sample]:

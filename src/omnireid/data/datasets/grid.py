@@ -34,6 +34,8 @@ from omnireid.data.datasets.common import (
 )
 from omnireid.data.datasets.registry import DATASETS
 from omnireid.data.records import ReIDDataset, Sample
+from omnireid.errors import DataError
+from omnireid.extras import require
 
 LAYOUT = """\
 ROOT/grid/underground_reid/
@@ -60,15 +62,12 @@ def parse_folder(folder: Path, report: ParseReport) -> list[Sample]:
 
 def read_train_indices(mat_path: Path) -> list[list[int]]:
     """The training ids of each split; the third field of each ``trainIdxAll`` entry."""
-    try:
-        from scipy.io import loadmat
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("reading GRID's split file needs scipy: pip install 'omnireid[data]'") from exc
+    loadmat = require("scipy.io", "data", "reading GRID's split file").loadmat
     try:
         entries = loadmat(str(mat_path))["trainIdxAll"][0]
         return [np.asarray(entry[0][0][2]).flatten().astype(int).tolist() for entry in entries]
     except (KeyError, IndexError, ValueError, TypeError) as exc:
-        raise ValueError(f"{mat_path}: cannot read the training ids from 'trainIdxAll' ({exc})") from exc
+        raise DataError(f"{mat_path}: cannot read the training ids from 'trainIdxAll' ({exc})") from exc
 
 
 @DATASETS.register("grid")

@@ -34,6 +34,7 @@ from omnireid.data.datasets.common import (
 )
 from omnireid.data.datasets.registry import DATASETS
 from omnireid.data.records import ReIDDataset, Sample
+from omnireid.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def read_ilids(root: str | Path, *, split_id: int = 0, split_seed: int = 0) -> R
         parsed = [(n, _parse(n)) for n in names]
         bad = [n for n, p in parsed if p is None]
         if bad:
-            raise ValueError(f"{split_path}: unreadable image names, e.g. {bad[:3]}")
+            raise DataError(f"{split_path}: unreadable image names, e.g. {bad[:3]}")
         mapping = relabel_map(p[0] for _, p in parsed) if relabel else None
         return [Sample(str(data_dir / n), mapping[p[0]] if mapping else p[0], p[1]) for n, p in parsed]
 

@@ -1,0 +1,192 @@
+"""A run folder belongs to one run.
+
+:class:`RunFolder` takes an exclusive lock on the output folder (``fcntl.flock`` on
+``.omnireid.lock``, which records who holds it), so a second writer is refused with a message
+that names the holder; the lock goes with the process, so a killed run never leaves a stale
+lock behind. A folder that already holds a run's results is refused unless the caller resumes
+that run or asks to overwrite it, and a resumed run never starts before its new settings have
+been checked against the checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omnireid.errors import RunFolderError
+from omnireid.files import make_dirs, output_error, remove_stale_temps
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".omnireid.lock"
+#: What a training run writes into its folder (``--overwrite`` removes exactly these).
+RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.pth", "summary.json",
+             "curves.png", "skipped_images.tsv", "tb")
+#: The files that show a folder holds a run.
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "last.pt", "model.pth", "summary.json")
+
+
+def holds_run(folder: str | os.PathLike) -> list[str]:
+    """The run files present in ``folder`` (empty: no run there)."""
+    folder = Path(folder)
+    return [name for name in RUN_MARKERS if (folder / name).exists()]
+
+
+def _describe_holder(info: Mapping[str, Any]) -> str:
+    parts = [f"pid {info.get('pid', '?')}"]
+    if info.get("host") and info.get("host") != socket.gethostname():
+        parts.append(f"on {info['host']}")
+    if info.get("command"):
+        parts.append(f"`{info['command']}`")
+    if info.get("started"):
+        parts.append(f"started {info['started']}")
+    return ", ".join(parts)
+
+
+class RunFolder:
+    """Exclusive use of an output folder for the duration of a ``with`` block.
+
+    Args:
+        folder: the output folder (created if needed).
+        command: how the run was started, recorded in the lock file for other processes'
+            error messages.
+    """
+
+    def __init__(self, folder: str | os.PathLike, command: str | None = None) -> None:
+        self.folder = Path(folder)
+        self.command = command if command is not None else _command_line()
+        self._fh = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.folder / LOCK_NAME
+
+    def holder(self) -> dict[str, Any]:
+        """What the lock file says about the process that holds (or last held) the folder."""
+        try:
+            return json.loads(self.lock_path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> RunFolder:
+        """Take the lock; raise :class:`RunFolderError` naming the holder when another process has it."""
+        make_dirs(self.folder)
+        try:
+            fh = open(self.lock_path, "a+")
+        except OSError as exc:
+            raise output_error(self.lock_path, exc) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self.holder()
+                fh.close()
+                raise RunFolderError(
+                    f"{self.folder} is in use by another run ({_describe_holder(holder)}); wait for it "
+                    "to finish or write to another folder (-o / train.output_dir)") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "started": _dt.datetime.now().isoformat(timespec="seconds")}
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(info) + "\n")
+            fh.flush()
+        except OSError as exc:
+            fh.close()
+            raise output_error(self.lock_path, exc) from None
+        self._fh = fh
+        remove_stale_temps(self.folder, any_pid=True)
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            if fcntl is not None:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> RunFolder:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def check_new_run(self, overwrite: bool, resuming_from: Path | None = None) -> None:
+        """Refuse to start a run in a folder that holds another run's results, unless
+        ``overwrite`` (which removes them) or the folder's own checkpoint is being resumed."""
+        present = holds_run(self.folder)
+        if not present:
+            return
+        if resuming_from is not None and resuming_from.resolve().parent == self.folder.resolve():
+            return
+        if overwrite:
+            self.clear(RUN_FILES)
+            return
+        what = _summarise_run(self.folder)
+        raise RunFolderError(
+            f"{self.folder} already holds a run ({what}); continue it with --resume, replace it with "
+            "--overwrite, or write to another folder (-o / train.output_dir)")
+
+    def clear(self, names: Iterable[str]) -> list[str]:
+        """Remove the named run files (and folders) of a previous run."""
+        removed = []
+        for name in names:
+            path = self.folder / name
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+                else:
+                    continue
+            except OSError as exc:
+                raise output_error(path, exc) from None
+            removed.append(name)
+        if removed:
+            logger.info("%s: removed the previous run's %s (overwrite)", self.folder, ", ".join(removed))
+        return removed
+
+
+def _command_line() -> str | None:
+    """How this process was started, as a user would type it."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    prog = Path(sys.argv[0]).name
+    if prog in ("__main__.py", "omnireid"):
+        prog = "omnireid"
+    return " ".join([prog, *sys.argv[1:]])
+
+
+def _summarise_run(folder: Path) -> str:
+    """A few words on the run in ``folder``: how far it got."""
+    summary = folder / "summary.json"
+    if summary.is_file():
+        try:
+            info = json.loads(summary.read_text())
+            return f"finished, {info.get('epochs', '?')} epochs"
+        except (OSError, ValueError):
+            pass
+    metrics = folder / "metrics.jsonl"
+    if metrics.is_file():
+        try:
+            lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+            return f"{len(lines)} epoch(s) done" + ("" if (folder / "last.pt").is_file() else ", no checkpoint")
+        except OSError:
+            pass
+    return ", ".join(holds_run(folder))
+
+
+__all__ = ["LOCK_NAME", "RUN_FILES", "RunFolder", "holds_run"]
