@@ -4,7 +4,8 @@ A recipe is a YAML file whose sections mirror :class:`Config` (``model``, ``data
 ``optim``, ``sched``, ``train``, ``test``). Anything not written keeps its default. Unknown keys
 are errors that name the file and suggest the nearest valid key::
 
-    cfg = load_config("configs/demo.yaml", overrides=["optim.lr=0.01", "train.max_epoch=3"])
+    cfg = load_config("demo", overrides=["optim.lr=0.01", "train.max_epoch=3"])  # packaged
+    cfg = load_config("my_recipe.yaml")                                              # a file
     cfg.to_yaml()          # the resolved recipe, saved beside every run's outputs
 
 Only :func:`omnireid.engine.fit` and the CLI read a config object; everything below them takes
@@ -327,7 +328,8 @@ def load_config(
     """Read a YAML recipe (or start from defaults) and apply dotted overrides.
 
     Args:
-        path: YAML file; ``None`` starts from the defaults.
+        path: YAML file or packaged recipe name (:mod:`omnireid.recipes`); ``None`` starts
+            from the defaults.
         overrides: ``"section.key=value"`` strings (values parsed as YAML: ``[1, 2]``, ``true``).
         base: plain data applied before the file (used by the demo).
 
@@ -351,10 +353,11 @@ def load_config(
 
 
 def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML recipe file as plain sections, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    """Read a YAML recipe (a file, or the name of a packaged recipe such as ``"demo"``) as
+    plain sections, with errors that name the file."""
+    from omnireid.recipes import resolve_recipe
+
+    path = resolve_recipe(path)
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -14,9 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "extract", help="embed every image of a folder (or glob) into a gallery file",
         description="Embeds the images under a folder (recursively) or matching a glob and "
-                    "writes an .npz with the L2-normalised embeddings, the image paths relative "
-                    "to the folder, and the model/weights used. Unreadable images are listed "
-                    "and skipped (an error with --strict).")
+                    "writes a gallery file (.npz, the format of `omnireid gallery`) with the "
+                    "L2-normalised embeddings, the image paths relative to the folder, and the "
+                    "model, checkpoint and its sha256. Unreadable images are listed and skipped "
+                    "(an error with --strict).")
     p.add_argument("source", help="a folder, an image file, or a glob pattern (quote it)")
     p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
@@ -34,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings")
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="allow a model without --weights (its embeddings identify nobody)")
     p.set_defaults(func=run)
 
 
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.inference import FeatureExtractor
     from omnireid.inference.gallery import Gallery, find_images
 
+    if args.weights is None and not args.allow_random_weights:
+        raise CLIError("--weights is required: a gallery made with random weights identifies "
+                       "nobody (--allow-random-weights to make one anyway)")
     root, rel = find_images(args.source)
     if not rel:
         raise CLIError(f"no images found in {args.source}")
@@ -69,11 +75,10 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise CLIError(f"{exc} (--strict)") from None
     failed = [{"path": rel[i], "error": msg} for i, msg in result.failed]
-    meta = {"model": args.model, "weights": args.weights, "backend": args.backend,
-            "input": list(extractor.size), "mean": list(extractor.mean),
-            "std": list(extractor.std), "normalized": extractor.normalize,
-            "source": str(args.source), "failed": failed}
-    gallery = Gallery(result.embeddings, [rel[i] for i in result.indices], str(root), meta)
+    gallery = Gallery.for_extractor(extractor, root=root,
+                                    allow_random=args.allow_random_weights)
+    gallery.meta.update({"source": str(args.source), "failed": failed})
+    gallery.add(result.embeddings, paths=[rel[i] for i in result.indices])
     path = gallery.save(args.output)
     seconds = time.perf_counter() - start
     print(f"embedded {len(gallery)} of {len(rel)} images with {args.model} -> "
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         for f in failed:
             print(f"  {f['path']}: {f['error']}")
     print(f"wrote {path}")
-    summary = {"gallery": str(path), "images": len(gallery), "failed": failed, **meta}
+    summary = {"gallery": str(path), "images": len(gallery), "failed": failed,
+               "source": str(args.source), "model": gallery.model}
     json_path = path.with_suffix(".json")
     json_path.write_text(json.dumps(summary, indent=2))
     print(f"wrote {json_path}")

@@ -21,8 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
     p.add_argument("--index", default="exact",
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
-    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery)")
+    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery; "
+                                     "another copy must have the same sha256)")
     p.add_argument("--backend", help="inference backend (default: the gallery's)")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="accept a gallery made with random weights")
     p.add_argument("--report", default="search_report", help="report folder (default "
                                                                "./search_report)")
     p.set_defaults(func=run)
@@ -30,27 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from omnireid.cli.util import print_table
-    from omnireid.inference import FeatureExtractor
     from omnireid.inference.gallery import Gallery
     from omnireid.inference.index import build_index
+    from omnireid.inference.provenance import extractor_for_record
     from omnireid.inference.search_report import Match, draw_ranked_grid, write_html
 
-    gallery = Gallery.load(args.gallery)
-    meta = gallery.meta
-    if "model" not in meta:
+    gallery = Gallery.load(args.gallery, allow_random=args.allow_random_weights)
+    record = gallery.model
+    if not record:
         raise CLIError(f"{args.gallery} records no model; re-create it with `omnireid extract`")
-    weights = args.weights or meta.get("weights")
-    extractor = FeatureExtractor(meta["model"], weights=weights,
-                                 size=tuple(meta.get("input", (256, 128))),
-                                 mean=meta.get("mean", (0.485, 0.456, 0.406)),
-                                 std=meta.get("std", (0.229, 0.224, 0.225)),
-                                 backend=args.backend or meta.get("backend", "fused"))
     for q in args.queries:
         if not Path(q).is_file():
             raise CLIError(f"query image not found: {q}")
+    extractor = extractor_for_record(record, Path(args.gallery).parent, weights=args.weights,
+                                     what=f"gallery {args.gallery}",
+                                     allow_random=args.allow_random_weights,
+                                     backend=args.backend or record.get("backend") or "fused")
     q_emb = extractor(args.queries)
     g_emb = gallery.embeddings
-    if not meta.get("normalized", True):
+    if not record.get("normalized", True):
         from omnireid.inference.extractor import l2_normalize
 
         g_emb = l2_normalize(g_emb)
