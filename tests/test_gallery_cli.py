@@ -1,0 +1,176 @@
+"""`omnireid gallery add|remove|search|assign|info` and `omnireid calibrate`, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omnireid.cli import main
+from omnireid.inference.gallery import Gallery
+from omnireid.models import create_model, save_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = ["--input", "64x32"]
+
+
+@pytest.fixture()
+def people(tmp_path):
+    """Four identity folders of three noise crops each, and a checkpoint of a tiny model."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "people"
+    for person in ("ann", "bob", "cid", "dan"):
+        (root / person).mkdir(parents=True)
+        base = rng.integers(0, 256, (64, 32, 3))
+        for i in range(3):
+            noisy = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(root / person / f"{i}.png")
+    torch.manual_seed(0)
+    weights = save_weights(create_model("osnet_x0_25", num_classes=4), tmp_path / "w.pth",
+                           layout="torchreid")
+    return root, weights
+
+
+def test_gallery_commands(people, tmp_path, capsys) -> None:
+    root, weights = people
+    g = tmp_path / "g" / "people.npz"
+    assert main(["gallery", "add", str(g), str(root / "ann"), str(root / "bob"),
+                 "--label-from-folder", "--model", "osnet_x0_25", "--weights", str(weights),
+                 *TINY, "--meta", "camera=1", "--meta", "time=morning"]) == 0
+    assert "created" in capsys.readouterr().out
+    gallery = Gallery.load(g)
+    assert gallery.identities() == {"ann": 3, "bob": 3}
+    assert gallery.entry_meta[0] == {"camera": 1, "time": "morning"}
+    assert gallery.model["weights"] == str(weights.resolve())
+    saved = np.load(g, allow_pickle=False)
+    assert json.loads(str(saved["header"]))["meta"]["model"]["weights"] == "../w.pth"
+
+    # a manifest adds labels and cameras
+    manifest = root / "more.csv"
+    manifest.write_text("path,pid,camid\ncid/0.png,cid,2\ncid/1.png,cid,3\n")
+    assert main(["gallery", "add", str(g), "--manifest", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "updated" in out and "added 2 entries (ids 6..7)" in out
+    assert Gallery.load(g).identities()["cid"] == 2
+
+    assert main(["gallery", "info", str(g), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["entries"] == 8 and info["identities"] == 3 and info["index"] == "exact"
+    assert main(["gallery", "info", str(g)]) == 0
+    assert "sha256" in capsys.readouterr().out
+
+    # search: a crop that is in the gallery comes back first, at distance ~0
+    query = root / "bob" / "1.png"
+    assert main(["gallery", "search", str(g), str(query), "--top", "3", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)[0]["matches"][0]
+    assert first["label"] == "bob" and first["path"].endswith("bob/1.png")
+    assert first["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert first["meta"] == {"camera": 1, "time": "morning"}
+
+    # assign: a known crop keeps its identity; dan is new, and with --add-new joins the gallery
+    stranger = root / "dan" / "0.png"
+    argv = ["gallery", "assign", str(g), str(query), str(stranger), "--threshold", "1e-4",
+            "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["queries"]
+    assert rows[0]["identity"] == "bob" and not rows[0]["new"]
+    assert rows[1]["new"] and rows[1]["identity"] is None
+    assert main(argv + ["--add-new"]) == 0
+    rows = json.loads(capsys.readouterr().out)["queries"]
+    assert rows[1]["new"] and rows[1]["identity"] == "person-8"
+    assert main(argv) == 0  # now dan is known under that label
+    assert json.loads(capsys.readouterr().out)["queries"][1]["identity"] == "person-8"
+    assert main(["gallery", "assign", str(g), str(query)]) == 2
+    assert "no same-person threshold" in capsys.readouterr().err
+
+    # remove by identity and by id
+    assert main(["gallery", "remove", str(g), "--label", "ann"]) == 0
+    assert main(["gallery", "remove", str(g), "--id", "6"]) == 0
+    left = Gallery.load(g)
+    assert "ann" not in left.identities() and 6 not in left.ids and len(left) == 5
+    assert main(["gallery", "remove", str(g), "--label", "zed"]) == 2
+    assert "'zed'" in capsys.readouterr().err
+
+    # the existing `search` command reads the same file, and `extract` writes one
+    assert main(["search", "--gallery", str(g), str(query), "--top", "2", "--report",
+                 str(tmp_path / "rep")]) == 0
+    assert "bob/1.png" in capsys.readouterr().out
+    x = tmp_path / "extracted.npz"
+    assert main(["extract", str(root), "-o", str(x), "--model", "osnet_x0_25", "--weights",
+                 str(weights), *TINY]) == 0
+    assert main(["gallery", "add", str(x), str(root / "dan"), "--label", "dan"]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "info", str(x), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["entries"] == 15 and info["unlabelled"] == 12 and info["identities"] == 1
+
+
+def test_gallery_refuses_other_weights_and_broken_files(people, tmp_path, capsys) -> None:
+    root, weights = people
+    g = tmp_path / "people.npz"
+    assert main(["gallery", "add", str(g), str(root / "ann"), "--label", "ann", "--model",
+                 "osnet_x0_25", "--weights", str(weights), *TINY]) == 0
+    torch.manual_seed(1)
+    other = save_weights(create_model("osnet_x0_25", num_classes=4), tmp_path / "other.pth")
+    capsys.readouterr()
+    for argv in (["gallery", "search", str(g), str(root / "bob" / "0.png")],
+                 ["gallery", "add", str(g), str(root / "bob")],
+                 ["search", "--gallery", str(g), str(root / "bob" / "0.png")]):
+        assert main(argv + ["--weights", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert "embeddings of different models cannot be compared" in err and str(g) in err
+    # random weights: refused unless asked for
+    assert main(["gallery", "add", str(tmp_path / "r.npz"), str(root / "ann"), *TINY,
+                 "--model", "osnet_x0_25"]) == 2
+    assert "--weights" in capsys.readouterr().err
+    # a truncated gallery is an error that names it, and `add` leaves it as it was
+    data = g.read_bytes()
+    g.write_bytes(data[: len(data) // 3])
+    broken = g.read_bytes()
+    assert main(["gallery", "add", str(g), str(root / "bob"), "--label", "bob"]) == 2
+    err = capsys.readouterr().err
+    assert str(g) in err and "truncated or corrupt" in err
+    assert g.read_bytes() == broken
+    assert main(["gallery", "info", str(g)]) == 2
+
+
+def test_calibrate_then_assign_with_the_saved_threshold(people, tmp_path, capsys) -> None:
+    root, weights = people
+    report = tmp_path / "report"
+    assert main(["calibrate", str(root), "--model", "osnet_x0_25", "--weights", str(weights),
+                 *TINY, "--fpr", "0.1", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    # 4 people x 3 crops: 12 same-person and 54 different-person pairs
+    assert "12 same-person pairs, 54 different-person pairs, 4 identities" in out
+    assert "warning: calibration set too small for FPR 0.001" in out
+    assert "warning: only 4 identities" in out
+    cal_path = weights.with_name("w.pth.calibration.json")
+    cal = json.loads(cal_path.read_text())
+    assert cal["target_fpr"] == 0.1 and cal["model"]["weights_sha256"]
+    assert (report / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((report / "calibration.json").read_text())["threshold"] == cal["threshold"]
+    # assign finds the calibration beside the checkpoint
+    g = tmp_path / "g.npz"
+    assert main(["gallery", "add", str(g), str(root), "--label-from-folder", "--model",
+                 "osnet_x0_25", "--weights", str(weights), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "assign", str(g), str(root / "ann" / "0.png")]) == 0
+    out = capsys.readouterr().out
+    assert f"threshold {cal['threshold']:.4f} from {cal_path}" in out and "ann" in out
+    # a calibration of other weights is refused
+    torch.manual_seed(1)
+    other = save_weights(create_model("osnet_x0_25", num_classes=4), tmp_path / "o.pth")
+    assert main(["calibrate", str(root), "--model", "osnet_x0_25", "--weights", str(other),
+                 *TINY, "--report", str(report)]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "assign", str(g), str(root / "ann" / "0.png"), "--calibration",
+                 str(other.with_name("o.pth.calibration.json"))]) == 2
+    assert "cannot be compared" in capsys.readouterr().err
+    # bad rate and missing weights are clear errors
+    with pytest.raises(SystemExit):
+        main(["calibrate", str(root), "--fpr", "2"])
+    assert main(["calibrate", str(root)]) == 2
+    assert "--weights is required" in capsys.readouterr().err
