@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         from omnireid.viz.verification_plot import plot_verification
 
         picture = plot_verification(res, report / "calibration.png",
-                                    title=f"{args.model} on {Path(args.data).name}")
+                                    title=f"{args.model} on {'/'.join(Path(args.data).parts[-2:])}"
+                                          f" ({res.num_identities} identities)")
         print(f"report folder: {report} ({picture.name}, calibration.json)")
     except ImportError as exc:
         print(f"report folder: {report} (calibration.json; no plot: {exc})")
