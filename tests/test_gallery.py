@@ -90,6 +90,8 @@ def test_refuses_bad_embeddings_and_shapes() -> None:
     g = empty()
     with pytest.raises(GalleryError, match="NaN or infinity.*bad.jpg"):
         g.add(np.full((1, 32), np.nan, np.float32), paths=["bad.jpg"])
+    with pytest.raises(GalleryError, match="1 embedding.s. are all zeros .e.g. z.jpg"):
+        g.add(np.r_[np.ones((1, 32)), np.zeros((1, 32))], paths=["o.jpg", "z.jpg"])
     with pytest.raises(GalleryError, match="shape"):
         g.add(np.zeros((2, 16), np.float32))
     with pytest.raises(GalleryError, match="2 embeddings but 3 labels"):

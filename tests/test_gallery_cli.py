@@ -174,3 +174,19 @@ def test_calibrate_then_assign_with_the_saved_threshold(people, tmp_path, capsys
         main(["calibrate", str(root), "--fpr", "2"])
     assert main(["calibrate", str(root)]) == 2
     assert "--weights is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["eager", "fused"])
+def test_extract_refuses_a_broken_checkpoint(people, tmp_path, capsys, backend) -> None:
+    root, _ = people
+    model = create_model("osnet_x0_25", num_classes=4)
+    with torch.no_grad():
+        model.conv1.conv.weight.fill_(float("nan"))
+    weights = save_weights(model, tmp_path / "nan.pth")
+    out = tmp_path / "g.npz"
+    assert main(["extract", str(root / "ann"), "-o", str(out), "--model", "osnet_x0_25",
+                 "--weights", str(weights), "--backend", backend, *TINY]) == 2
+    err = capsys.readouterr().err
+    # eager PyTorch gives NaN, the fused path all-zero embeddings: both are refused
+    problem = "hold NaN or infinity" if backend == "eager" else "are all zeros"
+    assert f"3 embedding(s) {problem} (e.g. 0.png)" in err and not out.exists()

@@ -107,13 +107,16 @@ def _digest(*arrays: np.ndarray) -> str:
 
 
 def _check_finite(embeddings: np.ndarray, what: str, names: Sequence[str] = ()) -> None:
-    bad = ~np.isfinite(embeddings).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        first = int(rows[0])
-        example = names[first] if first < len(names) and names[first] else f"row {first}"
-        raise GalleryError(f"{what}: {len(rows)} embedding(s) hold NaN or infinity (e.g. "
-                           f"{example}); the model or the checkpoint is broken")
+    """Refuse rows with NaN/infinity, and all-zero rows (a checkpoint holding NaN gives all-zero
+    embeddings on the ``fused`` CPU path, measured with torch 2.14, instead of NaN)."""
+    for bad, problem in ((~np.isfinite(embeddings).all(axis=1), "hold NaN or infinity"),
+                         (~np.any(embeddings != 0, axis=1), "are all zeros")):
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            first = int(rows[0])
+            example = names[first] if first < len(names) and names[first] else f"row {first}"
+            raise GalleryError(f"{what}: {len(rows)} embedding(s) {problem} (e.g. {example}); "
+                               f"the model or the checkpoint is broken")
 
 
 class Gallery:
@@ -302,6 +305,8 @@ class Gallery:
             self._unit_cache = self._unit_cache[keep]
         if self._faiss is not None:
             self._faiss.remove_ids(removed_ids.astype(np.int64))
+            if self.index_kind == "exact":  # small again
+                self._faiss, self._faiss_trained_size = None, 0
         return int(drop.sum())
 
     # ------------------------------------------------------------------ search
