@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -190,3 +191,23 @@ def test_extract_refuses_a_broken_checkpoint(people, tmp_path, capsys, backend) 
     # eager PyTorch gives NaN, the fused path all-zero embeddings: both are refused
     problem = "hold NaN or infinity" if backend == "eager" else "are all zeros"
     assert f"3 embedding(s) {problem} (e.g. 0.png)" in err and not out.exists()
+
+
+def test_a_gallery_moves_with_its_crops_and_checkpoint(people, tmp_path, capsys) -> None:
+    root, weights = people
+    site = tmp_path / "site"
+    shutil.copytree(root, site / "crops")
+    shutil.copy(weights, site / "w.pth")
+    assert main(["gallery", "add", str(site / "g.npz"), str(site / "crops" / "ann"),
+                 "--label", "ann", "--model", "osnet_x0_25", "--weights", str(site / "w.pth"),
+                 *TINY]) == 0
+    moved = tmp_path / "elsewhere" / "site"
+    moved.parent.mkdir()
+    site.rename(moved)
+    capsys.readouterr()
+    assert main(["gallery", "search", str(moved / "g.npz"), str(moved / "crops/ann/2.png"),
+                 "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)[0]["matches"][0]
+    g = Gallery.load(moved / "g.npz")
+    assert g.model["weights"] == str((moved / "w.pth").resolve())
+    assert g.full_path(int(g.rows_of([hit["id"]])[0])).resolve() == (moved / "crops/ann/2.png").resolve()

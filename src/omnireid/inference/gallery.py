@@ -125,7 +125,7 @@ class Gallery:
     Args:
         embeddings: ``(N, D)`` float32.
         paths: ``N`` source paths relative to ``root`` (``""`` when an entry has none).
-        root: the folder the paths are relative to.
+        root: the folder the paths are relative to (saved relative to the gallery file).
         meta: gallery-level metadata; ``meta["model"]`` is the model record.
         labels: ``N`` identity labels (``""`` = unlabelled); default all unlabelled.
         ids: ``N`` unique int64 entry ids; default ``0..N-1``.
@@ -471,12 +471,7 @@ class Gallery:
         meta = json.loads(json.dumps(self.meta))
         record = meta.get("model")
         if isinstance(record, dict) and record.get("weights"):
-            weights = Path(record["weights"])
-            if weights.is_absolute():
-                try:
-                    record["weights"] = os.path.relpath(weights, path.parent.resolve())
-                except ValueError:
-                    pass
+            record["weights"] = _relative_to(Path(record["weights"]), path.parent.resolve())
         index_blob = np.zeros(0, np.uint8)
         index_info = None
         if self._faiss is not None and self._faiss.ntotal == len(self):
@@ -490,7 +485,8 @@ class Gallery:
         entry_meta = json.dumps(self.entry_meta)
         header = {
             "format": FORMAT, "version": FORMAT_VERSION, "count": len(self), "dim": self.dim,
-            "root": str(Path(self.root).resolve()), "next_id": self.next_id, "meta": meta,
+            "root": _relative_to(Path(self.root).resolve(), path.parent.resolve()),
+            "next_id": self.next_id, "meta": meta,
             "index": index_info,
             "checksum": _digest(self.embeddings, self.ids, labels, paths,
                                 np.frombuffer(entry_meta.encode(), np.uint8), index_blob),
@@ -567,8 +563,10 @@ class Gallery:
             raise GalleryError(f"{path} was made with a model with random weights: its "
                                f"embeddings identify nobody. Allow it explicitly "
                                f"(allow_random=True, --allow-random-weights)")
+        root = Path(header.get("root", "."))
+        root = root if root.is_absolute() else (path.parent / root).resolve()
         try:
-            gallery = cls(emb, [str(p) for p in paths], header.get("root", "."), meta,
+            gallery = cls(emb, [str(p) for p in paths], str(root), meta,
                           [str(v) for v in labels], ids, json.loads(entry_text),
                           header.get("next_id"), faiss_min_size=faiss_min_size)
         except GalleryError as exc:
@@ -628,6 +626,17 @@ class Gallery:
                 "model": self.model, "index": self.index_kind,
                 "calibration": self.meta.get("calibration"), "root": self.root,
                 "next_id": self.next_id}
+
+
+def _relative_to(target: Path, folder: Path) -> str:
+    """``target`` relative to ``folder`` (so that a gallery, its crops and its checkpoint can
+    move together); absolute when there is no relative path (another drive)."""
+    if not target.is_absolute():
+        return str(target)
+    try:
+        return os.path.relpath(target, folder)
+    except ValueError:
+        return str(target)
 
 
 @contextlib.contextmanager
