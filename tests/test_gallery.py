@@ -82,7 +82,7 @@ def test_unlabelled_entries_are_skipped_by_assign() -> None:
     assert a.label == "id0" and not a.new
     with pytest.raises(GalleryError, match="no same-person threshold"):
         g.assign(q[:1])
-    g.meta["calibration"] = {"threshold": 0.5, "target_fpr": 1e-3}
+    g.meta["same_person"] = {"threshold": 0.5, "target_fpr": 1e-3}
     assert g.assign(q[:1])[0].label == "id0"
 
 
@@ -132,7 +132,7 @@ def test_save_load_round_trip(tmp_path) -> None:
     g.add(x, labels, paths=[f"a/{i}.jpg" for i in range(18)],
           metadata=[{"camera": i % 2, "time": f"t{i}"} for i in range(18)])
     g.remove(ids=[4])
-    g.meta["calibration"] = {"threshold": 0.3, "target_fpr": 0.001}
+    g.meta["same_person"] = {"threshold": 0.3, "target_fpr": 0.001}
     path = g.save(tmp_path / "g.npz")
     h = Gallery.load(path)
     np.testing.assert_array_equal(h.embeddings, g.embeddings)

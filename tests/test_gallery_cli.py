@@ -161,6 +161,15 @@ def test_calibrate_then_assign_with_the_saved_threshold(people, tmp_path, capsys
     assert main(["gallery", "assign", str(g), str(root / "ann" / "0.png")]) == 0
     out = capsys.readouterr().out
     assert f"threshold {cal['threshold']:.4f} from {cal_path}" in out and "ann" in out
+    # attached to the gallery, the calibration travels with it
+    assert main(["gallery", "add", str(g), str(root / "ann" / "1.png"), "--label", "ann",
+                 "--calibration", str(cal_path)]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "info", str(g), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["same_person"]["threshold"] == cal["threshold"]
+    cal_path.unlink()
+    assert main(["gallery", "assign", str(g), str(root / "ann" / "0.png")]) == 0
+    assert "from the gallery's calibration (FPR 0.1)" in capsys.readouterr().out
     # a calibration of other weights is refused
     torch.manual_seed(1)
     other = save_weights(create_model("osnet_x0_25", num_classes=4), tmp_path / "o.pth")

@@ -176,8 +176,8 @@ def _threshold(gallery, args: argparse.Namespace, extractor) -> tuple[float, str
         gallery.check_model(cal.model, f"calibration {args.calibration}",
                             allow_random=args.allow_random_weights)
         return cal.threshold, f"{args.calibration} (FPR {cal.target_fpr:g})"
-    if isinstance(gallery.meta.get("calibration"), dict):
-        cal = gallery.meta["calibration"]
+    if isinstance(gallery.meta.get("same_person"), dict):
+        cal = gallery.meta["same_person"]
         return gallery.threshold(), f"the gallery's calibration (FPR {cal.get('target_fpr')})"
     if extractor.weights is not None:
         beside = default_calibration_path(extractor.weights)
@@ -229,7 +229,7 @@ def run_add(args: argparse.Namespace) -> int:
             cal = Calibration.load(args.calibration)
             gallery.check_model(cal.model, f"calibration {args.calibration}",
                                 allow_random=args.allow_random_weights)
-            gallery.meta["calibration"] = {"threshold": cal.threshold,
+            gallery.meta["same_person"] = {"threshold": cal.threshold,
                                            "target_fpr": cal.target_fpr,
                                            "file": str(Path(args.calibration).resolve())}
         result = extractor.extract([str(f) for f in files], progress=True, strict=False)
@@ -347,7 +347,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"model {model.get('model')}, weights {model.get('weights')} "
           f"(sha256 {sha[:16] + '...' if sha else 'none: random weights'}), input "
           f"{'x'.join(map(str, model.get('input', [])))}")
-    cal = info.get("calibration")
+    cal = info.get("same_person")
     if cal:
         print(f"threshold {cal['threshold']:.4f} (FPR {cal.get('target_fpr')})")
     if info["largest_identities"]:

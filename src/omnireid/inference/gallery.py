@@ -382,8 +382,8 @@ class Gallery:
         return SearchHits(ids, rows, (1.0 - sims).astype(np.float32), labels)
 
     def threshold(self) -> float:
-        """The same-person threshold recorded with the gallery (``meta["calibration"]``)."""
-        cal = self.meta.get("calibration")
+        """The same-person threshold recorded with the gallery (``meta["same_person"]``)."""
+        cal = self.meta.get("same_person")
         if not isinstance(cal, dict) or "threshold" not in cal:
             raise GalleryError("the gallery has no same-person threshold: pass one, or attach a "
                                "calibration (`omnireid calibrate`, then `omnireid gallery add "
@@ -624,7 +624,7 @@ class Gallery:
                 "unlabelled": sum(1 for v in self.labels if not v),
                 "largest_identities": dict(sorted(ids.items(), key=lambda kv: -kv[1])[:10]),
                 "model": self.model, "index": self.index_kind,
-                "calibration": self.meta.get("calibration"), "root": self.root,
+                "same_person": self.meta.get("same_person"), "root": self.root,
                 "next_id": self.next_id}
 
 
