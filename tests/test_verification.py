@@ -171,3 +171,31 @@ def test_calibration_file_round_trip_and_verifier(tmp_path) -> None:
     np.testing.assert_allclose(d, [0.2, 1.0], atol=1e-6)
     assert same.tolist() == [True, False]
     np.testing.assert_allclose(cosine_distances(a, b), d)
+
+
+def test_labelled_sets_from_folders_manifests_and_registered_layouts(tmp_path) -> None:
+    from omnireid.inference.verify import load_labelled_set
+    from tests._data_fixtures import touch_images
+
+    # a registered layout (Market-style names): the test split without the reader's junk id -1
+    # (this reader has no distractor id; market1501's reader also marks 0 as junk)
+    market = tmp_path / "market"
+    touch_images(market / "train", ["0001_c1_0001.jpg", "0001_c2_0002.jpg"])
+    touch_images(market / "query", ["0005_c1_0001.jpg", "0006_c1_0001.jpg"])
+    touch_images(market / "gallery", ["0005_c2_0003.jpg", "0006_c2_0004.jpg",
+                                      "-1_c1_0009.jpg", "0000_c2_0007.jpg"])
+    data = load_labelled_set(market, dataset="market_style")
+    assert data.description["split"] == "test" and len(data.paths) == 5
+    assert sorted(data.labels.tolist()) == [0, 5, 5, 6, 6] and set(data.cameras.tolist()) == {0, 1}
+    both = load_labelled_set(market, dataset="market_style", split="all")
+    assert len(both.paths) == 7 and len(set(both.labels.tolist())) == 4  # train ids kept apart
+    # a folder per identity; a CSV manifest
+    touch_images(tmp_path / "people", ["ann/1.jpg", "ann/2.jpg", "bob/1.jpg"])
+    folders = load_labelled_set(tmp_path / "people")
+    assert folders.description["dataset"] == "identity_folders" and len(folders.paths) == 3
+    csv = tmp_path / "people" / "m.csv"
+    csv.write_text("path,pid,camid\nann/1.jpg,7,0\nbob/1.jpg,8,1\n")
+    rows = load_labelled_set(csv)
+    assert rows.description["dataset"] == "csv_manifest" and rows.cameras.tolist() == [0, 1]
+    with pytest.raises(FileNotFoundError, match="calibration set not found"):
+        load_labelled_set(tmp_path / "nope")

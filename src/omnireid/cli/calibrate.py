@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rates to report, comma-separated (default 1e-2,1e-3,1e-4)")
     p.add_argument("--cross-camera", action="store_true",
                    help="count only pairs seen by different cameras")
-    p.add_argument("--max-negatives", type=int, default=50_000_000,
-                   help="sample different-person pairs above this many (default 50M)")
+    p.add_argument("--max-negatives", type=int, default=10_000_000,
+                   help="sample different-person pairs above this many (default 10M)")
     p.add_argument("-o", "--output", help="calibration file (default: beside the weights)")
     p.add_argument("--report", default="calibration_report",
                    help="folder for calibration.png and calibration.json")

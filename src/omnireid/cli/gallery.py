@@ -243,7 +243,8 @@ def run_add(args: argparse.Namespace) -> int:
         kept_meta = [{**metas[i], **extra} for i in result.indices]
         new_ids = gallery.add(result.embeddings, [labels[i] for i in result.indices], rel,
                               kept_meta)
-        gallery.save(path)
+        if len(new_ids) or (args.calibration and not created):
+            gallery.save(path)
     for i, msg in result.failed:
         print(f"skipped unreadable image {files[i]}: {msg}")
     first = f"ids {new_ids[0]}..{new_ids[-1]}" if len(new_ids) else "nothing"

@@ -157,8 +157,9 @@ def load_labelled_set(source: str | os.PathLike, dataset: str | None = None,
         dataset: a registered dataset name (``omnireid data list``) read from ``source``;
             ``None`` picks ``identity_folders`` for a folder and ``csv_manifest`` for a file.
         split: ``"auto"`` (query + gallery when the reader has them, else train), ``"test"``,
-            ``"train"`` or ``"all"`` (train and test identities kept apart). Junk ids (and
-            Market-style distractors, id 0) are left out.
+            ``"train"`` or ``"all"`` (train and test identities kept apart). Ids the reader
+            marks as junk (``extra["junk_pids"]``: -1, and 0 for Market-1501's distractors) are
+            left out.
         options: passed to the reader (e.g. ``split_id``).
     """
     from omnireid.data import load_dataset
@@ -229,7 +230,7 @@ def calibrate(
     target_fpr: float = 1e-3,
     fprs: Sequence[float] = DEFAULT_FPRS,
     cross_camera: bool = False,
-    max_negatives: int | None = 50_000_000,
+    max_negatives: int | None = 10_000_000,
     seed: int = 0,
     progress: bool = False,
     description: dict[str, Any] | None = None,
