@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -75,21 +77,70 @@ def test_train_with_a_packaged_recipe_name(tmp_path, capsys, monkeypatch) -> Non
     assert "packaged recipes" in capsys.readouterr().err.lower()
 
 
-def test_wheel_ships_the_recipes(tmp_path) -> None:
-    """Build the wheel from a copy of the sources and look inside."""
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the sources (no build folder left in the checkout)."""
     if subprocess.run([sys.executable, "-c", "import setuptools"]).returncode:
         pytest.fail("setuptools is needed to build the wheel")
-    proj = tmp_path / "proj"
+    tmp = tmp_path_factory.mktemp("wheel")
+    proj = tmp / "proj"
     proj.mkdir()
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                             "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, proj / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp_path / "dist"), str(proj)],
+                    "--no-build-isolation", "-w", str(tmp / "dist"), str(proj)],
                    check=True, capture_output=True, timeout=300)
-    wheel = next((tmp_path / "dist").glob("omnireid-*.whl"))
+    return next((tmp / "dist").glob("omnireid-*.whl"))
+
+
+def test_wheel_ships_the_recipes(wheel) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in list_recipes():
         assert f"omnireid/recipes/{recipe.name}.yaml" in names
     assert "omnireid/recipes/__init__.py" in names and "omnireid/py.typed" in names
+
+
+def test_recipes_work_from_the_installed_wheel(wheel, tmp_path) -> None:
+    """Install the wheel alone into a fresh venv (its dependencies, torch and the rest, are
+    borrowed from this environment through a path file, which adds the folder without running
+    its own path files, so no editable or source copy of omnireid is visible), then list the
+    recipes, print one and train one epoch with one, from an empty folder."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True,
+                   timeout=300)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+                                "print(sysconfig.get_paths()['purelib'])"], check=True,
+                               capture_output=True, text=True).stdout.strip())
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "borrowed_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+    def omnireid(*args: str) -> str:
+        proc = subprocess.run([str(venv / "bin" / "omnireid"), *args], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    where = subprocess.run([str(python), "-c", "import omnireid; print(omnireid.__file__)"],
+                           cwd=work, env=env, check=True, capture_output=True, text=True)
+    assert Path(where.stdout.strip()).is_relative_to(venv)
+    listed = omnireid("recipes")
+    assert all(r.name in listed for r in list_recipes())
+    assert omnireid("recipes", "show", "demo") == recipe_text("demo")
+    omnireid("train", "-c", "demo", "-o", "run", "--set", f"data.root={work / 'data'}",
+             "--set", f"data.synthetic={TINY}", "--set", "data.targets=[synthetic_a]",
+             "--set", "data.height=32", "--set", "data.width=16", "--set", "data.batch_size=4",
+             "--set", "data.num_workers=0", "--set", "train.max_epoch=1",
+             "--set", "train.max_steps_per_epoch=2", "--set", "train.progress=false",
+             "--set", "train.num_threads=1", "--set", "train.amp=none")
+    assert yaml.safe_load((work / "run" / "config.yaml").read_text())["model"]["name"] == \
+        load_config("demo").model.name
+    assert (work / "run" / "last.pt").is_file()

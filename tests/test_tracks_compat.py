@@ -84,6 +84,40 @@ def test_assignment_to_a_first_frame_gallery(mot) -> None:
     assert correct / total >= 0.8  # a sanity floor; the figures are printed and in the docs
 
 
+def test_tracks_link_to_themselves_across_the_two_halves(mot) -> None:
+    """``TrackBank.match_tracks`` between the first and the second half of each sequence (as a
+    tracker re-linking tracks after a break). Recomputed here: each half's visibility-weighted
+    mean per track; a track that is the mutual nearest neighbour of itself across the halves
+    must be linked to itself by the greedy one-to-one matching (the pair is closer than any
+    competitor of either side), so the library's right links are at least that count."""
+    right = wrong = shared = mutual = 0
+    for seq, r in zip(mot["sequences"], mot["results"]):
+        frames, tids, emb = r["detections"]
+        vis = {(f.index, int(t)): v for f in seq.frames
+               for t, v in zip(f.track_ids, f.visibility)}
+        q = np.array([vis[(int(f), int(t))] for f, t in zip(frames, tids)])
+        order = np.unique(frames)
+        second = frames >= order[len(order) // 2]
+        halves = []
+        for part in (~second, second):
+            ids = [t for t in np.unique(tids[part]) if q[part & (tids == t)].sum() > 0]
+            m = np.stack([(q[part & (tids == t), None] * emb[part & (tids == t)]).sum(0)
+                          for t in ids]).astype(np.float64)
+            halves.append((ids, m / np.linalg.norm(m, axis=1, keepdims=True)))
+        (ia, a), (ib, b) = halves
+        d = 1.0 - a @ b.T
+        nn_ab, nn_ba = d.argmin(1), d.argmin(0)
+        mine = sum(ia[i] == ib[nn_ab[i]] and nn_ba[nn_ab[i]] == i for i in range(len(ia)))
+        links = r["links"]
+        assert links["shared"] == len(set(ia) & set(ib)), seq.name
+        assert links["right"] >= mine, seq.name
+        right, wrong, shared, mutual = (right + links["right"], wrong + links["wrong"],
+                                        shared + links["shared"], mutual + mine)
+    print(f"\nhalves linked: {right}/{shared} right, {wrong} wrong ({mutual} mutual nearest)")
+    assert shared >= 100
+    assert right / shared >= 0.9 and wrong / shared <= 0.05
+
+
 def test_box_embedder_bgr_equals_rgb_embed_boxes(mot) -> None:
     fe = mot["extractor"]
     first = mot["sequences"][0].frames[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from omnireid.cli import CLIError
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
           f"split {labelled.description['split']})", flush=True)
     run_ = calibrate(extractor, labelled.paths, labelled.labels, labelled.cameras,
                      target_fpr=args.fpr, fprs=args.report_fprs, cross_camera=args.cross_camera,
-                     max_negatives=args.max_negatives, progress=True,
+                     max_negatives=args.max_negatives, progress=sys.stderr.isatty(),
                      description=labelled.description)
     res = run_.result
     for i, msg in run_.failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,8 @@ def run_add(args: argparse.Namespace) -> int:
             gallery.meta["same_person"] = {"threshold": cal.threshold,
                                            "target_fpr": cal.target_fpr,
                                            "file": str(Path(args.calibration).resolve())}
-        result = extractor.extract([str(f) for f in files], progress=True, strict=False)
+        result = extractor.extract([str(f) for f in files], progress=sys.stderr.isatty(),
+                                   strict=False)
         root = Path(gallery.root)
         rel = []
         for i in result.indices:
