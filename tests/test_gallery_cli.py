@@ -220,3 +220,39 @@ def test_a_gallery_moves_with_its_crops_and_checkpoint(people, tmp_path, capsys)
     g = Gallery.load(moved / "g.npz")
     assert g.model["weights"] == str((moved / "w.pth").resolve())
     assert g.full_path(int(g.rows_of([hit["id"]])[0])).resolve() == (moved / "crops/ann/2.png").resolve()
+
+
+def test_calibrate_reads_a_registered_layout_and_a_manifest(people, tmp_path, capsys) -> None:
+    """The same crops as a Market-style tree (`--dataset market_style`) and as a CSV manifest:
+    crop 0 of each person seen by camera 1, crops 1 and 2 by camera 2. Cross-camera pairs,
+    counted by hand: 4 people x 1 x 2 = 8 same-person, 4 x 8 - 8 = 24 different-person; the junk
+    id -1 is left out."""
+    root, weights = people
+    tree = tmp_path / "market"
+    rows = ["path,pid,camid"]
+    for pid, person in enumerate(("ann", "bob", "cid", "dan"), start=1):
+        for i in range(3):
+            split, cam = ("query", 1) if i == 0 else ("gallery", 2)
+            name = f"{split}/{pid:04d}_c{cam}s1_{i:06d}_00.jpg"
+            (tree / split).mkdir(parents=True, exist_ok=True)
+            Image.open(root / person / f"{i}.png").save(tree / name)
+            rows.append(f"{name},{pid},{cam - 1}")
+    (tree / "train").mkdir()
+    Image.open(root / "ann" / "0.png").save(tree / "train" / "0009_c1s1_000001_00.jpg")
+    Image.open(root / "bob" / "0.png").save(tree / "gallery" / "-1_c1s1_000009_00.jpg")
+    (tree / "m.csv").write_text("\n".join(rows) + "\n")
+    common = ["--model", "osnet_x0_25", "--weights", str(weights), *TINY, "--cross-camera",
+              "--fpr", "0.1", "--report", str(tmp_path / "rep")]
+    cals = []
+    for source, extra in ((str(tree), ["--dataset", "market_style"]),
+                          (str(tree / "m.csv"), [])):
+        out_file = tmp_path / f"cal{len(cals)}.json"
+        assert main(["calibrate", source, *extra, *common, "-o", str(out_file)]) == 0
+        out = capsys.readouterr().out
+        assert "on 12 images of 4 identities" in out
+        assert "8 same-person pairs, 24 different-person pairs, 4 identities" in out
+        cals.append(json.loads(out_file.read_text()))
+    # same images, same model: the two routes agree (batches may differ: float rounding only)
+    assert cals[0]["threshold"] == pytest.approx(cals[1]["threshold"], abs=1e-5)
+    assert main(["calibrate", str(tree), "--dataset", "no_such_layout", *common]) == 2
+    assert "no_such_layout" in capsys.readouterr().err
