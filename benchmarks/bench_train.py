@@ -171,14 +171,14 @@ def time_to_accuracy(a: argparse.Namespace) -> dict:
     """Train the demo recipe on synthetic_a, evaluating every epoch; report when rank-1 first
     reaches the thresholds."""
     sys.path.insert(0, str(ROOT / "src"))
-    from omnireid.cli.demo import DEMO_RECIPE
+    from omnireid.cli.demo import demo_recipe
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
 
     out = Path(tempfile.mkdtemp(prefix="bench_tta_"))
     cfg = load_config(None, [f"train.output_dir={out}", "train.eval_freq=1", "data.targets=[synthetic_a]",
                              f"train.max_epoch={a.tta_epochs}", "train.progress=false",
-                             f"train.num_threads={max(1, (os.cpu_count() or 2) - 1)}"], base=DEMO_RECIPE)
+                             f"train.num_threads={max(1, (os.cpu_count() or 2) - 1)}"], base=demo_recipe())
     result = fit(cfg)
     curve = [(r["epoch"] + 1, r["elapsed_s"], r["eval"]["synthetic_a"]["rank1"], r["eval"]["synthetic_a"]["mAP"])
              for r in result.history]

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from omnireid.config import Config, ConfigError, config_from_dict, load_config
+from omnireid.recipes import list_recipes
 
-# Training recipes; configs/nas.yaml is a search recipe, loaded by tests/test_nas_search.py.
-CONFIGS = sorted(
-    p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if p.name != "nas.yaml"
-)
+# Packaged training recipes; the search recipe `nas` is loaded by tests/test_nas_search.py.
+RECIPES = [r for r in list_recipes() if r.kind == "train"]
 
 
 def test_defaults_and_yaml_and_overrides(tmp_path) -> None:
@@ -73,22 +70,16 @@ def test_model_arch_override() -> None:
     assert cfg.model.arch == "child.json"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_shipped_recipes_load(path) -> None:
-    cfg = load_config(path)
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
+def test_shipped_recipes_load(recipe) -> None:
+    cfg = load_config(recipe.name)
     assert cfg.train.max_epoch >= 1
+    assert cfg == load_config(recipe.path)
 
 
 def test_recipes_exist() -> None:
-    names = {p.name for p in CONFIGS}
-    assert "demo.yaml" in names and len(names) >= 6
-
-
-def test_demo_recipe_matches_file() -> None:
-    from omnireid.cli.demo import DEMO_RECIPE
-
-    file_cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
-    assert load_config(None, base=DEMO_RECIPE) == file_cfg
+    names = {r.name for r in RECIPES}
+    assert "demo" in names and len(names) >= 6
 
 
 def test_errors_name_the_origin_of_the_setting(tmp_path) -> None:

@@ -44,7 +44,11 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     assert gallery.paths == [f"cam1/{i:04d}.png" for i in range(5)]
     assert gallery.embeddings.shape == (5, 512)
     np.testing.assert_allclose(np.linalg.norm(gallery.embeddings, axis=1), 1.0, atol=1e-5)
-    assert gallery.meta["model"] == "osnet_x0_25" and gallery.meta["weights"] == str(weights)
+    assert gallery.model["model"] == "osnet_x0_25"
+    assert gallery.model["weights"] == str(weights.resolve())
+    from omnireid.models.weights import sha256_of
+
+    assert gallery.model["weights_sha256"] == sha256_of(weights)
     assert gallery.meta["failed"][0]["path"] == "cam1/broken.jpg"
     assert json.loads(out.with_suffix(".json").read_text())["images"] == 5
 

@@ -13,7 +13,6 @@ from omnireid.engine.search import SearchConfig, load_search_config, save_search
 from omnireid.models import OSNetArch, create_model
 from omnireid.models.supernet import SEARCH_SPACE
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ("{num_ids: 6, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
         "num_distractors: 2, num_junk: 1, height: 64, width: 32}")
 
@@ -32,7 +31,7 @@ def data_root(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------- config
 def test_repo_config_loads_with_overrides() -> None:
-    cfg = load_search_config(REPO / "configs/nas.yaml",
+    cfg = load_search_config("nas",
                              ["train.max_epoch=3", "nas.mode=single_path",
                               "data.sources=[synthetic_c, synthetic_d]", "nas.child_width=1"])
     assert cfg.train.max_epoch == 3 and cfg.nas.mode == "single_path"
@@ -95,7 +94,7 @@ def test_tiny_search_runs_and_derives_the_argmax(data_root, tmp_path, mode, shar
 
 def test_nas_command_end_to_end(data_root, tmp_path, capsys) -> None:
     out = tmp_path / "nas"
-    argv = ["nas", "-c", str(REPO / "configs/nas.yaml"), "-o", str(out), "--quiet"]
+    argv = ["nas", "-c", "nas", "-o", str(out), "--quiet"]
     for item in _tiny_overrides(data_root):
         argv += ["--set", item]
     assert main(argv) == 0
@@ -124,7 +123,7 @@ def test_child_retrains_through_the_training_recipe(data_root, tmp_path, capsys)
     arch = OSNetArch.from_dict({"width": 0.25, "blocks": ["both", "none", "after", "inside", "none", "none"],
                                 "conv1_in": True})
     arch.save(spec)
-    argv = ["train", "-c", str(REPO / "configs/demo.yaml"), "-o", str(tmp_path / "train"),
+    argv = ["train", "-c", "demo", "-o", str(tmp_path / "train"),
             "--set", f"model.arch={spec}", "--set", f"data.root={data_root}",
             "--set", f"data.synthetic={TINY}", "--set", "data.targets=[synthetic_a]",
             "--set", "data.height=32", "--set", "data.width=16", "--set", "data.batch_size=4",

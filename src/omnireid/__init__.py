@@ -20,6 +20,12 @@ _LAZY = {
     "compute_distance_matrix": "omnireid.evaluation",
     "re_ranking": "omnireid.evaluation",
     "FeatureExtractor": "omnireid.inference",
+    "Verifier": "omnireid.inference",
+    "calibrate": "omnireid.inference",
+    "Gallery": "omnireid.inference",
+    "TrackBank": "omnireid.inference",
+    "BoxEmbedder": "omnireid.inference",
+    "list_recipes": "omnireid.recipes",
 }
 
 

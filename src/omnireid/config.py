@@ -4,7 +4,8 @@ A recipe is a YAML file whose sections mirror :class:`Config` (``model``, ``data
 ``optim``, ``sched``, ``train``, ``test``). Anything not written keeps its default. Unknown keys
 are errors that name the file and suggest the nearest valid key::
 
-    cfg = load_config("configs/demo.yaml", overrides=["optim.lr=0.01", "train.max_epoch=3"])
+    cfg = load_config("demo", overrides=["optim.lr=0.01", "train.max_epoch=3"])  # packaged
+    cfg = load_config("my_recipe.yaml")                                              # a file
     cfg.to_yaml()          # the resolved recipe, saved beside every run's outputs
 
 An error names where the offending setting came from: the command line (``--set train.amp=bf32:
@@ -30,6 +31,7 @@ import yaml
 
 from omnireid.errors import ConfigError, MissingFileError
 from omnireid.files import write_text
+from omnireid.recipes import resolve_recipe
 
 
 @dataclass
@@ -393,7 +395,8 @@ def load_config(
     """Read a YAML recipe (or start from defaults) and apply dotted overrides.
 
     Args:
-        path: YAML file; ``None`` starts from the defaults.
+        path: YAML file or packaged recipe name (:mod:`omnireid.recipes`); ``None`` starts
+            from the defaults.
         overrides: ``"section.key=value"`` strings (values parsed as YAML: ``[1, 2]``, ``true``).
         base: plain data applied before the file (used by the demo).
         base_source: how errors name a setting that came from ``base``.
@@ -438,10 +441,9 @@ def load_plain(
 
 
 def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML recipe file as plain sections, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"config file not found: {path}")
+    """Read a YAML recipe (a file, or the name of a packaged recipe such as ``"demo"``) as
+    plain sections, with errors that name the file."""
+    path = resolve_recipe(path)
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:

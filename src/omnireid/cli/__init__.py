@@ -32,11 +32,14 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.nas",
     "omnireid.cli.extract",
     "omnireid.cli.search",
+    "omnireid.cli.gallery",
+    "omnireid.cli.calibrate",
     "omnireid.cli.export",
     "omnireid.cli.bench",
     "omnireid.cli.models",
     "omnireid.cli.info",
     "omnireid.cli.data",
+    "omnireid.cli.recipes",
 ]
 
 

@@ -12,22 +12,13 @@ from typing import Any
 from omnireid.cli.util import positive_int
 from omnireid.files import write_json
 
-# The recipe of configs/demo.yaml (kept equal to it by a test), so that the installed package
-# needs no file from the source tree.
-DEMO_RECIPE: dict[str, Any] = {
-    "model": {"name": "osnet_x0_25"},
-    "data": {
-        "sources": ["synthetic_a"], "targets": ["synthetic_a", "synthetic_b"],
-        "height": 128, "width": 64, "batch_size": 32, "sampler": "random",
-        "num_workers": 1, "random_flip": True,
-    },
-    "loss": {"softmax": 1.0, "triplet": 0.0, "label_smooth": 0.1},
-    "optim": {"name": "amsgrad", "lr": 0.003, "weight_decay": 5.0e-4},
-    "sched": {"name": "cosine", "warmup_epochs": 1, "warmup_factor": 0.1},
-    "train": {"max_epoch": 10, "seed": 1, "amp": "bf16", "channels_last": True, "eval_freq": 5,
-              "output_dir": "runs/demo"},
-    "test": {"dist_metric": "euclidean", "batch_size": 256},
-}
+
+def demo_recipe() -> dict[str, Any]:
+    """The packaged ``demo`` recipe as plain sections."""
+    from omnireid.config import read_recipe_file
+
+    return read_recipe_file("demo")
+
 
 TCMALLOC_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -88,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.evaluation.rank import removed_gallery
     from omnireid.viz.ranked import save_ranked_lists
 
+    recipe = demo_recipe()
     overrides = list(args.overrides)
     if args.output:
         overrides.append(f"train.output_dir={args.output}")
@@ -95,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.max_epoch={args.epochs}")
     if not any(o.startswith("train.num_threads=") for o in overrides):
         # one core per loader worker, the rest for the network: no oversubscription on small machines
-        workers = int(DEMO_RECIPE["data"]["num_workers"])
+        workers = int(recipe["data"]["num_workers"])
         overrides.append(f"train.num_threads={max(1, (os.cpu_count() or 1) - workers)}")
-    cfg = load_config(None, overrides, base=DEMO_RECIPE, base_source="the demo recipe")
+    cfg = load_config(None, overrides, base=recipe, base_source="the demo recipe")
     print(f"training {cfg.model.name} on {'+'.join(cfg.data.sources)} for {cfg.train.max_epoch} epochs "
           f"({cfg.data.height}x{cfg.data.width}); evaluating on {', '.join(cfg.data.targets)}", flush=True)
     out = Path(cfg.train.output_dir)

@@ -14,9 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "extract", help="embed every image of a folder (or glob) into a gallery file",
         description="Embeds the images under a folder (recursively) or matching a glob and "
-                    "writes an .npz with the L2-normalised embeddings, the image paths relative "
-                    "to the folder, and the model/weights used. Unreadable images are listed "
-                    "and skipped (an error with --strict).")
+                    "writes a gallery file (.npz, the format of `omnireid gallery`) with the "
+                    "L2-normalised embeddings, the image paths relative to the folder, and the "
+                    "model, checkpoint and its sha256. Unreadable images are listed and skipped "
+                    "(an error with --strict).")
     p.add_argument("source", help="a folder, an image file, or a glob pattern (quote it)")
     p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
@@ -57,15 +58,14 @@ def parse_micro_batch(text: str) -> int | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from omnireid.inference import FeatureExtractor
-    from omnireid.inference.gallery import Gallery, find_images, weights_record
+    from omnireid.inference.gallery import Gallery, find_images
     from omnireid.inference.runtime import BACKENDS
 
     if args.backend not in BACKENDS:
         raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
     if args.weights is None and not args.allow_random_weights:
-        raise CLIError("no --weights: the model's weights would be random, and a gallery of random "
-                       "embeddings identifies nobody (and cannot be searched with the same model "
-                       "again). Give --weights, or --allow-random-weights for a test")
+        raise CLIError("--weights is required: a gallery made with random weights identifies "
+                       "nobody (--allow-random-weights to make one anyway)")
     root, rel = find_images(args.source)
     if not rel:
         raise CLIError(f"no images found in {args.source}")
@@ -77,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
     strict = args.strict or args.on_bad_image == "error"
     result = extractor.extract([root / p for p in rel], progress=True, strict=strict)
     failed = [{"path": rel[i], "error": msg} for i, msg in result.failed]
-    meta = {"model": args.model, **weights_record(args.weights, args.output), "backend": args.backend,
-            "input": list(extractor.size), "mean": list(extractor.mean),
-            "std": list(extractor.std), "normalized": extractor.normalize,
-            "source": str(args.source), "failed": failed}
-    gallery = Gallery(result.embeddings, [rel[i] for i in result.indices], str(root), meta)
+    gallery = Gallery.for_extractor(extractor, root=root,
+                                    allow_random=args.allow_random_weights)
+    gallery.meta.update({"source": str(args.source), "failed": failed})
+    gallery.add(result.embeddings, paths=[rel[i] for i in result.indices])
     path = gallery.save(args.output)
     seconds = time.perf_counter() - start
     print(f"embedded {len(gallery)} of {len(rel)} images with {args.model} -> "
@@ -92,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         for f in failed:
             print(f"  {f['path']}: {f['error']}")
     print(f"wrote {path}")
-    summary = {"gallery": str(path), "images": len(gallery), "failed": failed, **meta}
+    summary = {"gallery": str(path), "images": len(gallery), "failed": failed,
+               "source": str(args.source), "model": gallery.model}
     json_path = write_json(path.with_suffix(".json"), summary)
     print(f"wrote {json_path}")
     return 0

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "derive the child architecture. Writes arch.json (the child spec), "
                     "search.json, report.md and probabilities.png into the output folder. "
                     "Retrain the child with `omnireid train --set model.arch=FOLDER/arch.json`.")
-    p.add_argument("-c", "--config", help="YAML config (see configs/nas.yaml); default: built-in")
+    p.add_argument("-c", "--config", help="YAML config file or packaged recipe name (e.g. nas); "
+                   "default: built-in")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_epoch=4 --set nas.mode=single_path")
     p.add_argument("-o", "--output", help="output folder (overrides output_dir)")

@@ -22,11 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=positive_int, default=10, help="matches per query (default 10)")
     p.add_argument("--index", default="exact",
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
-    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery, looked up "
-                                     "beside the gallery first); must be the one the gallery was made with")
-    p.add_argument("--allow-random-weights", action="store_true",
-                   help="search a gallery extracted with random weights (needs --weights)")
+    p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery; "
+                                     "another copy must have the same sha256)")
     p.add_argument("--backend", help="inference backend (default: the gallery's)")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="accept a gallery made with random weights")
     p.add_argument("--report", default="search_report", help="report folder (default "
                                                                "./search_report)")
     p.set_defaults(func=run)
@@ -36,36 +36,35 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from omnireid.cli.util import print_table
-    from omnireid.inference import FeatureExtractor
-    from omnireid.inference.gallery import Gallery, weights_for_search
+    from omnireid.inference.gallery import Gallery
     from omnireid.inference.index import build_index
+    from omnireid.inference.provenance import extractor_for_record
     from omnireid.inference.runtime import BACKENDS
     from omnireid.inference.search_report import Match, draw_ranked_grid, write_html
 
     if args.backend is not None and args.backend not in BACKENDS:
         raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
-    gallery = Gallery.load(args.gallery)
-    meta = gallery.meta
-    if "model" not in meta:
+    gallery = Gallery.load(args.gallery, allow_random=args.allow_random_weights)
+    record = gallery.model
+    if not record:
         raise CLIError(f"{args.gallery} records no model; re-create it with `omnireid extract`")
-    weights = weights_for_search(gallery, args.gallery, args.weights, args.allow_random_weights)
-    extractor = FeatureExtractor(meta["model"], weights=weights,
-                                 size=tuple(meta.get("input", (256, 128))),
-                                 mean=meta.get("mean", (0.485, 0.456, 0.406)),
-                                 std=meta.get("std", (0.229, 0.224, 0.225)),
-                                 backend=args.backend or meta.get("backend", "fused"))
     for q in args.queries:
         if not Path(q).is_file():
             raise CLIError(f"query image not found: {q}")
+    extractor = extractor_for_record(record, Path(args.gallery).parent, weights=args.weights,
+                                     what=f"gallery {args.gallery}",
+                                     allow_random=args.allow_random_weights,
+                                     backend=args.backend or record.get("backend") or "fused")
     q_emb = extractor(args.queries)
     if not np.isfinite(q_emb).all():
-        raise CLIError(f"the query embeddings hold NaN or infinity: the checkpoint {weights} is broken")
+        raise CLIError(f"the query embeddings hold NaN or infinity: the checkpoint "
+                       f"{record.get('weights')} is broken")
     g_emb = gallery.embeddings
     if q_emb.shape[1] != g_emb.shape[1]:
-        raise CLIError(f"{args.gallery} holds {g_emb.shape[1]}-d embeddings but {meta['model']} gives "
+        raise CLIError(f"{args.gallery} holds {g_emb.shape[1]}-d embeddings but {record.get('model')} gives "
                        f"{q_emb.shape[1]}-d ones: the gallery and the model disagree (re-extract the gallery "
                        "with this model, or search it with the model that made it)")
-    if not meta.get("normalized", True):
+    if not record.get("normalized", True):
         from omnireid.inference.extractor import l2_normalize
 
         g_emb = l2_normalize(g_emb)

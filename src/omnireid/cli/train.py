@@ -10,12 +10,14 @@ from typing import Any
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a model from a YAML recipe",
-        description="Train a model from a YAML recipe (see configs/). Each epoch prints one line "
+        description="Train a model from a YAML recipe: a file, or the name of a packaged "
+                    "recipe (`omnireid recipes` lists them). Each epoch prints one line "
                     "(loss, accuracy, learning rate, images/s, time, ETA, and the evaluation when "
                     "there is one); on a terminal a progress bar shows the epoch under way; in a "
                     "log, --set train.print_freq=N adds a line every N batches with an ETA. "
                     "Multi-process: torchrun --nproc_per_node=N -m omnireid train -c recipe.yaml")
-    p.add_argument("-c", "--config", help="YAML recipe (default: built-in defaults)")
+    p.add_argument("-c", "--config", help="YAML recipe file or packaged recipe name, e.g. demo "
+                   "(default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set optim.lr=0.01 (repeatable)")
     p.add_argument("-o", "--output", help="output folder (same as --set train.output_dir=...)")

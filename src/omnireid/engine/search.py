@@ -76,7 +76,7 @@ def _search_data() -> DataConfig:
 
 @dataclass
 class SearchConfig:
-    """Everything ``omnireid nas`` reads (see ``configs/nas.yaml``).
+    """Everything ``omnireid nas`` reads (see the packaged recipe ``nas``).
 
     ``data``, ``loss``, ``optim`` and ``train`` are the training recipe's sections
     (:mod:`omnireid.config`) with search defaults: the paper's search recipe (Adam, lr 3e-4,

@@ -1,4 +1,5 @@
-"""Inference: feature extraction, gallery search, export and fast CPU paths.
+"""Inference: feature extraction, calibrated verification, galleries, track embeddings, export
+and fast CPU paths.
 
 Heavy optional packages (faiss, onnx, onnxruntime, openvino) are imported only where used.
 """
@@ -6,9 +7,13 @@ Heavy optional packages (faiss, onnx, onnxruntime, openvino) are imported only w
 from omnireid.inference.extract import extract_features
 from omnireid.inference.extractor import ExtractResult, FeatureExtractor, l2_normalize
 from omnireid.inference.fuse import fold_batchnorm, optimize_for_inference
+from omnireid.inference.gallery import Gallery, GalleryError
 from omnireid.inference.preprocess import open_rgb, preprocess
+from omnireid.inference.tracks import BoxEmbedder, TrackBank
+from omnireid.inference.verify import Calibration, Verifier, calibrate
 
 __all__ = [
-    "ExtractResult", "FeatureExtractor", "extract_features", "fold_batchnorm", "l2_normalize",
+    "BoxEmbedder", "Calibration", "ExtractResult", "FeatureExtractor", "Gallery", "GalleryError",
+    "TrackBank", "Verifier", "calibrate", "extract_features", "fold_batchnorm", "l2_normalize",
     "open_rgb", "optimize_for_inference", "preprocess",
 ]
