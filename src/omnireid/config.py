@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from omnireid.errors import ConfigError, MissingFileError
+from omnireid.errors import ConfigError
 from omnireid.files import write_text
 from omnireid.recipes import resolve_recipe
 
