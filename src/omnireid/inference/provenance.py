@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.errors import CheckpointError
+
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-class ModelMismatchError(ValueError):
+class ModelMismatchError(CheckpointError):
     """Embeddings, a gallery or a threshold made by one model met another model."""
 
 

@@ -27,12 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.errors import DataError
 from omnireid.evaluation.verification import (
     DEFAULT_FPRS,
     VerificationResult,
     pair_distances,
     verification_report,
 )
+from omnireid.files import write_json
 from omnireid.inference.inputs import ImageInput
 from omnireid.inference.provenance import check_same_model, model_record
 
@@ -43,7 +45,7 @@ FORMAT = "omnireid-calibration"
 FORMAT_VERSION = 1
 
 
-class CalibrationError(ValueError):
+class CalibrationError(DataError):
     """A calibration file that cannot be used (the message names it)."""
 
 
@@ -100,13 +102,7 @@ class Calibration:
         """Write JSON atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:

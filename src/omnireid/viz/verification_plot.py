@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.files import atomic_path
 from omnireid.viz.search_plot import _pyplot
 
 
@@ -62,9 +63,9 @@ def plot_verification(result: Any, path: str | os.PathLike, title: str = "") -> 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
