@@ -679,14 +679,20 @@ def sigterm(ctx: Ctx) -> Result:
     temps = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]
     if temps:
         return Result("cryptic", f"{line} (left {temps})")
-    again = ctx.run("train", "-c", str(r), "--resume", "--set", "train.max_epoch=" + str(_epochs_done(out) + 1))
+    # the signal may fall between the checkpoint and its line in metrics.jsonl: the checkpoint
+    # holds one epoch more at most, and a resume rewrites metrics.jsonl from it
+    target = _epochs_logged(out) + 2
+    again = ctx.run("train", "-c", str(r), "--resume", "--set", f"train.max_epoch={target}")
     if again.returncode != 0:
         return expect_error(again, "resume")
+    if _epochs_logged(out) != target:
+        return Result("data loss", f"{line}; after --resume metrics.jsonl has {_epochs_logged(out)} of {target} epochs")
     return Result("clear error", line)
 
 
-def _epochs_done(out: Path) -> int:
-    return len((out / "metrics.jsonl").read_text().splitlines())
+def _epochs_logged(out: Path) -> int:
+    path = out / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def unknown_target(ctx: Ctx) -> Result:
