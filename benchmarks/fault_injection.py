@@ -1116,8 +1116,9 @@ def totals(rows) -> str:
         count[r.outcome] = count.get(r.outcome, 0) + 1
     as_expected = sum(_passed(c, r) for c, r in own)
     added = sum(c.added for c, _ in rows)
-    text = (f"{len(rows)} cases ({added} beyond the original list). {len(own)} cases: "
-            f"{as_expected} as expected; outcomes " + ", ".join(f"{v} {k}" for k, v in sorted(count.items())) + ".")
+    text = (f"{len(rows)} cases ({added} beyond the original list)"
+            + (f"; {len(own)} counted" if pending else "") + f": {as_expected} as expected; outcomes "
+            + ", ".join(f"{v} {k}" for k, v in sorted(count.items())) + ".")
     if pending:
         done = sum(_passed(c, r) for c, r in pending)
         text += (f" {len(pending)} pending case(s) need "
@@ -1129,8 +1130,8 @@ def markdown(rows) -> str:
     out = ["| case | group | expected | outcome | message |", "| --- | --- | --- | --- | --- |"]
     for case, res in rows:
         name = case.name + (" (pending)" if case.needs else "") + (" (added)" if case.added else "")
-        msg = _one_line(res.message).replace("|", "\\|")[:200]
-        out.append(f"| {name} | {case.group} | {case.expected} | {res.outcome} | `{msg}` |")
+        msg = _one_line(res.message)[:200].replace("|", "\\|")
+        out.append(f"| {name} | {case.group} | {case.expected} | {res.outcome} | {msg} |")
     return "\n".join(out) + "\n\n" + totals(rows) + "\n"
 
 
