@@ -85,8 +85,11 @@ def test_config_values_name_their_origin(capsys):
 
 
 @pytest.mark.parametrize("content, match", [
-    (b"this is text, not a checkpoint\n", "not a readable checkpoint"),
-    (b"", "not a readable checkpoint"),
+    (b"this is text, not a checkpoint\n", "not a readable checkpoint: a text file"),
+    (b"", "not a readable checkpoint: the file is empty"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML page"),
+    (b"PK\x03\x04" + bytes(40), "cut short"),
+    (b"\x80\x02}q\x00(X", "a pickle (legacy torch format) that is truncated"),
 ])
 def test_files_that_are_not_checkpoints(tmp_path, capsys, content, match):
     path = tmp_path / "weights.pth"
