@@ -913,6 +913,15 @@ def folder_as_weights(ctx: Ctx) -> Result:
     return expect_error(ctx.run("info", "osnet_x0_25", "--weights", str(folder / "w")), "is a folder")
 
 
+def html_as_weights(ctx: Ctx) -> Result:
+    """A download that saved a sign-in or quota page under the checkpoint's name."""
+    folder = ctx.folder("html_weights")
+    (folder / "osnet_x0_25_msmt17.pth").write_text("<!DOCTYPE html><html><body>Google Drive - quota exceeded"
+                                                   "</body></html>\n")
+    return expect_error(ctx.run("info", "osnet_x0_25", "--weights", str(folder / "osnet_x0_25_msmt17.pth")),
+                        "osnet_x0_25_msmt17.pth", "HTML page")
+
+
 def missing_query_file(ctx: Ctx) -> Result:
     folder = _gallery(ctx, "missing_query")
     return expect_error(ctx.run("search", str(folder / "nope.jpg"), "--gallery", str(folder / "g.npz"),
@@ -1040,6 +1049,7 @@ CASES = [
          added=True),
     Case("recipe with a YAML syntax error", "added", "clear error", yaml_syntax_error, added=True),
     Case("a folder given as --weights", "added", "clear error", folder_as_weights, added=True),
+    Case("an HTML page saved as the .pth (failed download)", "added", "clear error", html_as_weights, added=True),
     Case("gallery searched with other weights", "added", "refused", gallery_other_weights, added=True),
     Case("lock left by a killed run", "added", "recovered", lock_of_a_killed_run, added=True),
     Case("--overwrite keeps the user's own files", "added", "recovered", overwrite_keeps_other_files, added=True),

@@ -151,9 +151,11 @@ def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[
     if verify and known is not None:
         actual = sha256_of(path)
         if actual != known.sha256:
+            what = ("the file is corrupt or a different checkpoint" if _looks_like_torch_file(path)
+                    else f"it is not a checkpoint at all: {describe_file(path)}")
             raise WeightsError(
                 f"{path}: sha256 {actual} does not match the known checkpoint {known.filename} "
-                f"({known.sha256}); the file is corrupt or a different checkpoint"
+                f"({known.sha256}); {what}"
             )
     if path.suffix == ".safetensors":
         load_file = require("safetensors.torch", "deploy", "reading .safetensors").load_file
