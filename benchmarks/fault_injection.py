@@ -679,14 +679,20 @@ def sigterm(ctx: Ctx) -> Result:
     temps = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]
     if temps:
         return Result("cryptic", f"{line} (left {temps})")
-    again = ctx.run("train", "-c", str(r), "--resume", "--set", "train.max_epoch=" + str(_epochs_done(out) + 1))
+    # the signal may fall between the checkpoint and its line in metrics.jsonl: the checkpoint
+    # holds one epoch more at most, and a resume rewrites metrics.jsonl from it
+    target = _epochs_logged(out) + 2
+    again = ctx.run("train", "-c", str(r), "--resume", "--set", f"train.max_epoch={target}")
     if again.returncode != 0:
         return expect_error(again, "resume")
+    if _epochs_logged(out) != target:
+        return Result("data loss", f"{line}; after --resume metrics.jsonl has {_epochs_logged(out)} of {target} epochs")
     return Result("clear error", line)
 
 
-def _epochs_done(out: Path) -> int:
-    return len((out / "metrics.jsonl").read_text().splitlines())
+def _epochs_logged(out: Path) -> int:
+    path = out / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def unknown_target(ctx: Ctx) -> Result:
@@ -907,6 +913,15 @@ def folder_as_weights(ctx: Ctx) -> Result:
     return expect_error(ctx.run("info", "osnet_x0_25", "--weights", str(folder / "w")), "is a folder")
 
 
+def html_as_weights(ctx: Ctx) -> Result:
+    """A download that saved a sign-in or quota page under the checkpoint's name."""
+    folder = ctx.folder("html_weights")
+    (folder / "osnet_x0_25_msmt17.pth").write_text("<!DOCTYPE html><html><body>Google Drive - quota exceeded"
+                                                   "</body></html>\n")
+    return expect_error(ctx.run("info", "osnet_x0_25", "--weights", str(folder / "osnet_x0_25_msmt17.pth")),
+                        "osnet_x0_25_msmt17.pth", "HTML page")
+
+
 def missing_query_file(ctx: Ctx) -> Result:
     folder = _gallery(ctx, "missing_query")
     return expect_error(ctx.run("search", str(folder / "nope.jpg"), "--gallery", str(folder / "g.npz"),
@@ -1034,6 +1049,7 @@ CASES = [
          added=True),
     Case("recipe with a YAML syntax error", "added", "clear error", yaml_syntax_error, added=True),
     Case("a folder given as --weights", "added", "clear error", folder_as_weights, added=True),
+    Case("an HTML page saved as the .pth (failed download)", "added", "clear error", html_as_weights, added=True),
     Case("gallery searched with other weights", "added", "refused", gallery_other_weights, added=True),
     Case("lock left by a killed run", "added", "recovered", lock_of_a_killed_run, added=True),
     Case("--overwrite keeps the user's own files", "added", "recovered", overwrite_keeps_other_files, added=True),
@@ -1110,8 +1126,9 @@ def totals(rows) -> str:
         count[r.outcome] = count.get(r.outcome, 0) + 1
     as_expected = sum(_passed(c, r) for c, r in own)
     added = sum(c.added for c, _ in rows)
-    text = (f"{len(rows)} cases ({added} beyond the original list). {len(own)} cases: "
-            f"{as_expected} as expected; outcomes " + ", ".join(f"{v} {k}" for k, v in sorted(count.items())) + ".")
+    text = (f"{len(rows)} cases ({added} beyond the original list)"
+            + (f"; {len(own)} counted" if pending else "") + f": {as_expected} as expected; outcomes "
+            + ", ".join(f"{v} {k}" for k, v in sorted(count.items())) + ".")
     if pending:
         done = sum(_passed(c, r) for c, r in pending)
         text += (f" {len(pending)} pending case(s) need "
@@ -1123,8 +1140,8 @@ def markdown(rows) -> str:
     out = ["| case | group | expected | outcome | message |", "| --- | --- | --- | --- | --- |"]
     for case, res in rows:
         name = case.name + (" (pending)" if case.needs else "") + (" (added)" if case.added else "")
-        msg = _one_line(res.message).replace("|", "\\|")[:200]
-        out.append(f"| {name} | {case.group} | {case.expected} | {res.outcome} | `{msg}` |")
+        msg = _one_line(res.message)[:200].replace("|", "\\|")
+        out.append(f"| {name} | {case.group} | {case.expected} | {res.outcome} | {msg} |")
     return "\n".join(out) + "\n\n" + totals(rows) + "\n"
 
 

@@ -48,8 +48,11 @@ def test_unknown_model_is_a_clear_error(capsys) -> None:
 
 
 def test_bad_size_is_a_clear_error(capsys) -> None:
-    assert main(["info", "osnet_x0_25", "--input", "256by128"]) == 2
-    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+    # checked where it is parsed: argparse's error naming the option, status 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["info", "osnet_x0_25", "--input", "256by128"])
+    assert exit_.value.code == 2
+    assert "argument --input: size must look like HEIGHTxWIDTH" in capsys.readouterr().err
 
 
 def test_demo_help(capsys) -> None:

@@ -85,8 +85,11 @@ def test_config_values_name_their_origin(capsys):
 
 
 @pytest.mark.parametrize("content, match", [
-    (b"this is text, not a checkpoint\n", "not a readable checkpoint"),
-    (b"", "not a readable checkpoint"),
+    (b"this is text, not a checkpoint\n", "not a readable checkpoint: a text file"),
+    (b"", "not a readable checkpoint: the file is empty"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML page"),
+    (b"PK\x03\x04" + bytes(40), "cut short"),
+    (b"\x80\x02}q\x00(X", "a pickle (legacy torch format) that is truncated"),
 ])
 def test_files_that_are_not_checkpoints(tmp_path, capsys, content, match):
     path = tmp_path / "weights.pth"
@@ -189,3 +192,14 @@ def test_sigterm_ends_like_ctrl_c_with_status_143(monkeypatch, capsys):
     assert main(["models"]) == 143
     assert capsys.readouterr().err.strip() == "omnireid models: stopped by SIGTERM; interrupted"
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only
+
+
+def test_an_html_page_under_a_known_checkpoint_name_is_named_as_such(tmp_path):
+    from omnireid.errors import CheckpointError
+    from omnireid.models.weights import KNOWN_WEIGHTS, read_checkpoint
+
+    name = sorted(KNOWN_WEIGHTS)[0]
+    path = tmp_path / name
+    path.write_text("<html><body>quota exceeded</body></html>")
+    with pytest.raises(CheckpointError, match=rf"{name}: sha256 .* it is not a checkpoint at all: an HTML page"):
+        read_checkpoint(path)

@@ -156,3 +156,17 @@ def test_galleries_describe_their_weights(crops, tmp_path, capsys, monkeypatch) 
     assert f"{tmp_path / 'nan.npz'}: 1 of 5 gallery embedding(s) hold NaN or infinity" in err
     with pytest.raises(Exception, match="hold NaN or infinity"):
         Gallery(np.full((1, 4), np.inf), ["a.jpg"])
+
+
+def test_a_gallery_of_another_dimension_says_the_gallery_and_model_disagree(crops, tmp_path, capsys) -> None:
+    folder, weights = crops
+    out = tmp_path / "g.npz"
+    assert main(["extract", str(folder / "cam1" / "0000.png"), "-o", str(out), "--model", "osnet_x0_25",
+                 "--weights", str(weights), "--input", "64x32"]) == 0
+    g = Gallery.load(out)
+    Gallery(np.ones((1, 100), np.float32) / 10.0, g.paths, g.root, g.meta).save(out)
+    capsys.readouterr()
+    assert main(["search", "--gallery", str(out), str(folder / "cam1" / "0001.png"),
+                 "--report", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} holds 100-d embeddings but osnet_x0_25 gives 512-d ones: the gallery and the model disagree" in err

@@ -105,3 +105,25 @@ def test_resume_changes_treat_a_setting_newer_than_the_checkpoint_as_its_default
     # without the defaults every missing setting is a change
     assert resume_changes(saved, Config().to_dict())[1] == [("data.num_instances", None,
                                                                defaults["data"]["num_instances"])]
+
+
+def test_a_read_only_destination_names_the_path_and_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+    import errno
+    import os
+
+    from omnireid.errors import OutputError
+    from omnireid.files import write_text
+
+    target = tmp_path / "run" / "summary.json"
+    write_text(target, "old")
+    real_replace = os.replace
+
+    def read_only(src, dst):  # the rename is where a read-only file system says no
+        raise OSError(errno.EROFS, "Read-only file system", str(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(OutputError, match=rf"cannot write {target}: the file system is read-only"):
+        write_text(target, "new")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["summary.json"]

@@ -151,9 +151,11 @@ def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[
     if verify and known is not None:
         actual = sha256_of(path)
         if actual != known.sha256:
+            what = ("the file is corrupt or a different checkpoint" if _looks_like_torch_file(path)
+                    else f"it is not a checkpoint at all: {describe_file(path)}")
             raise WeightsError(
                 f"{path}: sha256 {actual} does not match the known checkpoint {known.filename} "
-                f"({known.sha256}); the file is corrupt or a different checkpoint"
+                f"({known.sha256}); {what}"
             )
     if path.suffix == ".safetensors":
         load_file = require("safetensors.torch", "deploy", "reading .safetensors").load_file
@@ -166,6 +168,9 @@ def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[
         try:
             obj = _torch_load_safely(path)
         except pickle.UnpicklingError as exc:
+            if not _looks_like_torch_file(path):  # text, HTML, other bytes: not a refused pickle
+                raise WeightsError(f"{path}: not a readable checkpoint: {describe_file(path)} "
+                                   f"({type(exc).__name__}: {clean_message(str(exc)).splitlines()[0]})") from None
             raise WeightsError(
                 f"{path}: refused to load: the file holds Python objects other than tensors, "
                 f"plain containers and numbers, which could run code when unpickled.\n"
@@ -173,9 +178,45 @@ def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[
         except MemoryError:
             raise
         except Exception as exc:  # torn, truncated, text or foreign files fail in many ways
-            raise WeightsError(f"{path}: not a readable checkpoint "
+            raise WeightsError(f"{path}: not a readable checkpoint: {describe_file(path)} "
                                f"({type(exc).__name__}: {clean_message(str(exc))})") from None
     return unwrap_state_dict(obj, path), checkpoint_meta(obj)
+
+
+def _looks_like_torch_file(path: str | os.PathLike) -> bool:
+    """A zip archive (torch >= 1.6) or a pickle (the legacy format), judged by the first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or head[:1] == b"\x80"
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """What a file that torch cannot load looks like, from its first bytes."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if not head:
+        return "the file is empty"
+    if zipfile.is_zipfile(path):
+        return "a zip archive that is not a complete torch checkpoint (truncated or damaged?)"
+    if head[:2] == b"PK":
+        return "the start of a zip archive, cut short (truncated download or copy?)"
+    if head[:1] == b"\x80":
+        return "a pickle (legacy torch format) that is truncated or damaged"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "neither a torch zip archive nor a legacy torch file"
+    if text.lstrip().lower().startswith(("<!doctype html", "<html")):
+        return "an HTML page (a download that saved an error or login page?)"
+    return "a text file, not a checkpoint"
 
 
 def checkpoint_meta(obj: object) -> dict:
