@@ -148,6 +148,8 @@ def test_calibrate_then_assign_with_the_saved_threshold(people, tmp_path, capsys
     assert "12 same-person pairs, 54 different-person pairs, 4 identities" in out
     assert "warning: calibration set too small for FPR 0.001" in out
     assert "warning: only 4 identities" in out
+    # 54 pairs cannot measure FPR 0.1 on 10 false matches: the saved threshold says so
+    assert "(FPR 0.1) (NOT reliable: set too small, see above) ->" in out
     cal_path = weights.with_name("w.pth.calibration.json")
     cal = json.loads(cal_path.read_text())
     assert cal["target_fpr"] == 0.1 and cal["model"]["weights_sha256"]

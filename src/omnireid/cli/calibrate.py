@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     for note in res.notes:
         print(f"warning: {note}")
     path = run_.calibration.save(output)
-    print(f"\nthreshold {run_.calibration.threshold:.4f} (FPR {args.fpr:g}) -> {path}")
+    caveat = "" if res.point(args.fpr).enough else " (NOT reliable: set too small, see above)"
+    print(f"\nthreshold {run_.calibration.threshold:.4f} (FPR {args.fpr:g}){caveat} -> {path}")
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
     (report / "calibration.json").write_text(json.dumps(run_.calibration.to_dict(), indent=2))
