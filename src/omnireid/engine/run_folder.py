@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,41 @@ def holds_run(folder: str | os.PathLike) -> list[str]:
     """The run files present in ``folder`` (empty: no run there)."""
     folder = Path(folder)
     return [name for name in RUN_MARKERS if (folder / name).exists()]
+
+
+#: How long to wait for the lock when the run that took it has died: its data-loader worker
+#: processes inherited the locked file and hold it until they notice (PyTorch's workers check on
+#: their parent every 5 s).
+ORPHAN_WAIT_S = 15.0
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _lock(fh, holder) -> bool:
+    """Take the exclusive lock on ``fh`` without blocking. When the recorded holder ran on this
+    machine and is dead, the lock is still held only by its orphaned worker processes: wait up
+    to :data:`ORPHAN_WAIT_S` for them to exit."""
+    deadline = None
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            info = holder()
+            if info.get("host") not in (None, socket.gethostname()) or _pid_alive(info.get("pid")):
+                return False
+            deadline = deadline or time.monotonic() + ORPHAN_WAIT_S
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
 
 def _describe_holder(info: Mapping[str, Any]) -> str:
@@ -88,13 +124,10 @@ class RunFolder:
             fh = open(self.lock_path, "a+")
         except OSError as exc:
             raise output_error(self.lock_path, exc) from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = self.holder()
-                fh.close()
-                raise RunFolderError(
+        if fcntl is not None and not _lock(fh, self.holder):
+            holder = self.holder()
+            fh.close()
+            raise RunFolderError(
                     f"{self.folder} is in use by another run ({_describe_holder(holder)}); wait for it "
                     "to finish or write to another folder (-o / train.output_dir)") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
