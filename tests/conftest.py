@@ -9,6 +9,14 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def autoselect_cache(tmp_path_factory):
+    """backend="auto" caches its decisions in a folder of this test session, never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIREID_AUTOSELECT_CACHE", str(tmp_path_factory.mktemp("autoselect")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):

@@ -40,11 +40,15 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "embedded 5 of 6 images" in text and "cam1/broken.jpg" in text
+    # the default backend is auto: it says what it chose, and the gallery records that
+    assert "backend auto:" in text and "precision fp32" in text
     gallery = Gallery.load(out)
     assert gallery.paths == [f"cam1/{i:04d}.png" for i in range(5)]
     assert gallery.embeddings.shape == (5, 512)
     np.testing.assert_allclose(np.linalg.norm(gallery.embeddings, axis=1), 1.0, atol=1e-5)
     assert gallery.meta["model"] == "osnet_x0_25" and gallery.meta["weights"] == str(weights)
+    assert gallery.meta["backend"] in ("fused", "onnxruntime", "openvino")  # an exact path
+    assert gallery.meta["precision"] == "fp32"
     assert gallery.meta["failed"][0]["path"] == "cam1/broken.jpg"
     assert json.loads(out.with_suffix(".json").read_text())["images"] == 5
 
@@ -69,9 +73,9 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     for index in ("exact", "faiss-flat"):
         assert main(["search", "--gallery", str(out), str(query), "--top", "3",
                      "--report", str(report), "--index", index]) == 0
-        text = capsys.readouterr().out
+        lines = capsys.readouterr().out.splitlines()
         # the query itself is in the gallery: it must come first with similarity 1
-        first = text.splitlines()[3].split()
+        first = lines[next(i for i, t in enumerate(lines) if t.startswith("query ")) + 3].split()
         assert first[0] == "1" and first[2] == "cam1/0003.png"
         assert float(first[1]) == pytest.approx(1.0, abs=1e-4)
         results = json.loads((report / "results.json").read_text())

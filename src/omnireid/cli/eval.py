@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=10, help="gallery images per ranked-list picture")
     p.add_argument("--num-vis", type=int, default=20, help="worst queries drawn per target (0: none)")
     p.add_argument("--output", help="output folder (default runs/eval-<time>)")
+    from omnireid.cli.extract import add_backend_options
+
+    add_backend_options(p)
     p.set_defaults(func=run)
 
 
@@ -87,11 +90,16 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(args.model, weights=args.weights).to(device).eval()
     if not args.weights:
         print("note: no --weights given, evaluating randomly initialised weights")
+    from omnireid.data import load_dataset
+
+    datasets = {name: load_dataset(name, args.root) for name in names}  # bad names fail first
+    model = _extractor(model, args, size, device)
 
     targets = []
     for name in names:
         start = time.perf_counter()
-        summary, pictures, splits = _evaluate_target(model, name, args, size, device, out_dir)
+        summary, pictures, splits = _evaluate_target(model, name, args, size, device, out_dir,
+                                                     datasets[name])
         targets.append(Target(name, summary, pictures, time.perf_counter() - start, splits))
         print(f"\n{name}" + (f" (mean of {splits} splits)" if splits > 1 else ""))
         print_table(
@@ -112,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "weights": args.weights, "dist": args.dist,
         "normalize": args.normalize, "rerank": args.rerank, "flip": args.flip,
         "protocol": args.protocol, "size": list(size), "device": device,
+        "backend": model.backend, "precision": args.precision,
     }
     results = {
         "settings": settings,
@@ -146,10 +155,27 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def _evaluate_target(model, name, args, size, device, out_dir):
+def _extractor(model, args, size, device):
+    """The model wrapped in a FeatureExtractor on the requested backend (raw embeddings)."""
+    from omnireid.inference import FeatureExtractor
+
+    calibration = None
+    if args.calibration:
+        from omnireid.inference.gallery import find_images
+
+        root, rel = find_images(args.calibration)
+        calibration = [root / p for p in rel]
+    fe = FeatureExtractor(model, device=device, batch_size=args.batch_size, size=size,
+                          normalize=False, backend=args.backend, precision=args.precision,
+                          calibration=calibration)
+    if fe.selection is not None:
+        print(f"backend auto: {fe.selection.reason}")
+    return fe
+
+
+def _evaluate_target(model, name, args, size, device, out_dir, dataset):
     from omnireid.data import load_dataset
 
-    dataset = load_dataset(name, args.root)
     num_splits = int(dataset.extra.get("num_splits", 1)) if args.all_splits else 1
     if num_splits > 1:
         from omnireid.evaluation import SplitResult
@@ -231,8 +257,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def embed(model, paths, size, batch_size, device, flip, desc) -> np.ndarray:
-    """(N, D) float32 features; with ``flip`` the mean of the image's and its mirror's."""
+def embed(extractor, paths, size, batch_size, device, flip, desc) -> np.ndarray:
+    """(N, D) float32 features from ``extractor`` (a FeatureExtractor giving raw embeddings);
+    with ``flip`` the mean of the image's and its mirror's."""
     import torch
     from tqdm.auto import tqdm
 
@@ -242,10 +269,9 @@ def embed(model, paths, size, batch_size, device, flip, desc) -> np.ndarray:
     with torch.no_grad(), tqdm(total=len(paths), unit="img", desc=desc, leave=False) as bar:
         for start in range(0, len(paths), batch_size):
             batch = torch.stack([preprocess(open_rgb(p), size) for p in paths[start : start + batch_size]])
-            batch = batch.to(device)
-            feats = model(batch).embedding.float()
+            feats = extractor.embed_batch(batch)
             if flip:
-                feats = (feats + model(batch.flip(3)).embedding.float()) / 2
-            chunks.append(feats.cpu().numpy())
+                feats = (feats + extractor.embed_batch(batch.flip(3).contiguous())) / 2
+            chunks.append(feats)
             bar.update(len(batch))
     return np.concatenate(chunks).astype(np.float32)

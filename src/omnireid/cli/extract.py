@@ -21,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
     p.add_argument("--weights", help="checkpoint to load")
-    p.add_argument("--backend", default="fused",
-                   help="fused (default), eager, bf16, onnxruntime, openvino, openvino-bf16")
+    add_backend_options(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None,
                    help="threads decoding the next batch while the model runs (default: 0 for "
@@ -35,6 +34,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-normalize", action="store_true", help="store raw embeddings")
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.set_defaults(func=run)
+
+
+def add_backend_options(p: argparse.ArgumentParser, calibration: bool = True) -> None:
+    """--backend (default auto), --precision and, for int8, --calibration."""
+    p.add_argument("--backend", default="auto",
+                   help="auto (default: the fastest installed path meeting --precision, measured "
+                        "once on this machine and cached), fused, eager, bf16, onnxruntime, "
+                        "openvino, openvino-bf16, onnxruntime-int8 or openvino-int8")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="for --backend auto: fp32 (default; embeddings equal to the plain "
+                        "model's to 1e-4), bf16 or int8 (also paths of that precision that pass "
+                        "an accuracy gate against fp32)")
+    if calibration:
+        p.add_argument("--calibration",
+                       help="int8: folder, file or glob of crops to calibrate on (default: an "
+                            "evenly spaced sample of at most 128 of the images being embedded)")
 
 
 def parse_micro_batch(text: str) -> int | str | None:
@@ -57,11 +72,21 @@ def run(args: argparse.Namespace) -> int:
     root, rel = find_images(args.source)
     if not rel:
         raise CLIError(f"no images found in {args.source}")
+    calibration, calib_rel = None, None
+    if args.precision == "int8" or args.backend.endswith("-int8"):
+        calib_root, calib_rel = (root, rel) if not args.calibration else \
+            find_images(args.calibration)
+        calib_rel = evenly_spaced(calib_rel, 128)
+        calibration = [calib_root / p for p in calib_rel]
+        if args.calibration:
+            calib_rel = [str(calib_root / p) for p in calib_rel]
     extractor = FeatureExtractor(
         args.model, weights=args.weights, device=args.device, batch_size=args.batch_size,
         size=parse_size(args.input) if args.input else None,
         normalize=not args.no_normalize, backend=args.backend, micro_batch=args.micro_batch,
-        num_workers=args.workers)
+        num_workers=args.workers, precision=args.precision, calibration=calibration)
+    if extractor.selection is not None:
+        print(f"backend auto: {extractor.selection.reason}")
     start = time.perf_counter()
     try:
         result = extractor.extract([root / p for p in rel], progress=True,
@@ -69,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise CLIError(f"{exc} (--strict)") from None
     failed = [{"path": rel[i], "error": msg} for i, msg in result.failed]
-    meta = {"model": args.model, "weights": args.weights, "backend": args.backend,
+    meta = {"model": args.model, "weights": args.weights, "backend": extractor.backend,
+            "precision": args.precision, "calibration": calib_rel,
             "input": list(extractor.size), "mean": list(extractor.mean),
             "std": list(extractor.std), "normalized": extractor.normalize,
             "source": str(args.source), "failed": failed}
@@ -78,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(f"embedded {len(gallery)} of {len(rel)} images with {args.model} -> "
           f"{gallery.embeddings.shape[1]}-d in {seconds:.1f} s "
-          f"({len(rel) / max(seconds, 1e-9):.0f} images/s, backend {args.backend})")
+          f"({len(rel) / max(seconds, 1e-9):.0f} images/s, backend {extractor.backend})")
     if failed:
         print(f"{len(failed)} unreadable image(s) skipped:")
         for f in failed:
@@ -89,3 +115,11 @@ def run(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(summary, indent=2))
     print(f"wrote {json_path}")
     return 0
+
+
+def evenly_spaced(items: list, limit: int) -> list:
+    """At most ``limit`` items, evenly spaced over the list (all of them if fewer)."""
+    if len(items) <= limit:
+        return list(items)
+    step = (len(items) - 1) / (limit - 1)
+    return [items[round(i * step)] for i in range(limit)]

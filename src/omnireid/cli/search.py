@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", default="exact",
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
     p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery)")
-    p.add_argument("--backend", help="inference backend (default: the gallery's)")
+    p.add_argument("--backend", default="auto",
+                   help="inference backend for the queries (default auto: the fastest path that "
+                        "meets the gallery's precision; see `omnireid extract --help`)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"),
+                   help="for --backend auto (default: the precision the gallery was made with)")
     p.add_argument("--report", default="search_report", help="report folder (default "
                                                                "./search_report)")
     p.set_defaults(func=run)
@@ -40,11 +44,20 @@ def run(args: argparse.Namespace) -> int:
     if "model" not in meta:
         raise CLIError(f"{args.gallery} records no model; re-create it with `omnireid extract`")
     weights = args.weights or meta.get("weights")
+    precision = args.precision or meta.get("precision", "fp32")
+    calibration = None
+    if meta.get("calibration") and (precision == "int8" or args.backend.endswith("-int8")):
+        # the crops the gallery was calibrated on, so that queries get the same int8 model
+        calibration = [p if Path(p).is_absolute() else str(Path(gallery.root) / p)
+                       for p in meta["calibration"]]
     extractor = FeatureExtractor(meta["model"], weights=weights,
                                  size=tuple(meta.get("input", (256, 128))),
                                  mean=meta.get("mean", (0.485, 0.456, 0.406)),
                                  std=meta.get("std", (0.229, 0.224, 0.225)),
-                                 backend=args.backend or meta.get("backend", "fused"))
+                                 backend=args.backend, precision=precision,
+                                 calibration=calibration)
+    if extractor.selection is not None:
+        print(f"backend auto: {extractor.selection.reason}")
     for q in args.queries:
         if not Path(q).is_file():
             raise CLIError(f"query image not found: {q}")
