@@ -102,5 +102,12 @@ def test_bench_tiny(tmp_path, capsys) -> None:
 
     macs = model_complexity(create_model("osnet_x0_25"), (64, 32)).mult_adds
     assert fused["gmacs_per_s"] == pytest.approx(fused["images_per_s"] * macs / 1e9)
-    assert "matrix product" in text
-    assert set(json.loads(out.read_text())["matmul_gmacs_per_s"]) == {"fp32", "bf16"}
+    assert "matrix-product ceilings" in text
+    result = json.loads(out.read_text())
+    rates = result["matmul_gmacs_per_s"]
+    assert set(rates) == {"fp32", "bf16", "int8"}  # int8: torch._int_mm or ONNX Runtime
+    # each path's share is of the ceiling of its own arithmetic
+    assert fused["precision"] == "fp32"
+    assert fused["ceiling_share"] == pytest.approx(fused["gmacs_per_s"] / rates["fp32"])
+    # auto leaves eager out while any other exact path exists
+    assert result["auto"]["2"] == {"fp32": "fused", "bf16": "fused", "int8": "fused"}

@@ -14,11 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench", help="measure inference throughput of every available backend",
         description="Runs the plain eager model and each available fast path (fused PyTorch, "
-                    "bf16, ONNX Runtime, OpenVINO) on the same random batches, interleaved, and "
-                    "prints images/s, the speed-up over eager and the largest embedding "
-                    "difference. The allocator in use (e.g. LD_PRELOAD=libtcmalloc) affects "
-                    "all paths; it is printed. So is the rate of a large matrix product on "
-                    "this machine, the most any exact path can reach.")
+                    "bf16, ONNX Runtime, OpenVINO, int8) on the same random batches, "
+                    "interleaved, and prints images/s, the speed-up over eager, the "
+                    "multiply-adds per second (GMAC/s) and their share of the rate of a large "
+                    "matrix product in the path's own arithmetic (fp32, bf16 or int8, measured "
+                    "in the same run), and the largest embedding difference. Then what "
+                    "--backend auto would take here for each precision, with the bf16/int8 "
+                    "accuracy gates. The allocator in use (e.g. LD_PRELOAD=libtcmalloc) "
+                    "affects all paths; it is printed.")
     p.add_argument("--model", default="osnet_x1_0", help="model name (default osnet_x1_0)")
     p.add_argument("--weights", help="checkpoint to load (random weights otherwise)")
     p.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
@@ -33,31 +36,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from omnireid.inference.bench import bench_backends, matmul_rates
-    from omnireid.inference.runtime import available_backends
+    from omnireid.inference.autoselect import gate_runner
+    from omnireid.inference.bench import (
+        auto_choice,
+        bench_backends,
+        build_runners,
+        ceiling_share,
+        matmul_rates,
+    )
+    from omnireid.inference.runtime import BACKEND_PRECISION, PRECISIONS, available_backends
     from omnireid.models import create_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    size = parse_size(args.input)
     model = create_model(args.model, weights=args.weights).eval()
     batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     backends = args.backends.split(",") if args.backends else available_backends()
     allocator = os.environ.get("LD_PRELOAD", "") or "default (glibc malloc)"
     print(f"model {args.model}, input {args.input}, threads {torch.get_num_threads()}, "
           f"allocator {allocator}")
-    rows = bench_backends(model, backends, batches, parse_size(args.input), rounds=args.rounds,
-                          warmup=3)
-    print_table(["backend", "batch", "images/s", "vs eager", "GMAC/s", "max |diff|"],
-                [[r.backend, r.batch, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
-                  f"{r.gmacs_per_s:.1f}", f"{r.max_abs_diff:.1e}"] for r in rows])
+    names = list(dict.fromkeys(["eager", *backends]))
+    runners = build_runners(model, names, size)
+    rows = bench_backends(model, batch_sizes=batches, size=size, rounds=args.rounds, warmup=3,
+                          runners=runners)
     ceiling = matmul_rates()
-    print(f"a 2048x2048 matrix product runs at {ceiling['fp32']:.1f} GMAC/s (fp32) and "
-          f"{ceiling['bf16']:.1f} GMAC/s (bf16) here: no exact path can exceed those rates")
+    for r in rows:
+        r.ceiling_share = ceiling_share(r, ceiling)
+    print_table(["backend", "batch", "images/s", "vs eager", "GMAC/s", "of ceiling",
+                 "max |diff|"],
+                [[r.backend, r.batch, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
+                  f"{r.gmacs_per_s:.1f}",
+                  "-" if r.ceiling_share is None else f"{100 * r.ceiling_share:.0f}% {r.precision}",
+                  f"{r.max_abs_diff:.1e}"] for r in rows])
+    print("matrix-product ceilings (2048^3, same run): " + ", ".join(
+        f"{k} {v:.1f} GMAC/s" for k, v in ceiling.items())
+          + "; no path can exceed the rate of its own arithmetic")
+    gates = {}
+    for name in names:
+        if BACKEND_PRECISION.get(name, "fp32") != "fp32":
+            gates[name] = gate_runner(model, runners[name], BACKEND_PRECISION[name], size)
+            print(f"accuracy gate {name}: {'passed' if gates[name].passed else 'FAILED'}: "
+                  f"{gates[name].reason}")
+    passed = {k: g.passed for k, g in gates.items()}
+    auto = {b: {p: auto_choice(rows, b, p, passed) for p in PRECISIONS} for b in batches}
+    for b in batches:
+        print(f"auto at batch {b}: " + ", ".join(f"{p} -> {auto[b][p]}" for p in PRECISIONS))
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump({"model": args.model, "input": args.input, "allocator": allocator,
                        "threads": torch.get_num_threads(), "matmul_gmacs_per_s": ceiling,
-                       "rows": [asdict(r) for r in rows]},
+                       "rows": [asdict(r) for r in rows],
+                       "gates": {k: g.to_dict() for k, g in gates.items()}, "auto": auto},
                       fh, indent=2)
         print(f"wrote {args.json_path}")
     return 0
