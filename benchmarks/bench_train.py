@@ -68,19 +68,21 @@ def _worker(args: argparse.Namespace) -> None:
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         criterion = build_loss({"softmax": 1.0}, label_smooth=0.1)
-        optimizer = build_optimizer(model, "amsgrad", 0.0015)
+        optimizer = build_optimizer(model, "amsgrad", 0.0015, fused=not args.loop_optimizer)
         device = torch.device("cpu")
+        forward = torch.compile(model) if args.compile else model
 
         def loss_of(x, y):
             if args.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_context(device, args.amp):
-                out = model(x)
+                out = forward(x)
             return criterion(out, y).total
 
     model.train()
     n = images.shape[0] // args.batch
     times = []
+    started = time.perf_counter()
     for step in range(args.warmup + args.steps):
         i = step % n
         x = images[i * args.batch:(i + 1) * args.batch]
@@ -92,7 +94,10 @@ def _worker(args: argparse.Namespace) -> None:
         optimizer.step()
         if step >= args.warmup:
             times.append(time.perf_counter() - t)
-    print(json.dumps({"images_per_s": args.batch / statistics.median(times), "loss": float(loss)}))
+        elif step == 0:
+            first = time.perf_counter() - started
+    print(json.dumps({"images_per_s": args.batch / statistics.median(times), "loss": float(loss),
+                      "first_step_s": first}))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,11 +125,17 @@ def _env(allocator: str | None, threads: int) -> dict:
 
 
 OURS_VARIANTS = {
-    "fp32": {},
+    "fp32": {"loop_optimizer": True},  # torchreid's settings exactly
+    "fp32+fused_optim": {},
     "fp32+channels_last": {"channels_last": True},
     "bf16": {"amp": "bf16"},
     "bf16+channels_last": {"amp": "bf16", "channels_last": True},
+    "bf16+channels_last+loop_optim": {"amp": "bf16", "channels_last": True, "loop_optimizer": True},
+    "bf16+channels_last+compile": {"amp": "bf16", "channels_last": True, "compile": True},
 }
+DEFAULT_VARIANTS = ["fp32", "fp32+fused_optim", "bf16+channels_last",
+                    "bf16+channels_last+loop_optim"]
+"""Variants run unless --variants says otherwise (``+compile`` spends minutes compiling)."""
 
 
 def throughput(a: argparse.Namespace) -> dict:
@@ -189,8 +200,10 @@ def main() -> None:
     p.add_argument("--batches", help=argparse.SUPPRESS)
     p.add_argument("--amp", default="none", help=argparse.SUPPRESS)
     p.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--loop-optimizer", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--models", nargs="+", default=["osnet_x0_25", "osnet_x1_0"])
-    p.add_argument("--variants", nargs="+", default=list(OURS_VARIANTS), choices=list(OURS_VARIANTS))
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(OURS_VARIANTS))
     p.add_argument("--allocators", nargs="+", default=["glibc", "tcmalloc"], choices=["glibc", "tcmalloc"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--height", type=int, default=256)
