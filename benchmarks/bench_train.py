@@ -156,6 +156,7 @@ def throughput(a: argparse.Namespace) -> dict:
         env = _env(alloc, a.threads)
         for model in a.models:
             best: dict[str, float] = {}
+            per_round: dict[str, list[float]] = {}
             for r in range(a.rounds):
                 runs = [("torchreid", a.torchreid_python, "torchreid", {})]
                 runs += [(f"omnireid {v}", sys.executable, "ours", kw) for v, kw in OURS_VARIANTS.items()
@@ -165,8 +166,9 @@ def throughput(a: argparse.Namespace) -> dict:
                 for label, python, side, kw in runs:
                     ips = _run(python, side, model, str(batches), env, a, **kw)
                     best[label] = max(best.get(label, 0.0), ips)
+                    per_round.setdefault(label, []).append(ips)
                     print(f"  [{alloc_name}] {model} round {r + 1} {label:28s} {ips:7.1f} img/s", flush=True)
-            results[f"{alloc_name}/{model}"] = best
+            results[f"{alloc_name}/{model}"] = {**best, "rounds": per_round}
     return results
 
 
@@ -222,11 +224,15 @@ def main() -> None:
         return
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {a.threads}; "
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; threads {a.threads}; "
           f"torch {torch.__version__}; batch {a.batch} at {a.height}x{a.width}; {a.steps} timed steps, "
           f"{a.rounds} alternating rounds (best counts)", flush=True)
     results = throughput(a)
-    print("\nimages/s (best round); ratio = omnireid / torchreid under the same allocator")
+    print(f"\nimages/s (best round); ratio = omnireid / torchreid under the same allocator "
+          f"(load average now {os.getloadavg()[0]:.1f})")
     print(f"{'allocator/model':24s} {'torchreid':>10s} " + " ".join(f"{v:>20s}" for v in a.variants)
           + f" {'best ratio':>11s}")
     summary = {}
@@ -234,11 +240,18 @@ def main() -> None:
         tr = best["torchreid"]
         ours = {v: best[f"omnireid {v}"] for v in a.variants}
         top = max(ours, key=ours.get)
+        # within each round both sides ran back to back under the same load: those ratios show
+        # the spread that the best-of-rounds ratio hides
+        rounds = best["rounds"]
+        round_ratios = [o / t for o, t in zip(rounds[f"omnireid {top}"], rounds["torchreid"])]
         summary[key] = {"torchreid": tr, **{f"omnireid {v}": ours[v] for v in ours},
                         "best_setting": top, "ratio": ours[top] / tr,
+                        "ratio_per_round": round_ratios, "rounds": rounds,
                         "ratio_fp32_same_settings": ours.get("fp32", float("nan")) / tr}
         cells = " ".join(f"{ours[v]:9.1f} ({ours[v] / tr:4.2f}x)".rjust(20) for v in a.variants)
         print(f"{key:24s} {tr:10.1f} {cells} {ours[top] / tr:10.2f}x")
+        print(f"{'':24s} {top} / torchreid within each round: "
+              + ", ".join(f"{q:.2f}x" for q in round_ratios))
     out: dict = {"throughput": summary}
     if a.time_to_accuracy:
         tta = time_to_accuracy(a)

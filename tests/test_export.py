@@ -89,3 +89,5 @@ def test_int8_export_openvino_and_gate(tmp_path, capsys) -> None:
     assert main(["export", "--model", "osnet_x0_25", "--weights", str(bad), "-o",
                  str(tmp_path / "bad.onnx"), "--input", "64x32", "--precision", "int8"]) == 2
     assert "accuracy gate" in capsys.readouterr().err
+    assert not (tmp_path / "bad.onnx").exists()  # refused: not left to be deployed
+    assert not json.loads((tmp_path / "bad.export.json").read_text())["gate"]["passed"]

@@ -76,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(summary, indent=2))
     print(f"wrote {json_path}")
     if gate is not None and not gate.passed:
-        raise CLIError(f"int8 model fails its accuracy gate: {gate.reason}")
+        # a refused model is not left where it could be deployed; the report stays
+        for refused in (Path(path), Path(path).with_suffix(".bin")):
+            refused.unlink(missing_ok=True)
+        raise CLIError(f"int8 model fails its accuracy gate: {gate.reason} (model removed; "
+                       f"report in {json_path})")
     if args.precision == "fp32" and report.max_abs_diff > args.tolerance:
         raise CLIError(f"exported model differs from PyTorch by {report.max_abs_diff:.2e} "
                        f"(> tolerance {args.tolerance:g})")
