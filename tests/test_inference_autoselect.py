@@ -107,6 +107,13 @@ def test_int8_gate_refuses_a_model_it_breaks(monkeypatch, tmp_path, caplog) -> N
     # named explicitly, the int8 backend is refused with the numbers
     with pytest.raises(AccuracyGateError, match="mean cosine"):
         FeatureExtractor(broken, backend="onnxruntime-int8", size=SIZE)
+    # the caller's own labelled crops replace the synthetic gate crops (these, from one camera
+    # only, cannot be split into queries and gallery: the gate says so)
+    from omnireid.inference.quantize import synthetic_crops
+
+    one_camera = synthetic_crops(4, 1, seed=5, size=SIZE)
+    with pytest.raises(ValueError, match="two cameras"):
+        FeatureExtractor(plain, backend="onnxruntime-int8", size=SIZE, gate_crops=one_camera)
 
 
 def test_cache_is_keyed_by_cpu_and_library_versions(model, monkeypatch, tmp_path) -> None:

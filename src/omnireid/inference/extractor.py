@@ -68,6 +68,10 @@ class FeatureExtractor:
             default: synthetic crops. Crops like the ones to be embedded calibrate better.
         check_accuracy: run the accuracy gate when an int8 backend is named explicitly, and
             refuse it (:class:`~omnireid.inference.accuracy.AccuracyGateError`) if it fails.
+        gate_crops: :class:`~omnireid.inference.quantize.LabelledCrops` (uint8 crops with
+            identities and at least two cameras) that the bf16/int8 accuracy gates use instead
+            of the built-in synthetic ones: crops of the caller's own domain judge a model
+            trained on real images better.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
         num_workers: threads that decode and resize the next batch while the model runs on the
             current one; 0 does everything on the calling thread. The default depends on where
@@ -101,6 +105,7 @@ class FeatureExtractor:
         precision: str = "fp32",
         calibration: Sequence[ImageInput] | np.ndarray | None = None,
         check_accuracy: bool = True,
+        gate_crops=None,
     ) -> None:
         from omnireid.models import create_model
         from omnireid.models.weights import KNOWN_WEIGHTS
@@ -155,13 +160,13 @@ class FeatureExtractor:
             self.selection = select_backend(
                 self.model, self.size, batch_size, precision, device=self.device,
                 num_threads=num_threads, micro_batch=micro_batch, calibration=calib,
-                mean=self.mean, std=self.std)
+                mean=self.mean, std=self.std, gate_crops=gate_crops)
             backend, self._runner = self.selection.backend, self.selection.runner
         else:
             self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
                                        micro_batch=micro_batch, calibration=calib)
             if BACKEND_PRECISION[backend] == "int8" and check_accuracy:
-                self._gate(backend)
+                self._gate(backend, gate_crops)
         self.backend = backend
         if num_workers is None:
             cpus = os.cpu_count() or 1
@@ -175,12 +180,12 @@ class FeatureExtractor:
         logger.info("feature extractor: %s, backend %s, device %s", self.model_name, backend,
                     self.device)
 
-    def _gate(self, backend: str) -> None:
+    def _gate(self, backend: str, gate_crops=None) -> None:
         from omnireid.inference.accuracy import AccuracyGateError
         from omnireid.inference.autoselect import gate_runner
 
         result = gate_runner(self.model, self._runner, BACKEND_PRECISION[backend], self.size,
-                             self.mean, self.std)
+                             self.mean, self.std, gate_crops)
         if not result.passed:
             raise AccuracyGateError(f"backend {backend!r} refused for {self.model_name}: "
                                     f"{result.reason} (check_accuracy=False to use it anyway)")
