@@ -324,10 +324,19 @@ def print_result(res: dict) -> None:
     acc = res.get("accuracy", {})
     ref = acc.get("torchreid eager")
     for name, m in acc.items():
-        delta = "" if ref is None else (f"  (rank-1 {m['rank1'] - ref['rank1']:+.2f}, "
-                                        f"mAP {m['mAP'] - ref['mAP']:+.2f} vs fp32)")
-        print(f"  compat crops {name:38s} rank-1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}  "
-              f"cos {m['mean_cosine_to_reference']:.4f}{delta}")
+        line = (f"  compat crops {name:38s} rank-1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}  "
+                f"cos {m['mean_cosine_to_reference']:.4f}")
+        if ref is not None and m is not ref:
+            # issue 14's goals: bf16 within 0.5, int8 within 1.0 point of fp32 (451 queries
+            # here, one query = 0.22 rank-1 points; a figure to report, not a CI assertion)
+            d1, dm = m["rank1"] - ref["rank1"], m["mAP"] - ref["mAP"]
+            line += f"  (vs fp32: {d1:+.2f} / {dm:+.2f}"
+            goal = {"bf16": 0.5, "int8": 1.0}.get(precision_of(name))
+            if goal is not None:
+                ok = "within" if max(-d1, -dm) <= goal else "outside"
+                line += f", {ok} the {goal}-point goal"
+            line += ")"
+        print(line)
 
 
 def main() -> int:
