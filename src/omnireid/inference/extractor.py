@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from tqdm.auto import tqdm
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.runtime import BACKEND_PRECISION, BACKENDS, PRECISIONS, make_runner
+
+if TYPE_CHECKING:
+    from omnireid.inference.quantize import LabelledCrops
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ class FeatureExtractor:
         precision: str = "fp32",
         calibration: Sequence[ImageInput] | np.ndarray | None = None,
         check_accuracy: bool = True,
-        gate_crops=None,
+        gate_crops: LabelledCrops | None = None,
     ) -> None:
         from omnireid.models import create_model
         from omnireid.models.weights import KNOWN_WEIGHTS
@@ -180,7 +184,7 @@ class FeatureExtractor:
         logger.info("feature extractor: %s, backend %s, device %s", self.model_name, backend,
                     self.device)
 
-    def _gate(self, backend: str, gate_crops=None) -> None:
+    def _gate(self, backend: str, gate_crops: LabelledCrops | None = None) -> None:
         from omnireid.inference.accuracy import AccuracyGateError
         from omnireid.inference.autoselect import gate_runner
 
