@@ -9,6 +9,14 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def autoselect_cache(tmp_path_factory):
+    """backend="auto" caches its decisions in a folder of this test session, never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIREID_AUTOSELECT_CACHE", str(tmp_path_factory.mktemp("autoselect")))
+        yield
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test that reads the real material is also an ``isa`` test: its numbers come from
     convolutions and matrix products whose rounding depends on the CPU's instruction set, so CI

@@ -71,3 +71,29 @@ def test_export_cli(tmp_path, capsys) -> None:
     assert main(["export", "--model", "osnet_x0_25", "-o", str(out), "--input", "64x32",
                  "--tolerance", "0"]) == 2
     assert "--tolerance must be > 0" in capsys.readouterr().err
+
+
+def test_int8_export_openvino_and_gate(tmp_path, capsys) -> None:
+    from tests.test_inference_autoselect import outlier_model
+
+    torch.manual_seed(3)
+    weights = save_weights(randomize_norms(create_model("osnet_x0_25", num_classes=3)),
+                           tmp_path / "w.pth", layout="torchreid")
+    out = tmp_path / "ir" / "m.xml"
+    assert main(["export", "--model", "osnet_x0_25", "--weights", str(weights), "-o", str(out),
+                 "--input", "64x32", "--format", "openvino", "--precision", "int8"]) == 0
+    text = capsys.readouterr().out
+    assert "int8 accuracy gate" in text and "passed" in text
+    summary = json.loads(out.with_suffix(".export.json").read_text())
+    assert summary["precision"] == "int8" and summary["gate"]["passed"]
+    assert summary["calibration"] == "synthetic crops"
+    # int8 really ran: not equal to fp32, but close in direction
+    assert summary["max_abs_diff"] > 1e-4 and summary["min_cosine"] > 0.95
+    assert "FakeQuantize" in out.read_text()
+    # the same int8 graph as ONNX; a model whose int8 form is broken is refused
+    bad = save_weights(outlier_model(), tmp_path / "bad.pth")
+    assert main(["export", "--model", "osnet_x0_25", "--weights", str(bad), "-o",
+                 str(tmp_path / "bad.onnx"), "--input", "64x32", "--precision", "int8"]) == 2
+    assert "accuracy gate" in capsys.readouterr().err
+    assert not (tmp_path / "bad.onnx").exists()  # refused: not left to be deployed
+    assert not json.loads((tmp_path / "bad.export.json").read_text())["gate"]["passed"]

@@ -41,6 +41,8 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "embedded 5 of 6 images" in text and "cam1/broken.jpg" in text
+    # the default backend is auto: it says what it chose, and the gallery records that
+    assert "backend auto:" in text and "precision fp32" in text
     gallery = Gallery.load(out)
     assert gallery.paths == [f"cam1/{i:04d}.png" for i in range(5)]
     assert gallery.embeddings.shape == (5, 512)
@@ -50,6 +52,8 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     from omnireid.models.weights import sha256_of
 
     assert gallery.model["weights_sha256"] == sha256_of(weights)
+    assert gallery.model["backend"] in ("fused", "onnxruntime", "openvino")  # auto: an exact path
+    assert gallery.meta["precision"] == "fp32"
     assert gallery.meta["failed"][0]["path"] == "cam1/broken.jpg"
     assert json.loads(out.with_suffix(".json").read_text())["images"] == 5
 
@@ -74,9 +78,9 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
     for index in ("exact", "faiss-flat"):
         assert main(["search", "--gallery", str(out), str(query), "--top", "3",
                      "--report", str(report), "--index", index]) == 0
-        text = capsys.readouterr().out
+        lines = capsys.readouterr().out.splitlines()
         # the query itself is in the gallery: it must come first with similarity 1
-        first = text.splitlines()[3].split()
+        first = lines[next(i for i, t in enumerate(lines) if t.startswith("query ")) + 3].split()
         assert first[0] == "1" and first[2] == "cam1/0003.png"
         assert float(first[1]) == pytest.approx(1.0, abs=1e-4)
         results = json.loads((report / "results.json").read_text())
@@ -90,7 +94,9 @@ def test_extract_then_search(crops, tmp_path, capsys) -> None:
 def test_bench_tiny(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", "osnet_x0_25", "--batch-sizes", "2", "--input", "64x32",
-                 "--backends", "eager,fused", "--rounds", "1", "--json", str(out)]) == 0
+                 "--backends", "eager,fused", "--rounds", "1", "--json", str(out),
+                 # a small ceiling matrix: bf16 products are emulated (slow) on CPUs without bf16
+                 "--ceiling-size", "128"]) == 0
     text = capsys.readouterr().out
     assert "images/s" in text and "fused" in text
     rows = json.loads(out.read_text())["rows"]
@@ -103,8 +109,15 @@ def test_bench_tiny(tmp_path, capsys) -> None:
 
     macs = model_complexity(create_model("osnet_x0_25"), (64, 32)).mult_adds
     assert fused["gmacs_per_s"] == pytest.approx(fused["images_per_s"] * macs / 1e9)
-    assert "matrix product" in text
-    assert set(json.loads(out.read_text())["matmul_gmacs_per_s"]) == {"fp32", "bf16"}
+    assert "matrix-product ceilings" in text
+    result = json.loads(out.read_text())
+    rates = result["matmul_gmacs_per_s"]
+    assert set(rates) == {"fp32", "bf16", "int8"}  # int8: torch._int_mm or ONNX Runtime
+    # each path's share is of the ceiling of its own arithmetic
+    assert fused["precision"] == "fp32"
+    assert fused["ceiling_share"] == pytest.approx(fused["gmacs_per_s"] / rates["fp32"])
+    # auto leaves eager out while any other exact path exists
+    assert result["auto"]["2"] == {"fp32": "fused", "bf16": "fused", "int8": "fused"}
 
 
 def test_galleries_describe_their_weights(crops, tmp_path, capsys, monkeypatch) -> None:

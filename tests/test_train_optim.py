@@ -124,3 +124,23 @@ def test_grad_clip_bounds_the_update_and_bf16_channels_last_step() -> None:
     # plain SGD with lr 1: the update is the clipped gradient, whose norm is at most 1e-3
     assert 0 < delta.item() <= 1e-3 * (1 + 1e-4)
     assert stats.steps == 1 and stats.images == 8 and 0 < stats.loss < 10
+
+
+@pytest.mark.parametrize("name", ["amsgrad", "sgd"])
+def test_fused_step_by_default_same_updates_as_the_loop(name: str) -> None:
+    torch.manual_seed(0)
+    models = [create_model("osnet_x0_25", num_classes=4) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    start = {n: p.detach().clone() for n, p in models[0].named_parameters()}
+    fused = build_optimizer(models[0], name, 0.01)
+    loop = build_optimizer(models[1], name, 0.01, fused=False)
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    # one step: one kernel or a loop of kernels, the same arithmetic up to float rounding. (Over
+    # several steps Adam amplifies rounding: where a gradient is ~0, m / sqrt(v) is +-1 either
+    # way, so the two runs drift apart by lr-sized steps in a few weights.)
+    _step(models[0], fused)
+    _step(models[1], loop)
+    for (n, a), b in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    moved = max(float((p.detach() - start[n]).abs().max()) for n, p in models[0].named_parameters())
+    assert moved > 1e-3  # the steps did change the weights

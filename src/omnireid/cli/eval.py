@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an unreadable image: skip it (default; listed and counted in results.json) or "
                         "stop with an error naming it")
     p.add_argument("--output", help="output folder (default runs/eval-<time>)")
+    from omnireid.cli.extract import add_backend_options
+
+    add_backend_options(p)
     p.set_defaults(func=run)
 
 
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{', ' + extra if extra else ''})")
     else:
         print("note: no --weights given, evaluating randomly initialised weights")
-    model = model.to(device).eval()
+    model = _extractor(model.to(device).eval(), args, size, device)
 
     targets = []
     for spec, dataset in datasets:
@@ -148,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "weights": args.weights, "dist": args.dist,
         "normalize": args.normalize, "rerank": args.rerank, "flip": args.flip,
         "protocol": args.protocol, "size": list(size), "device": device,
+        "backend": model.backend, "precision": args.precision,
     }
     results = {
         "settings": settings,
@@ -179,6 +183,24 @@ def _jsonable(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def _extractor(model, args, size, device):
+    """The model wrapped in a FeatureExtractor on the requested backend (raw embeddings)."""
+    from omnireid.inference import FeatureExtractor
+
+    calibration = None
+    if args.calibration:
+        from omnireid.inference.gallery import find_images
+
+        root, rel = find_images(args.calibration)
+        calibration = [root / p for p in rel]
+    fe = FeatureExtractor(model, device=device, batch_size=args.batch_size, size=size,
+                          normalize=False, backend=args.backend, precision=args.precision,
+                          calibration=calibration)
+    if fe.selection is not None:
+        print(f"backend auto: {fe.selection.reason}")
+    return fe
 
 
 def _evaluate_target(model, spec, dataset, args, size, device, out_dir):
@@ -277,11 +299,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def embed(model, paths, size, batch_size, device, flip, desc, on_bad_image="error",
+def embed(extractor, paths, size, batch_size, device, flip, desc, on_bad_image="error",
           bad: list | None = None) -> tuple[np.ndarray, list[int]]:
-    """(M, D) float32 features of the readable images and their positions in ``paths``; with
-    ``flip`` the mean of the image's and its mirror's. Unreadable images raise (``error``) or are
-    left out and appended to ``bad`` as ``(path, reason)`` (``skip``)."""
+    """(M, D) float32 features from ``extractor`` (a FeatureExtractor giving raw embeddings) of
+    the readable images and their positions in ``paths``; with ``flip`` the mean of the image's
+    and its mirror's. Unreadable images raise (``error``) or are left out and appended to
+    ``bad`` as ``(path, reason)`` (``skip``)."""
     import torch
 
     from omnireid.errors import ImageError
@@ -305,11 +328,11 @@ def embed(model, paths, size, batch_size, device, flip, desc, on_bad_image="erro
             bar.update(min(batch_size, len(paths) - start))
             if not images:
                 continue
-            batch = torch.stack(images).to(device)
-            feats = model(batch).embedding.float()
+            batch = torch.stack(images)
+            feats = extractor.embed_batch(batch)
             if flip:
-                feats = (feats + model(batch.flip(3)).embedding.float()) / 2
-            chunks.append(feats.cpu().numpy())
+                feats = (feats + extractor.embed_batch(batch.flip(3).contiguous())) / 2
+            chunks.append(feats)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32), keep
     return np.concatenate(chunks).astype(np.float32), keep

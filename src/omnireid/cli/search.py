@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="exact (default), faiss-flat, faiss-ivf or faiss-hnsw")
     p.add_argument("--weights", help="checkpoint (default: the one recorded in the gallery; "
                                      "another copy must have the same sha256)")
-    p.add_argument("--backend", help="inference backend (default: the gallery's)")
+    p.add_argument("--backend", default="auto",
+                   help="inference backend for the queries (default auto: the fastest path that "
+                        "meets the gallery's precision; see `omnireid extract --help`)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"),
+                   help="for --backend auto (default: the precision the gallery was made with)")
     p.add_argument("--allow-random-weights", action="store_true",
                    help="accept a gallery made with random weights")
     p.add_argument("--report", default="search_report", help="report folder (default "
@@ -42,19 +46,29 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.inference.runtime import BACKENDS
     from omnireid.inference.search_report import Match, draw_ranked_grid, write_html
 
-    if args.backend is not None and args.backend not in BACKENDS:
-        raise CLIError(f"--backend {args.backend!r} is not one of {', '.join(BACKENDS)}")
+    if args.backend != "auto" and args.backend not in BACKENDS:
+        raise CLIError(f"--backend {args.backend!r} is not one of auto, {', '.join(BACKENDS)}")
     gallery = Gallery.load(args.gallery, allow_random=args.allow_random_weights)
     record = gallery.model
     if not record:
         raise CLIError(f"{args.gallery} records no model; re-create it with `omnireid extract`")
+    meta = gallery.meta
+    precision = args.precision or meta.get("precision", "fp32")
+    calibration = None
+    if meta.get("calibration") and (precision == "int8" or args.backend.endswith("-int8")):
+        # the crops the gallery was calibrated on, so that queries get the same int8 model
+        calibration = [p if Path(p).is_absolute() else str(Path(gallery.root) / p)
+                       for p in meta["calibration"]]
     for q in args.queries:
         if not Path(q).is_file():
             raise CLIError(f"query image not found: {q}")
     extractor = extractor_for_record(record, Path(args.gallery).parent, weights=args.weights,
                                      what=f"gallery {args.gallery}",
                                      allow_random=args.allow_random_weights,
-                                     backend=args.backend or record.get("backend") or "fused")
+                                     backend=args.backend, precision=precision,
+                                     calibration=calibration)
+    if extractor.selection is not None:
+        print(f"backend auto: {extractor.selection.reason}")
     q_emb = extractor(args.queries)
     if not np.isfinite(q_emb).all():
         raise CLIError(f"the query embeddings hold NaN or infinity: the checkpoint "

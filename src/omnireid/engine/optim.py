@@ -48,6 +48,7 @@ def build_optimizer(
     rmsprop_alpha: float = 0.99,
     new_layers: Sequence[str] = (),
     new_layers_lr_mult: float = 1.0,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     """Build an optimiser over all parameters of ``model``.
 
@@ -56,6 +57,11 @@ def build_optimizer(
         lr: base learning rate.
         new_layers: top-level child names (e.g. ``["classifier"]``) trained at
             ``lr * new_layers_lr_mult``; they form the second parameter group.
+        fused: update all parameters in one fused kernel (PyTorch's ``fused=True``) instead of
+            one small loop of operations per parameter tensor (OSNet has ~330 of them, so the
+            per-tensor loop costs about as much as a whole layer on the CPU). ``None``
+            (default): fused where PyTorch supports it for these parameters (floating point,
+            on the CPU or a GPU). Same update rule; results agree to float rounding.
 
     Each parameter group remembers its base rate in ``group["initial_lr"]`` for the schedule.
     """
@@ -70,14 +76,27 @@ def build_optimizer(
     groups = [{"params": base, "lr": lr, "initial_lr": lr}]
     if new:
         groups.append({"params": new, "lr": lr * new_layers_lr_mult, "initial_lr": lr * new_layers_lr_mult})
+    if fused is None:
+        fused = name != "rmsprop" and _can_fuse(base + new)
+    kernel = {"fused": True} if fused else {}
     if name in ("amsgrad", "adam"):
-        opt = torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay, amsgrad=name == "amsgrad")
+        opt = torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay,
+                               amsgrad=name == "amsgrad", **kernel)
     elif name == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                              nesterov=nesterov, dampening=0.0)
+                              nesterov=nesterov, dampening=0.0, **kernel)
     else:
-        opt = torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, alpha=rmsprop_alpha)
+        opt = torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                  alpha=rmsprop_alpha)
     return opt
+
+
+def _can_fuse(params: list[torch.Tensor]) -> bool:
+    """PyTorch's fused Adam/SGD take floating-point tensors on the CPU or a GPU, all on one
+    device type."""
+    devices = {p.device.type for p in params}
+    return (bool(params) and len(devices) == 1 and devices <= {"cpu", "cuda"}
+            and all(p.is_floating_point() for p in params))
 
 
 def lr_factor(

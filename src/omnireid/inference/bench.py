@@ -3,9 +3,10 @@
 Rounds are interleaved (every backend runs once per round) so that a machine whose load changes
 during the run penalises all backends alike; the median over rounds is reported.
 
-:func:`matmul_rates` times one large dense matrix product in fp32 and bf16: the arithmetic rate a
-convolutional network can at best reach on this machine. Dividing it by a path's rate (the
-model's multiply-adds per second) tells how much faster any exact path could still be.
+:func:`matmul_rates` times one large dense matrix product in fp32, bf16 and int8: the arithmetic
+rate a convolutional network can at best reach on this machine in that arithmetic. A path's rate
+(the model's multiply-adds per second) as a share of the rate of its own arithmetic tells how
+much faster that kind of path could still be.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from omnireid.inference.autoselect import EXACT_TOLERANCE
 from omnireid.inference.preprocess import DEFAULT_SIZE
-from omnireid.inference.runtime import available_backends, make_runner
+from omnireid.inference.runtime import (
+    BACKEND_PRECISION,
+    PRECISIONS,
+    available_backends,
+    make_runner,
+)
 from omnireid.models.complexity import model_complexity
 
 logger = logging.getLogger(__name__)
@@ -45,23 +52,75 @@ class BenchRow:
     max_abs_diff: float
     seconds_per_batch: list[float]
     gmacs_per_s: float = 0.0
+    precision: str = "fp32"
+    ceiling_share: float | None = None  # gmacs_per_s / the matrix-product rate of `precision`
+    exact: bool = True  # within autoselect.EXACT_TOLERANCE of the baseline
 
 
 def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     """Billions of multiply-adds per second of an ``n x n`` by ``n x n`` matrix product, best of
-    ``repeats``, with torch's current thread count: ``{"fp32": ..., "bf16": ...}``."""
-    out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    ``repeats``, with torch's current thread count: ``{"fp32": ..., "bf16": ..., "int8": ...}``.
+
+    fp32 and bf16 are ``torch.mm``; int8 is the faster of ``torch._int_mm`` (int8 x int8 -> int32)
+    and ONNX Runtime's ``MatMulInteger`` (uint8 x int8, the kernels its int8 convolutions use),
+    where available.
+    """
+    def best_of(fn) -> float:
         for _ in range(2):
-            torch.mm(a, b)
+            fn()
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            torch.mm(a, b)
+            fn()
             best = min(best, time.perf_counter() - start)
-        out[name] = n ** 3 / best / 1e9
+        return n ** 3 / best / 1e9
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        out[name] = best_of(lambda a=a, b=b: torch.mm(a, b))
+    int8 = []
+    a8 = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+    b8 = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+    try:
+        int8.append(best_of(lambda: torch._int_mm(a8, b8)))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        pass
+    ort_rate = _ort_int8_matmul_rate(n, best_of)
+    if ort_rate is not None:
+        int8.append(ort_rate)
+    if int8:
+        out["int8"] = max(int8)
     return out
+
+
+def _ort_int8_matmul_rate(n: int, best_of) -> float | None:
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.integers(-127, 128, (n, n)).astype(np.int8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "int8_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(model.SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (n, n)).astype(np.uint8)
+    return best_of(lambda: session.run(None, {"x": x}))
+
+
+def ceiling_share(row: BenchRow, rates: dict[str, float]) -> float | None:
+    """``row``'s multiply-adds per second as a share of the matrix-product rate of its own
+    arithmetic (fp32, bf16 or int8); None where that rate was not measured."""
+    rate = rates.get(row.precision)
+    return row.gmacs_per_s / rate if rate else None
 
 
 def time_interleaved(
@@ -89,6 +148,17 @@ def time_interleaved(
     return times
 
 
+def build_runners(model: nn.Module, names: Sequence[str], size: tuple[int, int] = DEFAULT_SIZE,
+                  ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """One runner per backend name (int8 ones calibrated on the synthetic crops)."""
+    model = model.cpu().float().eval()
+    runners = {}
+    for name in names:
+        logger.info("preparing backend %s", name)
+        runners[name] = make_runner(name, model, size)
+    return runners
+
+
 def bench_backends(
     model: nn.Module,
     backends: Sequence[str] | None = None,
@@ -99,28 +169,48 @@ def bench_backends(
     seed: int = 0,
     extra_runners: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     baseline: str = "eager",
+    runners: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> list[BenchRow]:
     """Images/s of each backend (default: all available) and of ``extra_runners``, beside the
-    ``baseline`` runner, for each batch size. Input: seeded random ``(B, 3, H, W)`` batches."""
-    names = list(backends or available_backends())
-    if baseline not in names and baseline not in (extra_runners or {}):
-        names.insert(0, baseline)
+    ``baseline`` runner, for each batch size. Input: seeded random ``(B, 3, H, W)`` batches.
+    ``runners`` (from :func:`build_runners`) are used instead of building ``backends``."""
     model = model.cpu().float().eval()
-    mult_adds = model_complexity(model, size).mult_adds
-    runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-    for name in names:
-        logger.info("preparing backend %s", name)
-        runners[name] = make_runner(name, model, size)
+    if runners is None:
+        names = list(backends or available_backends())
+        if baseline not in names and baseline not in (extra_runners or {}):
+            names.insert(0, baseline)
+        runners = build_runners(model, names, size)
+    runners = dict(runners)
     runners.update(extra_runners or {})
+    if baseline not in runners:
+        runners = {baseline: make_runner(baseline, model, size), **runners}
+    mult_adds = model_complexity(model, size).mult_adds
     rows = []
     gen = torch.Generator().manual_seed(seed)
     for b in batch_sizes:
         x = torch.randn(b, 3, *size, generator=gen).numpy()
         ref = runners[baseline](x)
+        scale = max(1.0, float(np.abs(ref).max()))
         times = time_interleaved(runners, x, rounds, warmup)
         base_ips = b / statistics.median(times[baseline])
         for name, t in times.items():
             ips = b / statistics.median(t)
             diff = float(np.abs(runners[name](x) - ref).max())
-            rows.append(BenchRow(name, b, ips, ips / base_ips, diff, t, ips * mult_adds / 1e9))
+            row = BenchRow(name, b, ips, ips / base_ips, diff, t, ips * mult_adds / 1e9,
+                           BACKEND_PRECISION.get(name, "fp32"))
+            row.exact = diff <= EXACT_TOLERANCE * scale
+            rows.append(row)
     return rows
+
+
+def auto_choice(rows: Sequence[BenchRow], batch: int, precision: str,
+                gate_passed: dict[str, bool]) -> str | None:
+    """What ``backend="auto"`` takes from these measurements: the fastest row at ``batch`` whose
+    precision is at most ``precision``, exact if fp32, through its gate (``gate_passed``)
+    otherwise; ``eager`` only when nothing else qualifies."""
+    level = {p: i for i, p in enumerate(PRECISIONS)}
+    ok = [r for r in rows if r.batch == batch and r.backend in BACKEND_PRECISION
+          and level[r.precision] <= level[precision]
+          and (r.exact if r.precision == "fp32" else gate_passed.get(r.backend, False))]
+    ok = [r for r in ok if r.backend != "eager"] or ok
+    return max(ok, key=lambda r: r.images_per_s).backend if ok else None

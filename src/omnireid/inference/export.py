@@ -94,6 +94,33 @@ def export_openvino(
     return path
 
 
+def export_int8(
+    model: nn.Module,
+    path: str | os.PathLike,
+    calibration: np.ndarray,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Path:
+    """Write an int8 model calibrated on ``calibration`` (``(N, 3, H, W)`` preprocessed crops;
+    see :mod:`omnireid.inference.quantize`): a QDQ ``.onnx``, or OpenVINO IR for a ``.xml``
+    path (the same quantised graph converted; OpenVINO keeps it as FakeQuantize operations)."""
+    from omnireid.inference.quantize import quantize_onnx_int8
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "model.onnx", size)
+        if path.suffix != ".xml":
+            return quantize_onnx_int8(fp32, path, calibration)
+        ov = require("openvino", "openvino", "an int8 OpenVINO model")
+        qdq = quantize_onnx_int8(fp32, Path(tmp) / "model-int8.onnx", calibration)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_xml = path.with_name(f".{path.stem}.tmp.xml")
+        ov.save_model(ov.convert_model(str(qdq)), str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+    logger.info("wrote %s", path)
+    return path
+
+
 @dataclass
 class ParityReport:
     """Exported model vs PyTorch on the same random batches."""
@@ -103,6 +130,7 @@ class ParityReport:
     batch_sizes: list[int]
     max_abs_diff: float
     max_abs_value: float
+    min_cosine: float = 1.0
 
 
 @torch.no_grad()
@@ -115,6 +143,7 @@ def check_parity(
 ) -> ParityReport:
     """Run the exported file (ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``) and PyTorch
     on the same seeded random inputs; report the largest absolute embedding difference."""
+    from omnireid.inference.accuracy import cosine_rows
     from omnireid.inference.runtime import make_runner
 
     path = Path(path)
@@ -124,6 +153,7 @@ def check_parity(
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
     largest = 0.0
+    min_cos = 1.0
     for b in batch_sizes:
         x = torch.randn(b, 3, *size, generator=gen)
         ref = ref_model(x).embedding.numpy()
@@ -132,4 +162,5 @@ def check_parity(
             raise ValueError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
         worst = max(worst, float(np.abs(out - ref).max()))
         largest = max(largest, float(np.abs(ref).max()))
-    return ParityReport(str(path), backend, list(batch_sizes), worst, largest)
+        min_cos = min(min_cos, float(cosine_rows(out, ref).min()))
+    return ParityReport(str(path), backend, list(batch_sizes), worst, largest, min_cos)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,8 +17,11 @@ from torch import nn
 from omnireid.errors import UsageError
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
-from omnireid.inference.runtime import BACKENDS, make_runner
+from omnireid.inference.runtime import BACKEND_PRECISION, BACKENDS, PRECISIONS, make_runner
 from omnireid.progress import progress_bar
+
+if TYPE_CHECKING:
+    from omnireid.inference.quantize import LabelledCrops
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +60,23 @@ class FeatureExtractor:
             ``weights`` or 256x128.
         mean, std: normalisation (ImageNet by default, as torchreid).
         normalize: L2-normalise the returned embeddings.
-        backend: how to run the model, one of
-            :data:`omnireid.inference.runtime.BACKENDS`: ``"fused"`` (default: plain PyTorch with
-            BatchNorm folded, channels-last), ``"eager"``, ``"bf16"``,
-            ``"onnxruntime"``, ``"openvino"``, ``"openvino-bf16"``.
+        backend: how to run the model: ``"auto"`` (default: the fastest installed backend that
+            meets ``precision``, measured once on this machine and cached; see
+            :mod:`omnireid.inference.autoselect`; the choice is in :attr:`selection`) or one of
+            :data:`omnireid.inference.runtime.BACKENDS`: ``"fused"`` (plain PyTorch with
+            BatchNorm folded, channels-last), ``"eager"``, ``"bf16"``, ``"onnxruntime"``,
+            ``"openvino"``, ``"openvino-bf16"``, ``"onnxruntime-int8"``, ``"openvino-int8"``.
+        precision: for ``backend="auto"``: ``"fp32"`` (default: only paths whose embeddings
+            equal the eager model's to 1e-4), ``"bf16"`` or ``"int8"`` (also paths of that
+            precision that pass an accuracy gate against fp32).
+        calibration: crops (anything the extractor accepts) that int8 paths are calibrated on;
+            default: synthetic crops. Crops like the ones to be embedded calibrate better.
+        check_accuracy: run the accuracy gate when an int8 backend is named explicitly, and
+            refuse it (:class:`~omnireid.inference.accuracy.AccuracyGateError`) if it fails.
+        gate_crops: :class:`~omnireid.inference.quantize.LabelledCrops` (uint8 crops with
+            identities and at least two cameras) that the bf16/int8 accuracy gates use instead
+            of the built-in synthetic ones: crops of the caller's own domain judge a model
+            trained on real images better.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
         num_workers: threads that decode and resize the next batch while the model runs on the
             current one; 0 does everything on the calling thread. The default depends on where
@@ -86,16 +103,23 @@ class FeatureExtractor:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         normalize: bool = True,
-        backend: str = "fused",
+        backend: str = "auto",
         num_threads: int | None = None,
         micro_batch: int | str | None = "auto",
         num_workers: int | None = None,
+        precision: str = "fp32",
+        calibration: Sequence[ImageInput] | np.ndarray | None = None,
+        check_accuracy: bool = True,
+        gate_crops: LabelledCrops | None = None,
     ) -> None:
         from omnireid.models import create_model
         from omnireid.models.weights import KNOWN_WEIGHTS
 
-        if backend not in BACKENDS:
-            raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend != "auto" and backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; choose from auto, "
+                             f"{', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers is not None and num_workers < 0:
@@ -126,12 +150,29 @@ class FeatureExtractor:
         self.std = tuple(std)
         self.batch_size = batch_size
         self.normalize = normalize
-        self.backend = backend
         self.feature_dim = int(getattr(module, "feature_dim", 0))
-        if backend != "eager" and self.device.type != "cpu" and backend != "fused":
+        self.selection = None
+        if backend not in ("auto", "eager", "fused") and self.device.type != "cpu":
             raise UsageError(f"backend {backend!r} runs on the CPU only")
-        self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
-                                   micro_batch=micro_batch)
+        calib = None
+        if (precision == "int8" and backend == "auto") or backend.endswith("-int8"):
+            from omnireid.inference.quantize import calibration_batch
+
+            calib = calibration_batch(calibration, self.size, self.mean, self.std)
+        if backend == "auto":
+            from omnireid.inference.autoselect import select_backend
+
+            self.selection = select_backend(
+                self.model, self.size, batch_size, precision, device=self.device,
+                num_threads=num_threads, micro_batch=micro_batch, calibration=calib,
+                mean=self.mean, std=self.std, gate_crops=gate_crops)
+            backend, self._runner = self.selection.backend, self.selection.runner
+        else:
+            self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
+                                       micro_batch=micro_batch, calibration=calib)
+            if BACKEND_PRECISION[backend] == "int8" and check_accuracy:
+                self._gate(backend, gate_crops)
+        self.backend = backend
         if num_workers is None:
             cpus = os.cpu_count() or 1
             if self.device.type != "cpu":
@@ -143,6 +184,17 @@ class FeatureExtractor:
         self.num_workers = num_workers
         logger.info("feature extractor: %s, backend %s, device %s", self.model_name, backend,
                     self.device)
+
+    def _gate(self, backend: str, gate_crops: LabelledCrops | None = None) -> None:
+        from omnireid.inference.accuracy import AccuracyGateError
+        from omnireid.inference.autoselect import gate_runner
+
+        result = gate_runner(self.model, self._runner, BACKEND_PRECISION[backend], self.size,
+                             self.mean, self.std, gate_crops)
+        if not result.passed:
+            raise AccuracyGateError(f"backend {backend!r} refused for {self.model_name}: "
+                                    f"{result.reason} (check_accuracy=False to use it anyway)")
+        logger.info("backend %s passed its accuracy gate: %s", backend, result.reason)
 
     def preprocess(self, images: Sequence[ImageInput], bgr: bool = False,
                    offset: int = 0) -> torch.Tensor:

@@ -22,7 +22,12 @@ work). Every image is computed independently either way; only the kernels' block
 ``onnxruntime``           ONNX Runtime, fp32 (``omnireid[deploy]``)
 ``openvino``              OpenVINO, fp32 (``omnireid[openvino]``)
 ``openvino-bf16``         OpenVINO with bf16 inference precision
+``onnxruntime-int8``      ONNX Runtime on the int8 (QDQ) graph of
+                          :mod:`omnireid.inference.quantize`
+``openvino-int8``         OpenVINO on the same int8 graph
 ========================  =====================================================================
+
+``backend="auto"`` (:mod:`omnireid.inference.autoselect`) chooses among these by measurement.
 """
 
 from __future__ import annotations
@@ -43,7 +48,16 @@ from omnireid.inference.preprocess import DEFAULT_SIZE
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16")
+BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16",
+            "onnxruntime-int8", "openvino-int8")
+
+BACKEND_PRECISION = {"eager": "fp32", "fused": "fp32", "onnxruntime": "fp32", "openvino": "fp32",
+                     "bf16": "bf16", "openvino-bf16": "bf16",
+                     "onnxruntime-int8": "int8", "openvino-int8": "int8"}
+"""The arithmetic of each backend: ``fp32`` paths give the eager model's embeddings to float
+rounding; ``bf16`` and ``int8`` ones change them and are checked by an accuracy gate."""
+
+PRECISIONS = ("fp32", "bf16", "int8")
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -70,10 +84,15 @@ def available_backends() -> list[str]:
     out = ["eager", "fused"]
     if cpu_has_bf16():
         out.append("bf16")
-    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+    has_ort = bool(importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"))
+    if has_ort:
         out.append("onnxruntime")
     if importlib.util.find_spec("openvino"):
         out += ["openvino", "openvino-bf16"]
+    if has_ort:  # the quantiser is ONNX Runtime's; OpenVINO runs its output
+        out.append("onnxruntime-int8")
+        if "openvino" in out:
+            out.append("openvino-int8")
     return out
 
 
@@ -223,12 +242,16 @@ def make_runner(
     num_threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     micro_batch: int | str | None = "auto",
+    calibration: np.ndarray | None = None,
 ) -> Runner:
     """Build a runner for ``backend`` (one of :data:`BACKENDS`).
 
-    ``model`` is an ``nn.Module`` or, for ``onnxruntime``/``openvino*``, also a path to an
+    ``model`` is an ``nn.Module`` or, for ``onnxruntime*``/``openvino*``, also a path to an
     exported file. PyTorch modules given to those backends are exported first (to ``cache_dir``,
-    or a temporary folder).
+    or a temporary folder). The ``*-int8`` backends quantise the exported graph (or an fp32
+    ``.onnx`` given as ``model``; an already quantised one is used as it is) on ``calibration``:
+    ``(N, 3, H, W)`` preprocessed crops, by default the synthetic ones
+    (:func:`omnireid.inference.quantize.calibration_batch`).
 
     ``micro_batch`` applies to the PyTorch backends: ``"auto"`` (default) sizes micro-batches
     with :func:`auto_micro_batch` for ``fused`` and ``bf16`` on the CPU and leaves ``eager`` and
@@ -263,13 +286,32 @@ def make_runner(
                            micro_batch=micro_batch)
 
     path: Path
+    folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="omnireid-"))
     if isinstance(model, nn.Module):
         from omnireid.inference.export import export_onnx
 
-        folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="omnireid-"))
         path = export_onnx(model, folder / "model.onnx", size)
     else:
         path = Path(model)
-    if backend == "onnxruntime":
+    if backend.endswith("-int8") and not is_quantized(path):
+        from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
+        from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
+
+        if calibration is None:
+            calibration = calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD)
+        path = quantize_onnx_int8(path, folder / "model-int8.onnx", calibration)
+    if backend in ("onnxruntime", "onnxruntime-int8"):
         return OrtRunner(path, num_threads)
     return OpenVINORunner(path, num_threads, bf16=backend == "openvino-bf16")
+
+
+def is_quantized(path: str | os.PathLike) -> bool:
+    """Whether an exported model holds int8 quantisation (QDQ pairs in ONNX, FakeQuantize in
+    OpenVINO IR)."""
+    path = Path(path)
+    if path.suffix == ".xml":
+        return "FakeQuantize" in path.read_text(errors="replace")
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)

@@ -1,0 +1,468 @@
+"""``backend="auto"``: the fastest installed backend that meets the requested precision.
+
+For ``precision="fp32"`` only exact paths qualify: their embeddings must lie within
+:data:`EXACT_TOLERANCE` of the eager model's on a probe batch (relative to the largest embedding
+value when that exceeds 1: trained OSNet embeddings reach values in the hundreds). ``"bf16"``
+also admits the bf16 paths and ``"int8"`` the int8 ones, each only when it passes its accuracy
+gate (:mod:`omnireid.inference.accuracy`). Among the qualifying paths the fastest, measured on
+this machine at (at most 16 images of) the batch size asked for, wins.
+
+The decision is cached as JSON in ``$OMNIREID_CACHE/autoselect`` (default
+``~/.cache/omnireid/autoselect``; ``$OMNIREID_AUTOSELECT_CACHE`` moves only this cache) under a key made of everything the measurement depends on:
+the model's architecture and weights, the input size, the batch size, the thread count, the
+device, the CPU (model name and instruction-set flags), the versions of omnireid, torch, NumPy,
+ONNX Runtime and OpenVINO, the precision and the candidates. Any change gives a new key, so a
+new CPU or an upgraded library measures again. Exported and quantised graphs are cached beside
+it (``models/``), keyed by the weights and input size (and calibration crops).
+
+Timing takes :data:`MEASURE_BUDGET_S` seconds at most on top of building the candidates; a
+cached decision builds only the chosen path (and re-checks that an fp32 path is exact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnireid.errors import UsageError
+from omnireid.inference.accuracy import GATE_SEED, check_accuracy
+from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from omnireid.inference.runtime import (
+    BACKEND_PRECISION,
+    PRECISIONS,
+    Runner,
+    available_backends,
+    make_runner,
+)
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+EXACT_TOLERANCE = 1e-4
+MEASURE_BUDGET_S = 3.0
+MEASURE_MAX_BATCH = 16
+GATE_IDS = 64
+"""Identities of the synthetic gate crops (two cameras each: 64 queries, 64 gallery images)."""
+
+_LEVEL = {p: i for i, p in enumerate(PRECISIONS)}
+
+
+@dataclass
+class Candidate:
+    """One backend as measured: ``images_per_s`` (0 when not timed), ``max_abs_diff`` to eager
+    on the probe batch, ``gate`` (the accuracy gate's numbers for bf16/int8 paths), ``eligible``
+    and a ``note`` saying why not."""
+
+    backend: str
+    precision: str
+    images_per_s: float = 0.0
+    max_abs_diff: float = float("nan")
+    gate: dict | None = None
+    eligible: bool = True
+    note: str = ""
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select_backend`; ``runner`` runs the chosen path."""
+
+    backend: str
+    precision: str
+    reason: str
+    candidates: list[Candidate] = field(default_factory=list)
+    from_cache: bool = False
+    seconds: float = 0.0
+    cache_file: str | None = None
+    runner: Runner | None = field(default=None, repr=False)
+
+    def table(self) -> list[dict]:
+        return [asdict(c) for c in self.candidates]
+
+
+# ------------------------------------------------------------------------------------------------
+# what the key is made of
+
+
+def cache_root() -> Path:
+    """``$OMNIREID_AUTOSELECT_CACHE``, else ``$OMNIREID_CACHE``, else ``~/.cache/omnireid``."""
+    base = os.environ.get("OMNIREID_AUTOSELECT_CACHE") or os.environ.get("OMNIREID_CACHE")
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "omnireid"
+
+
+def cpu_signature() -> dict:
+    """The CPU's model name, family/model/stepping and cache size, a digest of its
+    instruction-set flags and the number of CPUs (a virtual machine may report only a generic
+    name such as "AMD EPYC"; the family and model numbers still tell generations apart)."""
+    name, flags, ident = "", "", {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not name:
+            name = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = " ".join(sorted(value.split()))
+        elif key in ("vendor_id", "cpu family", "model", "stepping", "cache size") \
+                and key not in ident:
+            ident[key] = value.strip()
+    ident = {("model number" if k == "model" else k): v for k, v in ident.items()}
+    return {"name": name or platform.processor() or platform.machine(), **ident,
+            "flags": hashlib.sha256(flags.encode()).hexdigest()[:16], "cpus": os.cpu_count()}
+
+
+def library_versions() -> dict:
+    """Versions of the packages whose kernels run the backends (None where not installed)."""
+    out = {}
+    for dist in ("omnireid", "torch", "numpy", "onnxruntime", "onnx", "openvino"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    out["torch"] = torch.__version__
+    return out
+
+
+def model_digest(model: nn.Module) -> str:
+    """Digest of the architecture (class, parameter and buffer names and shapes) and the
+    weights' values."""
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def _key_digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+# ------------------------------------------------------------------------------------------------
+# measurement (tests replace this function)
+
+
+def measure_throughput(runners: dict[str, Runner], x: np.ndarray,
+                       budget_s: float = MEASURE_BUDGET_S) -> dict[str, float]:
+    """Images/s of each runner on ``x``.
+
+    One warm-up call each (two for TorchScript, which specialises on a new shape), one timed
+    round; runners more than twice as slow as the fastest then stop (their rate is that round's),
+    and the rest run further interleaved rounds while the total stays within ``budget_s`` (at
+    most seven); the median round counts.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for name, run in runners.items():
+        for _ in range(2 if name == "fused" else 1):
+            run(x)
+    start = time.perf_counter()
+    active = list(runners)
+    rounds = 0
+    while rounds < 2 or (rounds < 7 and time.perf_counter() - start < budget_s):
+        for name in active:
+            t = time.perf_counter()
+            runners[name](x)
+            times[name].append(time.perf_counter() - t)
+        rounds += 1
+        if rounds == 1 and len(active) > 1:
+            best = min(times[n][0] for n in active)
+            active = [n for n in active if times[n][0] <= 2 * best]
+    return {name: len(x) / statistics.median(t) for name, t in times.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _exact(out: np.ndarray, ref: np.ndarray) -> tuple[bool, float]:
+    diff = float(np.abs(out - ref).max())
+    return diff <= EXACT_TOLERANCE * max(1.0, float(np.abs(ref).max())), diff
+
+
+def _gate_batch(gate_crops, size, mean, std):
+    from omnireid.inference.inputs import to_model_input
+    from omnireid.inference.quantize import synthetic_crops
+
+    crops = gate_crops if gate_crops is not None else synthetic_crops(GATE_IDS, 2, seed=GATE_SEED)
+    batch = torch.stack([to_model_input(x, size, mean, std, name=f"gate crop #{i}")
+                         for i, x in enumerate(crops.images)]).numpy()
+    return batch, crops
+
+
+def _features(run: Runner, batch: np.ndarray, step: int = 32) -> np.ndarray:
+    return np.concatenate([run(batch[i:i + step]) for i in range(0, len(batch), step)])
+
+
+def select_backend(
+    model: nn.Module,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    *,
+    device: str | torch.device = "cpu",
+    num_threads: int | None = None,
+    micro_batch: int | str | None = "auto",
+    calibration: np.ndarray | None = None,
+    gate_crops=None,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    candidates: list[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    budget_s: float = MEASURE_BUDGET_S,
+) -> Selection:
+    """Choose and build the fastest backend for ``model`` that meets ``precision``.
+
+    Args:
+        model: eval-mode model whose forward returns a record with ``.embedding``.
+        size, batch_size: the input size (H, W) and the batch size the runner will see.
+        precision: ``"fp32"`` (exact paths only), ``"bf16"`` or ``"int8"`` (also the paths of
+            that precision that pass their accuracy gate).
+        num_threads: ONNX Runtime / OpenVINO threads (default: torch's thread count).
+        calibration: ``(N, 3, H, W)`` preprocessed crops for int8 calibration (default: the
+            synthetic crops).
+        gate_crops: :class:`omnireid.inference.quantize.LabelledCrops` for the accuracy gate
+            (default: synthetic crops).
+        candidates: backends to consider (default: every installed one but ``eager``).
+        cache_dir: cache folder (default :func:`cache_root`); ``use_cache=False`` measures anew
+            and does not write.
+
+    Returns:
+        a :class:`Selection` whose ``runner`` maps ``(N, 3, H, W)`` float32 to ``(N, D)``.
+    """
+    start = time.perf_counter()
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    model = model.eval()
+    if device.type != "cpu":
+        runner = make_runner("fused", model, size, device, micro_batch=micro_batch)
+        reason = f"fused: only the PyTorch paths run on {device}"
+        logger.info("backend auto: %s", reason)
+        return Selection("fused", "fp32", reason, runner=runner,
+                         seconds=time.perf_counter() - start)
+    threads = int(num_threads or torch.get_num_threads())
+    names = candidates or [b for b in available_backends() if b != "eager"]
+    names = [b for b in names if _LEVEL[BACKEND_PRECISION[b]] <= _LEVEL[precision]]
+    if not names:
+        names = ["eager"]
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    digest = model_digest(model)
+    calib_digest = None
+    if calibration is not None:
+        from omnireid.inference.quantize import array_digest
+
+        calib_digest = array_digest(calibration)
+    key = {"version": CACHE_VERSION, "model": digest, "size": list(size), "batch": batch_size,
+           "threads": threads, "device": str(device), "cpu": cpu_signature(),
+           "libraries": library_versions(), "precision": precision, "candidates": names,
+           "micro_batch": micro_batch, "calibration": calib_digest,
+           "gate_crops": None if gate_crops is None else _gate_digest(gate_crops)}
+    cache_file = root / "autoselect" / f"{_key_digest(key)}.json"
+    exports = root / "models" / f"{digest}-{size[0]}x{size[1]}"
+    build = _Builder(model, size, threads, micro_batch, exports, calibration, calib_digest)
+
+    if use_cache and cache_file.is_file():
+        record = _read_record(cache_file, key)
+        if record is not None:
+            chosen = record["backend"]
+            try:
+                runner = build(chosen)
+                ok = True
+                if BACKEND_PRECISION[chosen] == "fp32":
+                    x = _probe(size)
+                    ok, _ = _exact(runner(x), make_runner("eager", model, size)(x))
+            except Exception as exc:  # noqa: BLE001 - a cached choice that no longer builds
+                logger.info("cached choice %s no longer builds (%s); measuring again", chosen, exc)
+                ok = False
+            if ok:
+                sel = Selection(chosen, BACKEND_PRECISION[chosen], record["reason"],
+                                [Candidate(**c) for c in record["candidates"]], True,
+                                time.perf_counter() - start, str(cache_file), runner)
+                logger.info("backend auto: %s (cached decision, %s)", sel.reason, cache_file)
+                return sel
+
+    cands, runners = _build_candidates(names, build)
+    _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std)
+    timed = {c.backend: runners[c.backend] for c in cands if c.eligible}
+    if not timed:  # nothing qualifies: eager is exact by definition
+        timed = {"eager": make_runner("eager", model, size, micro_batch=micro_batch)}
+        cands.append(Candidate("eager", "fp32", max_abs_diff=0.0))
+        runners.update(timed)
+    x = np.random.default_rng(0).standard_normal(
+        (min(batch_size, MEASURE_MAX_BATCH), 3, *size)).astype(np.float32)
+    speeds = measure_throughput(timed, x, budget_s)
+    for c in cands:
+        c.images_per_s = float(speeds.get(c.backend, 0.0))
+    best = max(timed, key=lambda b: speeds[b])
+    reason = _reason(best, precision, cands, batch_size, threads, size)
+    seconds = time.perf_counter() - start
+    sel = Selection(best, BACKEND_PRECISION[best], reason, cands, False, seconds,
+                    str(cache_file) if use_cache else None, runners[best])
+    if use_cache:
+        _write_record(cache_file, {"key": key, "backend": best, "reason": reason,
+                                   "candidates": sel.table(), "seconds": seconds,
+                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    logger.info("backend auto: %s (measured in %.1f s)", reason, seconds)
+    return sel
+
+
+def _gate_digest(crops) -> str:
+    h = hashlib.sha256()
+    for img in crops.images:
+        h.update(np.ascontiguousarray(img).tobytes())
+    h.update(np.asarray(crops.pids).tobytes())
+    h.update(np.asarray(crops.camids).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _probe(size: tuple[int, int]) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((2, 3, *size)).astype(np.float32)
+
+
+class _Builder:
+    """Builds runners, exporting (and quantising) once into the cache folder."""
+
+    def __init__(self, model, size, threads, micro_batch, folder: Path, calibration,
+                 calib_digest) -> None:
+        self.model, self.size, self.threads, self.micro_batch = model, size, threads, micro_batch
+        self.folder, self.calibration, self.calib_digest = folder, calibration, calib_digest
+
+    def onnx(self) -> Path:
+        from omnireid.inference.export import export_onnx
+
+        path = self.folder / "model.onnx"
+        if not path.is_file():
+            export_onnx(self.model, path, self.size)
+        return path
+
+    def int8(self) -> Path:
+        from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
+
+        path = self.folder / f"model-int8-{self.calib_digest or 'synthetic'}.onnx"
+        if not path.is_file():
+            calib = self.calibration
+            if calib is None:
+                calib = calibration_batch(None, self.size, IMAGENET_MEAN, IMAGENET_STD)
+            quantize_onnx_int8(self.onnx(), path, calib)
+        return path
+
+    def __call__(self, backend: str) -> Runner:
+        if backend in ("eager", "fused", "bf16"):
+            return make_runner(backend, self.model, self.size, micro_batch=self.micro_batch)
+        path = self.int8() if backend.endswith("-int8") else self.onnx()
+        return make_runner(backend, path, self.size, num_threads=self.threads)
+
+
+def _build_candidates(names, build) -> tuple[list[Candidate], dict[str, Runner]]:
+    cands, runners = [], {}
+    for name in names:
+        cand = Candidate(name, BACKEND_PRECISION[name])
+        try:
+            runners[name] = build(name)
+        except Exception as exc:  # noqa: BLE001 - a backend that fails to build is skipped
+            cand.eligible = False
+            cand.note = f"failed to build: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            logger.info("backend %s: %s", name, cand.note)
+        cands.append(cand)
+    return cands, runners
+
+
+def gate_runner(model: nn.Module, runner: Runner, precision: str,
+                size: tuple[int, int] = DEFAULT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                gate_crops=None, reference: Runner | None = None):
+    """The accuracy gate (:func:`omnireid.inference.accuracy.check_accuracy`) of ``runner``
+    against ``reference`` (default: the eager fp32 model) on ``gate_crops`` (default: the
+    synthetic gate crops). Returns a :class:`~omnireid.inference.accuracy.GateResult`."""
+    batch, crops = _gate_batch(gate_crops, size, mean, std)
+    ref = _features(reference or make_runner("eager", model, size), batch)
+    return check_accuracy(ref, _features(runner, batch), crops.pids, crops.camids, precision)
+
+
+def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std) -> None:
+    """Exactness of every candidate on a probe batch; the accuracy gate for bf16/int8 ones."""
+    x = _probe(size)
+    ref = make_runner("eager", model, size)(x)
+    for c in cands:
+        if not c.eligible:
+            continue
+        exact, c.max_abs_diff = _exact(runners[c.backend](x), ref)
+        if c.precision == "fp32" and not exact:
+            c.eligible = False
+            c.note = f"not exact: max |diff| to eager {c.max_abs_diff:.1e}"
+    gated = [c for c in cands if c.eligible and c.precision != "fp32"]
+    if not gated:
+        return
+    batch, crops = _gate_batch(gate_crops, size, mean, std)
+    exact_ref = next((runners[c.backend] for c in cands
+                      if c.eligible and c.precision == "fp32"), None)
+    reference = _features(exact_ref or make_runner("eager", model, size), batch)
+    for c in gated:
+        result = check_accuracy(reference, _features(runners[c.backend], batch), crops.pids,
+                                crops.camids, c.precision)
+        c.gate = result.to_dict()
+        if not result.passed:
+            c.eligible = False
+            c.note = f"accuracy gate failed: {result.reason}"
+            logger.info("backend %s refused: %s", c.backend, c.note)
+
+
+def _reason(best: str, precision: str, cands: list[Candidate], batch_size: int, threads: int,
+            size: tuple[int, int]) -> str:
+    others = ", ".join(f"{c.backend} {c.images_per_s:.0f}" for c in
+                       sorted(cands, key=lambda c: -c.images_per_s)
+                       if c.backend != best and c.eligible)
+    refused = "; ".join(f"{c.backend}: {c.note}" for c in cands if not c.eligible)
+    chosen = next(c for c in cands if c.backend == best)
+    what = (f"exact to {max(chosen.max_abs_diff, 1e-12):.0e}" if chosen.precision == "fp32"
+            else f"{chosen.precision}, passed its accuracy gate")
+    text = (f"{best} for batch {batch_size} at {size[0]}x{size[1]}, {threads} thread(s), "
+            f"precision {precision}: the fastest that qualifies ({chosen.images_per_s:.0f} img/s, "
+            f"{what}")
+    text += f"; others: {others})" if others else ")"
+    if refused:
+        text += f"; not used: {refused}"
+    return text
+
+
+def _read_record(path: Path, key: dict) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("key") != json.loads(json.dumps(key)) or record.get("backend") not in BACKEND_PRECISION:
+        return None
+    return record
+
+
+def _write_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=1, default=_jsonable)
+    os.replace(tmp, path)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return str(value)
+
+
+__all__ = ["Candidate", "Selection", "cache_root", "cpu_signature", "gate_runner",
+           "library_versions", "measure_throughput", "model_digest", "select_backend"]
