@@ -5,13 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from omnireid.config import Config, ConfigError, config_from_dict, load_config
-
-# Training recipes; configs/nas.yaml is a search recipe, loaded by tests/test_nas_search.py.
-CONFIGS = sorted(
-    p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if p.name != "nas.yaml"
+from omnireid.config import (
+    Config,
+    ConfigError,
+    NasConfig,
+    config_from_dict,
+    load_config,
+    load_nas_config,
 )
+
+# Every shipped recipe: training recipes and architecture-search recipes (with a `nas` section).
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
 
 def test_defaults_and_yaml_and_overrides(tmp_path) -> None:
@@ -74,8 +80,11 @@ def test_model_arch_override() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_recipes_load(path) -> None:
-    cfg = load_config(path)
+    # architecture-search recipes (a `nas` section) load as NasConfig, the others as Config
+    is_search = "nas" in (yaml.safe_load(path.read_text()) or {})
+    cfg = load_nas_config(path) if is_search else load_config(path)
     assert cfg.train.max_epoch >= 1
+    assert isinstance(cfg, NasConfig) == is_search
 
 
 def test_recipes_exist() -> None:

@@ -1,14 +1,21 @@
-"""Typed training configuration: dataclasses, YAML files and dotted ``key=value`` overrides.
+"""Typed configuration: dataclasses, YAML files and dotted ``key=value`` overrides.
 
-A recipe is a YAML file whose sections mirror :class:`Config` (``model``, ``data``, ``loss``,
-``optim``, ``sched``, ``train``, ``test``). Anything not written keeps its default. Unknown keys
-are errors that name the file and suggest the nearest valid key::
+Two kinds of recipe share the sections and the one loader below:
+
+* a training recipe, :class:`Config` (``model``, ``data``, ``loss``, ``optim``, ``sched``,
+  ``train``, ``test``), read by :func:`load_config`;
+* an architecture-search recipe, :class:`NasConfig` (``data``, ``loss``, ``optim``, ``sched``,
+  ``train`` and ``nas``), read by :func:`load_nas_config`.
+
+Anything not written keeps its default. Unknown keys are errors that name the file and suggest
+the nearest valid key::
 
     cfg = load_config("configs/demo.yaml", overrides=["optim.lr=0.01", "train.max_epoch=3"])
     cfg.to_yaml()          # the resolved recipe, saved beside every run's outputs
+    nas_cfg = load_nas_config("configs/nas.yaml", ["train.seed=2"])
 
-Only :func:`omnireid.engine.fit` and the CLI read a config object; everything below them takes
-plain values.
+Only :func:`omnireid.engine.fit`, :func:`omnireid.engine.nas.nas` and the CLI read a config
+object; everything below them takes plain values.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from omnireid.models.supernet import SEARCH_MODES
 
 
 class ConfigError(ValueError):
@@ -155,8 +164,27 @@ class TestConfig:
     batch_size: int = 128
 
 
+class _Recipe:
+    """What every recipe can do: plain data, YAML, an atomic save."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the resolved recipe as YAML, atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_yaml())
+        os.replace(tmp, path)
+        return path
+
+
 @dataclass
-class Config:
+class Config(_Recipe):
     """A whole recipe. ``expected`` records the numbers the recipe is known to give (free form)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -168,22 +196,78 @@ class Config:
     test: TestConfig = field(default_factory=TestConfig)
     expected: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+ARCH_OPTIMIZERS = ("same", "adam", "sgd")
+"""``nas.arch_optim``: the network's optimiser (``same``) or an optimiser of their own."""
 
-    def save(self, path: str | Path) -> Path:
-        """Write the resolved recipe as YAML, atomically."""
-        import os
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_yaml())
-        os.replace(tmp, path)
-        return path
+@dataclass
+class NasOptions:
+    """The ``nas`` section: the supernet, the temperature schedule, the architecture weights.
+
+    ``mode``: ``mixture`` (all four candidates weighted, the paper), ``single_path`` or
+    ``two_path`` (one or two sampled candidates per step; see :mod:`omnireid.models.supernet`).
+    ``width``: supernet width multiplier; ``child_width``: width written into the derived spec
+    (default: ``width``). ``affine_norms``: learnable scale/shift in the normalisation layers
+    (the paper's search: no). ``share_weights``: the four candidates of a block share their
+    convolutions (the paper: no).
+
+    Temperature: ``lambda = max(min_temperature, init_temperature * decay_rate ** (epoch //
+    decay_every))``; the defaults are the paper's (10, halved every 20 epochs, floor 1).
+
+    Architecture weights (``alpha``): ``arch_optim: same`` keeps them in the network's optimiser
+    and parameter group, as the published search code does; ``adam`` or ``sgd`` give them their
+    own optimiser with ``arch_lr``, ``arch_weight_decay`` (and ``optim.momentum`` for sgd,
+    ``optim.adam_beta1/2`` for adam); the learning-rate schedule of ``sched`` applies to them
+    too. ``arch_start_epoch``: epochs of network-only training before ``alpha`` moves (0: from
+    the start, as the paper).
+    """
+
+    mode: str = "mixture"
+    init_temperature: float = 10.0
+    min_temperature: float = 1.0
+    decay_every: int = 20
+    decay_rate: float = 0.5
+    width: float = 1.0
+    feature_dim: int = 512
+    child_width: float | None = None
+    affine_norms: bool = False
+    share_weights: bool = False
+    arch_optim: str = "same"
+    arch_lr: float = 0.0
+    arch_weight_decay: float = 0.0
+    arch_start_epoch: int = 0
+
+
+def _nas_data() -> DataConfig:
+    return DataConfig(sources=["synthetic_a", "synthetic_c"], targets=[], height=64, width=32,
+                      batch_size=32, sampler="random", num_workers=0, color_jitter=True)
+
+
+def _nas_options() -> NasOptions:
+    return NasOptions(width=0.25, decay_every=1, arch_optim="adam", arch_lr=0.05)
+
+
+@dataclass
+class NasConfig(_Recipe):
+    """Everything ``omnireid nas`` reads; the defaults are the CPU recipe on the built-in data
+    (``configs/nas.yaml`` writes them out with their reasons; ``configs/nas_paper.yaml`` is the
+    search recipe published with the paper's code).
+
+    ``data``, ``loss``, ``optim``, ``sched`` and ``train`` are the training recipe's sections.
+    Of ``train`` the search reads ``max_epoch``, ``seed``, ``deterministic``, ``device``,
+    ``amp``, ``channels_last``, ``num_threads``, ``max_steps_per_epoch``, ``output_dir`` and
+    ``progress``; of ``optim`` everything but fixbase and ``new_layers``. ``nas`` is
+    :class:`NasOptions`.
+    """
+
+    data: DataConfig = field(default_factory=_nas_data)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(softmax=1.0, triplet=0.0, label_smooth=0.1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="amsgrad", lr=0.003, weight_decay=5e-4))
+    sched: SchedConfig = field(default_factory=lambda: SchedConfig(name="cosine"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        max_epoch=6, max_steps_per_epoch=40, seed=1, channels_last=False, output_dir="runs/nas"))
+    nas: NasOptions = field(default_factory=_nas_options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,8 +356,15 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
 
 def config_from_dict(data: Mapping[str, Any] | None, source: str = "config") -> Config:
     """Build a :class:`Config` from nested plain data; errors name ``source``."""
+    return _from_data(Config, data or {}, source)
+
+
+def _from_data(cls: type, data: Mapping[str, Any], source: str) -> Any:
+    """``cls`` (a recipe class) from plain data laid over ``cls()``'s defaults, validated."""
+    full = cls().to_dict()
+    _merge(full, data)
     try:
-        cfg = _build(Config, data or {}, "")
+        cfg = _build(cls, full, "")
         validate(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -304,9 +395,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _check_override_key(dotted: str) -> None:
+def _check_override_key(dotted: str, recipe: type) -> None:
     parts = dotted.split(".")
-    cls: Any = Config
+    cls: Any = recipe
     for i, p in enumerate(parts):
         if not dataclasses.is_dataclass(cls):
             if i == len(parts) - 1 or typing.get_origin(cls) is dict:
@@ -324,7 +415,7 @@ def _check_override_key(dotted: str) -> None:
 def load_config(
     path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
 ) -> Config:
-    """Read a YAML recipe (or start from defaults) and apply dotted overrides.
+    """Read a YAML training recipe (or start from defaults) and apply dotted overrides.
 
     Args:
         path: YAML file; ``None`` starts from the defaults.
@@ -335,19 +426,37 @@ def load_config(
         ConfigError: naming the file (or override) and the bad key/value.
         FileNotFoundError: when ``path`` does not exist.
     """
+    return _load(Config, path, overrides, base)
+
+
+def load_nas_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
+) -> NasConfig:
+    """Read a YAML architecture-search recipe (see :class:`NasConfig`) like :func:`load_config`;
+    unset keys keep :class:`NasConfig`'s defaults (the CPU recipe on the built-in data)."""
+    return _load(NasConfig, path, overrides, base)
+
+
+def _load(recipe: type, path: str | Path | None, overrides: Iterable[str],
+          base: Mapping[str, Any] | None) -> Any:
+    """The one load path: defaults <- ``base`` <- the file <- each override, then validation.
+    Errors name the file, or the override that introduced them."""
     data: dict[str, Any] = _deep_copy(base or {})
     source = "config"
     if path is not None:
         source = str(path)
         _merge(data, read_recipe_file(path))
+        _from_data(recipe, data, source)  # errors of the file name the file
     for text in overrides:
         key, value = parse_override(text)
         try:
-            _check_override_key(key)
+            _check_override_key(key, recipe)
         except ConfigError as exc:
             raise ConfigError(f"--set {text}: {exc}") from None
         _set_dotted(data, key, value)
-    return config_from_dict(data, source)
+        source = f"--set {text}"
+        _from_data(recipe, data, source)
+    return _from_data(recipe, data, source)
 
 
 def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -370,6 +479,8 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
     for k, v in new.items():
+        if v is None and isinstance(into.get(k), dict):
+            continue  # an empty section (``nas:`` with nothing under it) keeps its defaults
         if isinstance(v, Mapping) and isinstance(into.get(k), dict):
             _merge(into[k], v)
         else:
@@ -382,12 +493,16 @@ _CHOICES = {
     ("train", "amp"): ("none", "bf16", "fp16"),
     ("test", "dist_metric"): ("euclidean", "cosine"),
     ("data", "sampler"): ("random", "identity", "camera", "dataset"),
+    ("nas", "mode"): SEARCH_MODES,
+    ("nas", "arch_optim"): ARCH_OPTIMIZERS,
 }
 
 
-def validate(cfg: Config) -> None:
-    """Check values that types alone cannot (choices, ranges)."""
+def validate(cfg: Config | NasConfig) -> None:
+    """Check values that types alone cannot (choices, ranges) in a training or search recipe."""
     for (section, key), choices in _CHOICES.items():
+        if not hasattr(cfg, section):
+            continue
         value = getattr(getattr(cfg, section), key)
         if value not in choices:
             raise ConfigError(f"{section}.{key}={value!r} is not one of {', '.join(choices)}."
@@ -406,9 +521,29 @@ def validate(cfg: Config) -> None:
         raise ConfigError("at least one of loss.softmax and loss.triplet must have a positive weight")
     if cfg.loss.triplet > 0 and cfg.data.sampler != "identity":
         raise ConfigError("loss.triplet needs data.sampler=identity (P x K batches)")
+    if isinstance(cfg, NasConfig):
+        _validate_nas(cfg.nas)
+
+
+def _validate_nas(nas: NasOptions) -> None:
+    checks = [
+        (nas.init_temperature > 0 and nas.min_temperature > 0, "nas temperatures must be > 0"),
+        (0 < nas.decay_rate <= 1, f"nas.decay_rate must be in (0, 1], got {nas.decay_rate}"),
+        (nas.width > 0, f"nas.width must be > 0, got {nas.width}"),
+        (nas.child_width is None or nas.child_width > 0, f"nas.child_width must be > 0, got {nas.child_width}"),
+        (nas.arch_lr >= 0, f"nas.arch_lr must be >= 0, got {nas.arch_lr}"),
+        (nas.arch_optim == "same" or nas.arch_lr > 0,
+         f"nas.arch_optim={nas.arch_optim} needs nas.arch_lr > 0"),
+        (nas.arch_weight_decay >= 0, f"nas.arch_weight_decay must be >= 0, got {nas.arch_weight_decay}"),
+        (nas.arch_start_epoch >= 0, f"nas.arch_start_epoch must be >= 0, got {nas.arch_start_epoch}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig", "OptimConfig", "SchedConfig",
-    "TestConfig", "TrainConfig", "config_from_dict", "load_config", "parse_override", "validate",
+    "ARCH_OPTIMIZERS", "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig",
+    "NasConfig", "NasOptions", "OptimConfig", "SchedConfig", "TestConfig", "TrainConfig",
+    "config_from_dict", "load_config", "load_nas_config", "parse_override", "validate",
 ]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from omnireid.config import Config
+from omnireid.config import Config, DataConfig, LossConfig, OptimConfig, SchedConfig, TrainConfig
 from omnireid.engine.checkpoint import (
     BEST,
     LAST,
@@ -85,30 +85,76 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _load_one(name: str, cfg: Config):
+# ---------------------------------------------------------------------------------------------
+# Steps shared by fit() and the architecture search (omnireid.engine.nas): each takes the one
+# recipe section it needs.
+
+
+def prepare_process(train: TrainConfig) -> None:
+    """Thread count and seeds of a run (``train.num_threads``, ``train.seed``, ``deterministic``)."""
+    if train.num_threads > 0:
+        torch.set_num_threads(train.num_threads)
+    seed_everything(train.seed, train.deterministic)
+
+
+def _load_one(name: str, data: DataConfig, combineall: bool):
     from omnireid.data import load_dataset
 
-    options = dict(cfg.data.synthetic) if name.startswith("synthetic") else {}
-    return load_dataset(name, cfg.data.root, combineall=cfg.data.combineall, **options)
+    options = dict(data.synthetic) if name.startswith("synthetic") else {}
+    return load_dataset(name, data.root, combineall=combineall, **options)
+
+
+def load_sources(data: DataConfig):
+    """The (combined) training set of ``data.sources``."""
+    from omnireid.data import combine_datasets
+
+    parts = [_load_one(n, data, data.combineall) for n in data.sources]
+    return parts[0] if len(parts) == 1 else combine_datasets(parts)
 
 
 def load_train_set(cfg: Config):
     """The (combined) training set of ``data.sources``."""
-    from omnireid.data import combine_datasets
-
-    parts = [_load_one(n, cfg) for n in cfg.data.sources]
-    return parts[0] if len(parts) == 1 else combine_datasets(parts)
+    return load_sources(cfg.data)
 
 
 def load_targets(cfg: Config) -> list:
     """The evaluation sets of ``data.targets`` (without ``combineall``)."""
-    from omnireid.data import load_dataset
+    return [_load_one(name, cfg.data, False) for name in cfg.data.targets]
 
-    out = []
-    for name in cfg.data.targets:
-        options = dict(cfg.data.synthetic) if name.startswith("synthetic") else {}
-        out.append(load_dataset(name, cfg.data.root, **options))
-    return out
+
+def build_loader(data: DataConfig, samples, *, seed: int, rank: int = 0, world_size: int = 1,
+                 pin_memory: bool = False):
+    """The training loader of ``data`` over ``samples`` (one epoch per ``set_epoch``)."""
+    from omnireid.data import build_train_loader
+
+    return build_train_loader(
+        samples, height=data.height, width=data.width, batch_size=data.batch_size,
+        sampler=data.sampler, num_instances=data.num_instances, num_workers=data.num_workers,
+        seed=seed, rank=rank, world_size=world_size, random_flip=data.random_flip,
+        random_crop=data.random_crop, random_erase=data.random_erase,
+        color_jitter=data.color_jitter, persistent_workers=False, pin_memory=pin_memory,
+    )
+
+
+def build_criterion(loss: LossConfig):
+    """The weighted loss of ``loss``."""
+    return build_loss({"softmax": loss.softmax, "triplet": loss.triplet},
+                      label_smooth=loss.label_smooth, margin=loss.margin)
+
+
+def build_weight_optimizer(model: nn.Module, o: OptimConfig, skip=()) -> torch.optim.Optimizer:
+    """The optimiser of ``optim`` over the model's parameters (except ``skip``)."""
+    return build_optimizer(
+        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
+        betas=(o.adam_beta1, o.adam_beta2), rmsprop_alpha=o.rmsprop_alpha, new_layers=o.new_layers,
+        new_layers_lr_mult=o.new_layers_lr_mult, skip=skip)
+
+
+def build_schedule(optimizer, s: SchedConfig, base_lr: float, max_epoch: int) -> EpochLR:
+    """The per-epoch learning-rate schedule of ``sched`` (``min_lr`` relative to ``base_lr``)."""
+    return EpochLR(optimizer, s.name, max_epoch, stepsize=s.stepsize, gamma=s.gamma,
+                   warmup_epochs=s.warmup_epochs, warmup_factor=s.warmup_factor,
+                   min_factor=s.min_lr / base_lr)
 
 
 def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
@@ -166,9 +212,7 @@ def fit(config: Config, *, resume: str | os.PathLike | None = None) -> FitResult
 def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitResult:
     t0 = time.perf_counter()
     out_dir = Path(cfg.train.output_dir)
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    prepare_process(cfg.train)
     device = info.device
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,26 +232,12 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # augmentation/dropout streams per rank
 
-    from omnireid.data import build_train_loader
-
-    loader = build_train_loader(
-        train_set.train, height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.batch_size,
-        sampler=cfg.data.sampler, num_instances=cfg.data.num_instances, num_workers=cfg.data.num_workers,
-        seed=cfg.train.seed, rank=info.rank, world_size=info.world_size, random_flip=cfg.data.random_flip,
-        random_crop=cfg.data.random_crop, random_erase=cfg.data.random_erase,
-        color_jitter=cfg.data.color_jitter, persistent_workers=False, pin_memory=device.type == "cuda",
-    )
-    criterion = build_loss({"softmax": cfg.loss.softmax, "triplet": cfg.loss.triplet},
-                           label_smooth=cfg.loss.label_smooth, margin=cfg.loss.margin)
+    loader = build_loader(cfg.data, train_set.train, seed=cfg.train.seed, rank=info.rank,
+                          world_size=info.world_size, pin_memory=device.type == "cuda")
+    criterion = build_criterion(cfg.loss)
     o = cfg.optim
-    optimizer = build_optimizer(
-        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
-        betas=(o.adam_beta1, o.adam_beta2), rmsprop_alpha=o.rmsprop_alpha, new_layers=o.new_layers,
-        new_layers_lr_mult=o.new_layers_lr_mult)
-    s = cfg.sched
-    scheduler = EpochLR(optimizer, s.name, cfg.train.max_epoch, stepsize=s.stepsize, gamma=s.gamma,
-                        warmup_epochs=s.warmup_epochs, warmup_factor=s.warmup_factor,
-                        min_factor=s.min_lr / o.lr)
+    optimizer = build_weight_optimizer(model, o)
+    scheduler = build_schedule(optimizer, cfg.sched, o.lr, cfg.train.max_epoch)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.amp == "fp16" else None
 
     start_epoch = 0
@@ -350,5 +380,6 @@ def _fit(cfg: Config, info: DistInfo, resume: str | os.PathLike | None) -> FitRe
                      time.perf_counter() - t0, evaluations, _unwrap(model))
 
 
-__all__ = ["FitResult", "NonFiniteLossError", "build_model_from_config", "fit", "load_targets",
-           "load_train_set", "seed_everything", "weights_digest"]
+__all__ = ["FitResult", "NonFiniteLossError", "build_criterion", "build_loader", "build_model_from_config",
+           "build_schedule", "build_weight_optimizer", "fit", "load_sources", "load_targets",
+           "load_train_set", "prepare_process", "seed_everything", "weights_digest"]

@@ -1,4 +1,4 @@
-"""Plot of the architecture search: candidate probabilities per block over the epochs.
+"""Plot of the architecture search (NAS): candidate probabilities per block over the epochs.
 
 Needs matplotlib (``pip install omnireid[viz]``), imported only when a plot is drawn.
 """
@@ -19,16 +19,16 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError(
-            "plotting the search needs matplotlib: pip install omnireid[viz]"
+            "plotting the architecture search needs matplotlib: pip install omnireid[viz]"
         ) from None
     return plt
 
 
-def plot_search_probabilities(result: Any, path: str | os.PathLike) -> Path:
+def plot_nas_probabilities(result: Any, path: str | os.PathLike) -> Path:
     """One panel per searchable block: the probability of each candidate after every epoch.
 
     Args:
-        result: a :class:`omnireid.engine.search.SearchResult` (``history[e].probabilities`` is
+        result: a :class:`omnireid.engine.nas.NasResult` (``history[e].probabilities`` is
             ``(num_blocks, num_candidates)``; ``block_names``, ``candidates``, ``arch``).
         path: the PNG to write (atomically).
 
