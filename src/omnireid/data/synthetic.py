@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
 """Generator version of ``synthetic_a`` .. ``synthetic_d`` (the domain-shift sets: ``SHIFT_VERSION``)."""
 
-SHIFT_DEFAULTS: dict[str, object] = {"height": 64, "width": 32}
+SHIFT_DEFAULTS: dict[str, object] = {"height": 64, "width": 32, "num_ids": 1000, "num_test_ids": 600}
 """Where the registered domain-shift sets differ from :class:`SyntheticSpec`'s defaults."""
 
 _VIVID = (
@@ -124,7 +124,7 @@ class SyntheticSpec:
 
     domain: str = "a"
     seed: int = 0
-    num_ids: int = 500  # half for training, half for testing
+    num_ids: int = 500  # identities in all; half for training, half for testing unless num_test_ids says
     num_cameras: int = 6
     cameras_per_id: tuple[int, int] = (2, 4)
     images_per_camera: tuple[int, int] = (1, 4)
@@ -132,6 +132,7 @@ class SyntheticSpec:
     num_junk: int = 20  # gallery crops of background only (id -1)
     height: int = 128
     width: int = 64
+    num_test_ids: int | None = None  # None: num_ids // 2 train, the rest test
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAIN_STYLES and self.domain not in SHIFT_DOMAINS:
@@ -139,6 +140,8 @@ class SyntheticSpec:
                              f"{sorted(DOMAIN_STYLES) + sorted(SHIFT_DOMAINS)}")
         if self.num_ids < 2 or self.num_ids > 1500:
             raise ValueError("num_ids must be in 2..1500 (the Market-1501 naming holds 4-digit ids)")
+        if self.num_test_ids is not None and not 1 <= self.num_test_ids < self.num_ids:
+            raise ValueError(f"num_test_ids must be in 1..num_ids-1, got {self.num_test_ids}")
         if not 2 <= self.num_cameras <= 6:
             raise ValueError("num_cameras must be in 2..6 (the Market-1501 layout)")
         lo, hi = self.cameras_per_id
@@ -156,12 +159,23 @@ class SyntheticSpec:
         """The generator version that draws this domain."""
         return SHIFT_VERSION if self.domain in SHIFT_DOMAINS else GENERATOR_VERSION
 
+    @property
+    def num_train_ids(self) -> int:
+        return self.num_ids // 2 if self.num_test_ids is None else self.num_ids - self.num_test_ids
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields, leaving out ``num_test_ids`` when unset (so version-3 caches stay valid)."""
+        d = asdict(self)
+        if d["num_test_ids"] is None:
+            del d["num_test_ids"]
+        return d
+
     def key(self) -> str:
         """Folder name: ``synthetic_a`` for the registered spec, else with a short hash of the spec."""
         default = SyntheticSpec.registered(self.domain)
         if self == default:
             return f"synthetic_{self.domain}"
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         return f"synthetic_{self.domain}-{digest}"
 
 
@@ -207,7 +221,7 @@ def _save_jpeg(array: np.ndarray, path: Path, quality: int) -> None:
 def _plan(spec: SyntheticSpec) -> list[tuple[int, str, int, int]]:
     """Every image to draw: (pid, split, camera, frame index); deterministic from the spec."""
     rng = _rng(spec, _PLAN)
-    num_train = spec.num_ids // 2
+    num_train = spec.num_train_ids
     plan = []
     for pid in range(1, spec.num_ids + 1):
         r = _rng(spec, _PERSON_PLAN, pid)
@@ -353,7 +367,7 @@ def generate_domain(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = cache / spec.key()
     meta_path = root / "synthetic.json"
-    wanted = {"version": spec.version, "spec": asdict(spec)}
+    wanted = {"version": spec.version, "spec": spec.as_dict(), **_recipe(spec)}
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
@@ -371,7 +385,7 @@ def generate_domain(
             workers = min(4, os.cpu_count() or 1)
         counts = _render_all(spec, data_dir, progress, workers)
         seconds = time.perf_counter() - start
-        meta = dict(wanted, counts=counts, seconds=round(seconds, 2), **_recipe(spec))
+        meta = dict(wanted, counts=counts, seconds=round(seconds, 2))
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=1))
         if root.exists():
             shutil.rmtree(root)

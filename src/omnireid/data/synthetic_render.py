@@ -54,6 +54,7 @@ class Population:
     width: tuple[float, float] = (0.21, 0.30)  # shoulder width as a fraction of body height
     leg_ratio: tuple[float, float] = (0.47, 0.55)  # where the legs start (fraction of body height)
     pattern_period: tuple[float, float] = (0.03, 0.08)  # stripe/check period (fraction of body height)
+    shade_jitter: float = 0.04  # std of each person's deviation from the palette colour of a garment
 
 
 @dataclass(frozen=True)
@@ -198,12 +199,12 @@ def make_identity(pid: int, population: Population, rng: np.random.Generator) ->
         top_length=leg_ratio + (float(rng.uniform(0.08, 0.2)) if coat else float(rng.uniform(-0.03, 0.02))),
         skin=SKIN_TONES[rng.integers(len(SKIN_TONES))] * np.float32(rng.uniform(0.95, 1.05)),
         hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))].copy(),
-        top=_pick(rng, palette, 0.04),
-        top2=_pick(rng, palette, 0.04),
+        top=_pick(rng, palette, pop.shade_jitter),
+        top2=_pick(rng, palette, pop.shade_jitter),
         pattern=pattern,
         pattern_period=float(rng.uniform(*pop.pattern_period)),
         long_sleeves=bool(rng.random() < pop.long_sleeves_p),
-        bottom=_pick(rng, palette, 0.04),
+        bottom=_pick(rng, palette, pop.shade_jitter),
         bottom_kind=bottom_kind,
         shoes=_pick(rng, palette, 0.05) * np.float32(0.6),
         backpack=_pick(rng, palette, 0.05) if rng.random() < pop.backpack_p else None,
