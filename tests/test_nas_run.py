@@ -321,3 +321,25 @@ def test_child_retrains_through_the_training_recipe(data_root, tmp_path, capsys)
 
     model = build_model_from_config(load_config(tmp_path / "train" / "config.yaml"), num_classes=3)
     assert model.arch == arch
+
+
+def test_seeds_figure_draws_every_block_and_seed(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    from omnireid.models.arch import AIN_BLOCKS, make_arch
+    from omnireid.viz.nas_plot import plot_nas_seeds
+
+    names = [f"b{i}" for i in range(6)]
+    cands = ["none", "inside", "after", "both"]
+
+    def result(seed: int, p_first: float) -> SimpleNamespace:
+        rest = (1.0 - p_first) / 3
+        probs = [[p_first, rest, rest, rest] for _ in names]
+        return SimpleNamespace(block_names=names, candidates=cands, config={"train": {"seed": seed}},
+                               history=[SimpleNamespace(probabilities=probs)], arch=make_arch(0.25, AIN_BLOCKS))
+
+    path = plot_nas_seeds([result(1, 0.7), result(2, 0.4)], tmp_path / "seeds.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp.png"))
+    with pytest.raises(ValueError, match="at least one"):
+        plot_nas_seeds([], tmp_path / "none.png")

@@ -136,3 +136,17 @@ def test_reproduce_with_a_given_arch_and_bad_options(tiny_env, capsys) -> None:
     assert main(["reproduce", "--set", "optim.lr=-1", "-o", str(tiny_env / "bad")]) == 2
     assert "optim.lr must be > 0" in capsys.readouterr().err
     assert main(["reproduce", "--seeds", "a,b", "-o", str(tiny_env / "bad2")]) == 2
+
+
+def test_folds_are_chosen_by_held_out_domain() -> None:
+    from omnireid.cli.reproduce import _folds
+
+    folds = ReproducePlan().benchmark.leave_one_out
+    held = [h for _, h in folds]
+    assert _folds("p4s4", folds) == (held.index("synthetic_p4s4"),)
+    assert _folds("synthetic_p2s2, p4s4", folds) == tuple(sorted(held.index(f"synthetic_{d}") for d in ("p2s2", "p4s4")))
+    with pytest.raises(ValueError, match="held-out domains"):
+        _folds("p1s2", folds)  # a style target, not in the leave-one-out group
+    with pytest.raises(ValueError, match="held-out domains"):
+        _folds(",", folds)
+    assert _folds("none", folds) == ()

@@ -34,8 +34,8 @@ def test_demo_trains_both_models_and_reports_them_side_by_side(tmp_path, capsys)
     for model in DEMO_MODELS:
         assert f"{model} r1 %" in table
     # one row per target, labelled with what differs from the training domain
-    labels = {"synthetic_p1s1": "seen (trained on)", "synthetic_p1s2": "style shift",
-              "synthetic_p2s1": "population shift", "synthetic_p2s2": "both shift"}
+    labels = {"synthetic_p1s1": "seen (trained on)", "synthetic_p1s3": "style shift",
+              "synthetic_p2s1": "population shift", "synthetic_p3s3": "both shift"}
     rows = [line for line in table.splitlines() if line.startswith("synthetic_")]
     assert [r.split()[0] for r in rows] == targets
     for row in rows:
@@ -48,7 +48,7 @@ def test_demo_trains_both_models_and_reports_them_side_by_side(tmp_path, capsys)
             assert 0.0 <= metrics["rank1"] <= 1.0 and 0.0 <= metrics["mAP"] <= 1.0
         assert (out / model / "curves.png").stat().st_size > 1000
         assert (out / model / "model.pth").is_file()
-        pictures = entry["files"]["ranked_lists"]["synthetic_p2s2"]
+        pictures = entry["files"]["ranked_lists"]["synthetic_p3s3"]
         assert pictures and all(Path(p).is_file() for p in pictures)
         assert len(entry["history"]) == 2
     # the two models really differ (instance normalisation or not), trained with the same recipe

@@ -19,7 +19,7 @@ DEMO_RECIPE: dict[str, Any] = {
     "model": {"name": "osnet_x0_25"},
     "data": {
         "sources": ["synthetic_p1s1"],
-        "targets": ["synthetic_p1s1", "synthetic_p1s2", "synthetic_p2s1", "synthetic_p2s2"],
+        "targets": ["synthetic_p1s1", "synthetic_p1s3", "synthetic_p2s1", "synthetic_p3s3"],
         "height": 64, "width": 32, "batch_size": 32, "sampler": "random",
         "num_workers": 1, "random_flip": True,
     },
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="train OSNet and OSNet-AIN on built-in synthetic data, test on unseen domains (a few minutes)",
         description="Train osnet_x0_25 and osnet_ain_x0_25 with the same recipe on the synthetic domain "
                     "p1s1 (generated on first use), evaluate both on it and on unseen domains that differ "
-                    "from it by camera style only (p1s2), by population only (p2s1) and by both (p2s2), "
+                    "from it by camera style only (p1s3), by population only (p2s1) and by both (p3s3), "
                     "print the results side by side and write a report folder (metrics.json; per model: "
                     "curves.png, ranked-list pictures, weights).")
     p.add_argument("-o", "--output", default=None, help="report folder (default runs/demo)")

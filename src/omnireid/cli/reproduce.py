@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="report folder (default runs/reproduce or runs/reproduce_quick)")
     p.add_argument("--arch", help="child architecture (arch.json from `omnireid nas`) instead of searching")
     p.add_argument("--seeds", metavar="S1,S2,...", help="training seeds (default 0,1,2; --quick: 0)")
+    p.add_argument("--folds", metavar="D1,D2,...",
+                   help="leave-one-domain-out folds to run, by held-out domain (e.g. p4s4), or none (no "
+                        "multi-source setting); default: every fold whose held-out domain is a "
+                        "single-source target; --quick: the last")
     p.add_argument("--jobs", type=int, default=0,
                    help="training runs side by side, one process each (default: the CPU count)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
@@ -42,6 +46,20 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def _folds(text: str, folds: tuple) -> tuple[int, ...]:
+    """Indices of the leave-one-out folds named by their held-out domain (``p4s4`` or
+    ``synthetic_p4s4``); ``none``: no fold."""
+    if text.strip().lower() == "none":
+        return ()
+    held = [h.removeprefix("synthetic_") for _, h in folds]
+    names = [n.strip().removeprefix("synthetic_") for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in held]
+    if not names or unknown:
+        raise ValueError(f"--folds {text!r}: name held-out domains of the leave-one-out group "
+                         f"({', '.join(held)})")
+    return tuple(sorted({held.index(n) for n in names}))
+
+
 def run(args: argparse.Namespace) -> int:
     from omnireid.cli.demo import reexec_with_tcmalloc
 
@@ -62,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     plan = quick_plan() if args.quick else ReproducePlan()
     if args.seeds:
         plan.seeds = _seeds(args.seeds)
+    if args.folds:
+        plan.folds = _folds(args.folds, plan.benchmark.leave_one_out)
     if args.arch:
         plan.arch = OSNetArch.load(args.arch)
     plan.recipe_overrides = tuple(args.overrides)

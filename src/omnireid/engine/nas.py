@@ -485,7 +485,8 @@ class NasSeedsResult:
 def nas_seeds(config: NasConfig, seeds: Sequence[int], *, overwrite: bool = False,
               plot: bool = True) -> NasSeedsResult:
     """Run the search of ``config`` once per seed, in ``OUT/seed_N`` (``OUT = train.output_dir``),
-    and write the agreement report (``OUT/search.json``, ``OUT/report.md``). Each seed's folder is
+    and write the agreement report (``OUT/search.json``, ``OUT/report.md`` and, with ``plot``,
+    ``OUT/seeds.png``: the final probabilities of every block and seed). Each seed's folder is
     its own run (resumable); the top folder is claimed for the set of seeds."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
@@ -503,6 +504,13 @@ def nas_seeds(config: NasConfig, seeds: Sequence[int], *, overwrite: bool = Fals
         both = NasSeedsResult(results, agreement)
         _write_text(out / "report.md", seeds_markdown(both))
         _write_text(out / "search.json", json.dumps(both.to_dict(), indent=2) + "\n")
+        if plot:
+            try:
+                from omnireid.viz.nas_plot import plot_nas_seeds
+
+                plot_nas_seeds(results, out / "seeds.png")
+            except ImportError as exc:
+                logger.warning("no seeds plot: %s", exc)
         return both
 
 
