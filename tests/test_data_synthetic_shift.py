@@ -25,7 +25,7 @@ from omnireid.data.synthetic_domains import (
 )
 from omnireid.data.synthetic_render import Camera, apply_camera, make_identity
 
-TINY = dict(num_ids=10, num_cameras=3, cameras_per_id=(2, 3), images_per_camera=(1, 2),
+TINY = dict(num_ids=10, num_test_ids=5, num_cameras=3, cameras_per_id=(2, 3), images_per_camera=(1, 2),
             num_distractors=3, num_junk=1, height=32, width=16)
 
 
