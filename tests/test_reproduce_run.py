@@ -21,7 +21,7 @@ from omnireid.engine.reproduce import (
 )
 from omnireid.evaluation.claims import evaluate_claims
 
-TINY = ("{num_ids: 8, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
+TINY = ("{num_ids: 8, num_test_ids: 4, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
         "num_distractors: 2, num_junk: 1, height: 64, width: 32}")
 SMALL = [f"data.synthetic={TINY}", "data.height=32", "data.width=16", "data.batch_size=4"]
 
