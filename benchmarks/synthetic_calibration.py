@@ -193,22 +193,24 @@ def summarize(out_dir: Path) -> dict:
 
 def print_tables(summary: dict) -> None:
     table, kept = summary["settings"], summary["kept_fraction"]
-    print("\nrank-1 % (mean ± std over seeds; in-domain in [brackets]); mAP below")
-    print("| trained on | seeds | " + " | ".join(DOMAINS) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in DOMAINS) + " |")
     order = [s for s in DOMAINS if s in table] + [s for s in table if s not in DOMAINS]
-    for setting in order:
-        row, sources = table[setting], setting_sources(setting)
-        cells = []
-        for t in DOMAINS:
-            c = row["targets"][t]
-            text = f"{c['rank1_mean']:.1f} ± {c['rank1_std']:.1f}"
-            cells.append(f"[{text}]" if t in sources else text)
-        label = setting if len(sources) == 1 else "+".join(sources)
-        print(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
-    if "colour_histogram" in summary:
-        h = summary["colour_histogram"]
-        print("| colour histogram (no training) | - | " + " | ".join(f"{100 * h[t]['rank1']:.1f}" for t in DOMAINS) + " |")
+    for metric, name in (("rank1", "rank-1"), ("mAP", "mAP")):
+        print(f"\n{name} % (mean ± std over seeds; in-domain in [brackets])")
+        print("| trained on | seeds | " + " | ".join(DOMAINS) + " |")
+        print("| --- | --- | " + " | ".join("---" for _ in DOMAINS) + " |")
+        for setting in order:
+            row, sources = table[setting], setting_sources(setting)
+            cells = []
+            for t in DOMAINS:
+                c = row["targets"][t]
+                text = f"{c[metric + '_mean']:.1f} ± {c[metric + '_std']:.1f}"
+                cells.append(f"[{text}]" if t in sources else text)
+            label = setting if len(sources) == 1 else "+".join(sources)
+            print(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+        if "colour_histogram" in summary:
+            h = summary["colour_histogram"]
+            print("| colour histogram (no training) | - | "
+                  + " | ".join(f"{100 * h[t][metric]:.1f}" for t in DOMAINS) + " |")
     print("\nfraction of in-domain rank-1 kept on unseen domains (band: 0.15-0.60), with the shift kind")
     for setting, fractions in kept.items():
         src = setting_sources(setting)
