@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test test-isa bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The tests whose numbers depend on the CPU's instruction set (marker `isa`: the real-material
+# tests and the fast-path parity tests), run again with AVX2 forced on PyTorch, oneDNN and NumPy:
+# no AVX-512, no AMX, no native bf16. A test that passes only with one CPU's rounding then fails
+# on every machine, not only on the next one. .ci/run runs it after `make test`.
+ISA_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"
+
+test-isa: $(STAMP)
+	$(ISA_ENV) $(PY) -m pytest -q -m isa
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -229,8 +229,17 @@ def print_result(res: dict) -> None:
           f"{ceiling['bf16']:.2f}x (bf16) torchreid")
     for name, why in res.get("failed_paths", {}).items():
         print(f"{name:32s} failed: {why}")
-    for name, m in res.get("accuracy", {}).items():
-        print(f"  compat crops {name:22s} rank-1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}")
+    accuracy = res.get("accuracy", {})
+    base = accuracy.get("torchreid eager")
+    for name, m in accuracy.items():
+        line = f"  compat crops {name:22s} rank-1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}"
+        if base is not None and m is not base:
+            # the published reduced-precision goal: within 0.3 points of fp32 (451 queries here,
+            # one query = 0.22 rank-1 points; a figure to report, not a CI assertion)
+            d1, dm = m["rank1"] - base["rank1"], m["mAP"] - base["mAP"]
+            ok = "within" if max(abs(d1), abs(dm)) <= 0.3 else "outside"
+            line += f"  (vs fp32: {d1:+.2f} / {dm:+.2f}, {ok} the 0.3-point goal)"
+        print(line)
 
 
 def main() -> int:

@@ -8,6 +8,10 @@ import pytest
 from omnireid.evaluation import compute_distance_matrix, evaluate_rank
 from omnireid.evaluation.rerank import re_ranking, re_ranking_features
 
+# evaluation numbers from NumPy/PyTorch kernels that are dispatched by instruction set: also run
+# with AVX2 forced (make test-isa)
+pytestmark = pytest.mark.isa
+
 
 def dense_re_ranking(q_g, q_q, g_g, k1=20, k2=6, lam=0.3):
     """The method step by step on full matrices (Zhong et al. 2017, as torchreid applies it)."""

@@ -17,7 +17,8 @@ from omnireid.inference.runtime import make_runner
 from omnireid.models import create_model, save_weights
 from tests.test_inference_fuse import randomize_norms
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# numerics of the fast paths depend on the instruction set: also run with AVX2 forced (make test-isa)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.isa]
 
 SIZE = (64, 32)
 

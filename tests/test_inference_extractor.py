@@ -11,7 +11,8 @@ import omnireid
 from omnireid.inference import FeatureExtractor, extract_features
 from omnireid.models import create_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# numerics of the fast paths depend on the instruction set: also run with AVX2 forced (make test-isa)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.isa]
 
 SIZE = (64, 32)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)

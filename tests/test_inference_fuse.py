@@ -17,7 +17,8 @@ from omnireid.inference.fuse import (
 )
 from omnireid.models import OSBlock, create_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# numerics of the fast paths depend on the instruction set: also run with AVX2 forced (make test-isa)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.isa]
 
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:

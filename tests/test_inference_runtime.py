@@ -16,7 +16,8 @@ from omnireid.inference.runtime import (
 )
 from omnireid.models import create_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# numerics of the fast paths depend on the instruction set: also run with AVX2 forced (make test-isa)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.isa]
 
 
 class BatchRecorder(nn.Module):
