@@ -133,3 +133,10 @@ def test_tone_curve_darkens_mid_tones_only():
     # the brightness jitter is the same draw in both; gamma > 1 pulls the middle down, the ends stay
     assert (dark[:, 8:24] < flat[:, 8:24] - 10).all()
     assert np.abs(dark[:, 0] - flat[:, 0]).max() <= 1
+
+
+def test_registered_test_split_follows_a_changed_number_of_identities():
+    assert SyntheticSpec.registered("p1s1").num_train_ids == 400
+    small = SyntheticSpec.registered("p1s1", num_ids=10)
+    assert small.num_test_ids is None and small.num_train_ids == 5
+    assert SyntheticSpec.registered("p1s1", num_ids=10, num_test_ids=7).num_train_ids == 3

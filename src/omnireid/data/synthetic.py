@@ -150,8 +150,13 @@ class SyntheticSpec:
 
     @classmethod
     def registered(cls, domain: str, **options) -> SyntheticSpec:
-        """The registered spec of ``domain`` (``"a"``, ``"p1s2"``, ...) with ``options`` changed."""
-        defaults = SHIFT_DEFAULTS if domain in SHIFT_DOMAINS else {}
+        """The registered spec of ``domain`` (``"a"``, ``"p1s2"``, ...) with ``options`` changed.
+
+        Options that set ``num_ids`` without ``num_test_ids`` split the identities half and half
+        (the registered test-split size belongs to the registered number of identities)."""
+        defaults = dict(SHIFT_DEFAULTS) if domain in SHIFT_DOMAINS else {}
+        if "num_ids" in options and "num_test_ids" not in options:
+            defaults.pop("num_test_ids", None)
         return cls(domain=domain, **{**defaults, **options})
 
     @property
