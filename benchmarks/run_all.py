@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# The long-running experiments (search experiment, calibration) are run by hand: see README.md.
+# The long-running experiments (`omnireid reproduce`, calibration) are run by hand: see README.md.
 BENCHMARKS = [
     "bench_eval", "bench_rerank", "bench_loader", "bench_train", "bench_inference",
-    "bench_index", "bench_search",
+    "bench_index", "bench_nas",
 ]
 
 

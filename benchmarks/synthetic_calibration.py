@@ -1,15 +1,21 @@
-"""Calibrate the synthetic benchmark: how hard is each domain, and does training/transfer matter?
+"""Calibrate the difficulty of the synthetic domain-shift benchmark with a plain OSNet.
 
-Measures, on the test split of each synthetic domain:
-  1. colour-histogram baselines (HSV histograms of 6 horizontal stripes, Hellinger distance), on
-     the whole crop and on its centre after grey-world colour correction;
-  2. a randomly initialised osnet_x0_25;
-  3. osnet_x0_25 trained for a few epochs on CPU (cross-entropy, plain loop) on domain A,
-     then evaluated on every domain (cross-domain transfer).
+For every training setting -- one registered domain as a single source, or a leave-one-domain-out
+group -- and every seed, train ``osnet_x0_25`` with the demo's recipe (``omnireid.cli.demo.
+demo_recipe()``: same input size, epochs, optimiser, schedule, batch and augmentation) and evaluate
+it on every registered domain-shift set. A colour-histogram baseline (no training) is measured on
+every domain too. Only the plain network is used here: whether instance normalisation helps is
+measured elsewhere, never tuned for.
+
+Each (setting, seed) run is saved as its own JSON under ``--out-dir`` and skipped when it is
+already there, so an interrupted calibration resumes. ``--table`` aggregates whatever runs exist
+into ``summary.json`` (mean and sample standard deviation over seeds; the fraction of the in-domain rank-1
+kept on each unseen domain) and prints the tables.
 
 Usage:
-    PYTHONPATH=src python benchmarks/synthetic_calibration.py [--domains a b c d] [--epochs 6]
-Writes a JSON with all numbers to --out (default benchmarks/results/synthetic_calibration.json).
+    PYTHONPATH=src python benchmarks/synthetic_calibration.py                       # everything
+    PYTHONPATH=src python benchmarks/synthetic_calibration.py --settings p1s1 --seeds 1
+    PYTHONPATH=src python benchmarks/synthetic_calibration.py --table
 """
 
 from __future__ import annotations
@@ -18,179 +24,239 @@ import argparse
 import json
 import os
 import platform
+import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from omnireid.data import build_test_loader, build_train_loader, load_dataset  # noqa: E402
+from omnireid.data.synthetic_domains import LEAVE_ONE_OUT, SHIFT_DOMAINS, SINGLE_SOURCE, shift_kind  # noqa: E402
+
+DOMAINS = list(SHIFT_DOMAINS)
 
 
-def evaluate_rank_numpy(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=10):
-    """Market-1501 protocol: drop gallery images of the same id and camera; CMC and mAP."""
-    order = np.argsort(distmat, axis=1, kind="stable")
-    cmc_all, aps = [], []
-    for i in range(len(q_pids)):
-        o = order[i]
-        keep = ~((g_pids[o] == q_pids[i]) & (g_camids[o] == q_camids[i]))
-        match = (g_pids[o] == q_pids[i])[keep].astype(np.float64)
-        if not match.any():
-            continue
-        cmc = match.cumsum()
-        cmc[cmc > 1] = 1
-        cmc_all.append(cmc[:max_rank])
-        hits = match.cumsum()
-        precision = hits / np.arange(1, len(match) + 1)
-        aps.append((precision * match).sum() / match.sum())
-    cmc = np.mean(np.stack(cmc_all), axis=0)
-    return {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "mAP": float(np.mean(aps)), "num_valid_queries": len(aps)}
+def setting_sources(setting: str) -> list[str]:
+    """``p1s1`` -> that domain; ``lodo-p2s2`` -> the leave-one-out group without ``p2s2``."""
+    if setting.startswith("lodo-"):
+        held = setting.removeprefix("lodo-")
+        if held not in LEAVE_ONE_OUT:
+            raise SystemExit(f"{held!r} is not in the leave-one-out group {LEAVE_ONE_OUT}")
+        return [d for d in LEAVE_ONE_OUT if d != held]
+    if setting not in SHIFT_DOMAINS:
+        raise SystemExit(f"unknown setting {setting!r}: a domain ({DOMAINS}) or lodo-<domain>")
+    return [setting]
 
 
-def evaluate(distmat, query, gallery):
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def machine() -> dict:
+    import torch
+
+    name = platform.processor() or platform.machine()
     try:
-        from omnireid.evaluation import evaluate_rank  # noqa: F401  (preferred when present)
-    except ImportError:
-        evaluate_rank = None
-    args = (distmat, np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
-            np.array([s.camid for s in query]), np.array([s.camid for s in gallery]))
-    if evaluate_rank is not None:
-        r = evaluate_rank(*args)
-        get = (lambda k: r[k]) if isinstance(r, dict) else (lambda k: getattr(r, k))
-        try:
-            cmc = get("cmc")
-            return {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "mAP": float(get("mAP"))}
-        except (KeyError, AttributeError):
-            pass
-    return evaluate_rank_numpy(*args)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": name, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
 
 
-def histogram_features(samples, stripes=6, bins=(8, 4, 4), centre_grey_world=False):
-    """HSV histograms of horizontal stripes, square-rooted (Hellinger).
+def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str | None, workdir: Path) -> dict:
+    from omnireid.cli.demo import demo_recipe
+    from omnireid.config import load_config
+    from omnireid.engine.fit import fit
 
-    ``centre_grey_world``: keep the central half of the columns (mostly the person) and divide out
-    the image's mean colour first (grey-world), a stronger hand-made baseline.
+    recipe = demo_recipe()
+    recipe["model"]["name"] = "osnet_x0_25"
+    recipe["data"].update(sources=[f"synthetic_{d}" for d in setting_sources(setting)],
+                          targets=[f"synthetic_{d}" for d in DOMAINS], root=cache)
+    recipe["train"].update(seed=seed, output_dir=str(workdir / f"{setting}_seed{seed}"), eval_freq=0,
+                           progress=False, num_threads=max(1, (os.cpu_count() or 1) - recipe["data"]["num_workers"]))
+    if epochs is not None:
+        recipe["train"]["max_epoch"] = epochs
+    sources = setting_sources(setting)
+    if len(sources) > 1:
+        # the same budget as a single-source run: each epoch as many steps as one source's epoch
+        from omnireid.data import load_dataset
+
+        sizes = [len(load_dataset(f"synthetic_{d}", cache).train) for d in sources]
+        recipe["train"]["max_steps_per_epoch"] = -(-round(sum(sizes) / len(sizes)) // recipe["data"]["batch_size"])
+    cfg = load_config(None, [], base=recipe)
+    load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
+    result = fit(cfg)
+    shutil.rmtree(cfg.train.output_dir, ignore_errors=True)
+    return {
+        "setting": setting, "sources": setting_sources(setting), "seed": seed, "model": cfg.model.name,
+        "recipe": cfg.to_dict(),
+        "results": {name.removeprefix("synthetic_"): {k: m[k] for k in ("rank1", "rank5", "mAP")}
+                    for name, m in result.final.items()},
+        "train_seconds": round(result.seconds, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
+        "cpu_seconds": round(cpu_seconds() - cpu0, 1), "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "final_train_loss": result.history[-1]["loss"], "final_train_acc": result.history[-1]["acc"],
+        "machine": machine(),
+    }
+
+
+def histogram_features(paths: list[str], stripes: int = 6, bins=(8, 4, 4)) -> np.ndarray:
+    """HSV histograms of horizontal stripes of the central half of the crop after grey-world
+    colour correction, square-rooted (Hellinger): a hand-made baseline that needs no training.
+
+    Returns:
+        (N, stripes * prod(bins)) float32.
     """
     feats = []
-    for s in samples:
-        rgb = np.asarray(Image.open(s.path).convert("RGB").resize((32, 96)), dtype=np.float32)
-        if centre_grey_world:
-            rgb = rgb[:, 8:24]
-            rgb = rgb / np.maximum(rgb.reshape(-1, 3).mean(0), 1.0) * 128.0
+    for path in paths:
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((32, 96), Image.BILINEAR), dtype=np.float32)
+        rgb = rgb[:, 8:24]
+        rgb = rgb / np.maximum(rgb.reshape(-1, 3).mean(0), 1.0) * 128.0
         hsv = np.asarray(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).convert("HSV"))
         parts = []
         for k in range(stripes):
             band = hsv[k * 96 // stripes:(k + 1) * 96 // stripes].reshape(-1, 3)
             h, _ = np.histogramdd(band, bins=bins, range=((0, 256), (0, 256), (0, 256)))
             parts.append(h.ravel() / max(h.sum(), 1))
-        feats.append(np.sqrt(np.concatenate(parts)))  # Hellinger
+        feats.append(np.sqrt(np.concatenate(parts)))
     return np.stack(feats).astype(np.float32)
 
 
-def euclidean(qf, gf):
-    d = (qf ** 2).sum(1)[:, None] + (gf ** 2).sum(1)[None, :] - 2 * qf @ gf.T
-    return np.maximum(d, 0)
+def histogram_baseline(cache: str | None) -> dict:
+    from omnireid.data import load_dataset
+    from omnireid.evaluation import compute_distance_matrix, evaluate_rank
+
+    out = {}
+    for d in DOMAINS:
+        ds = load_dataset(f"synthetic_{d}", cache)
+        qf = histogram_features([s.path for s in ds.query])
+        gf = histogram_features([s.path for s in ds.gallery])
+        distmat = compute_distance_matrix(qf, gf, metric="euclidean")
+        r = evaluate_rank(distmat, np.array([s.pid for s in ds.query]), np.array([s.pid for s in ds.gallery]),
+                          np.array([s.camid for s in ds.query]), np.array([s.camid for s in ds.gallery]))
+        out[d] = {"rank1": float(r.cmc[0]), "rank5": float(r.cmc[4]), "mAP": float(r.mAP)}
+        print(f"  colour histogram on {d}: rank-1 {100 * out[d]['rank1']:.1f} mAP {100 * out[d]['mAP']:.1f}", flush=True)
+    return out
 
 
-@torch.no_grad()
-def cnn_features(model, samples, height, width):
-    model.eval()
-    loader = build_test_loader(samples, height=height, width=width, batch_size=128, num_workers=2)
-    out = []
-    for batch in loader:
-        out.append(model(batch.images).embedding.float())
-    f = torch.cat(out)
-    return torch.nn.functional.normalize(f, dim=1).numpy()
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
 
 
-def cosine_dist(qf, gf):
-    return 1.0 - qf @ gf.T
+def summarize(out_dir: Path) -> dict:
+    """Mean and std over seeds of every (setting, target), the fraction of in-domain rank-1 kept."""
+    runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("run_*.json"))]
+    by_setting: dict[str, list[dict]] = {}
+    for r in runs:
+        by_setting.setdefault(r["setting"], []).append(r)
+    table: dict[str, dict] = {}
+    for setting, rs in by_setting.items():
+        rows = {}
+        for target in DOMAINS:
+            r1 = np.array([r["results"][target]["rank1"] for r in rs]) * 100
+            mp = np.array([r["results"][target]["mAP"] for r in rs]) * 100
+            ddof = 1 if len(rs) > 1 else 0  # sample standard deviation over seeds
+            rows[target] = {"rank1_mean": float(r1.mean()), "rank1_std": float(r1.std(ddof=ddof)),
+                            "mAP_mean": float(mp.mean()), "mAP_std": float(mp.std(ddof=ddof)),
+                            "rank1_per_seed": [round(float(x), 2) for x in r1]}
+        table[setting] = {"seeds": sorted(r["seed"] for r in rs), "targets": rows,
+                          "wall_seconds": [r["wall_seconds"] for r in rs], "cpu_seconds": [r["cpu_seconds"] for r in rs]}
+    # fraction kept: unseen rank-1 over the in-domain rank-1 of the same models (single source) or
+    # over the held-out domain's own in-domain rank-1 (leave-one-out), both seed means
+    kept: dict[str, dict[str, float]] = {}
+    for setting, row in table.items():
+        sources = setting_sources(setting)
+        for target in DOMAINS:
+            if target in sources:
+                continue
+            ref = sources[0] if len(sources) == 1 else target
+            if ref in table and table[ref]["targets"][ref]["rank1_mean"] > 0:
+                kept.setdefault(setting, {})[target] = (row["targets"][target]["rank1_mean"]
+                                                        / table[ref]["targets"][ref]["rank1_mean"])
+    summary = {"settings": table, "kept_fraction": kept}
+    hist = out_dir / "colour_histogram.json"
+    if hist.is_file():
+        summary["colour_histogram"] = json.loads(hist.read_text())["results"]
+    return summary
 
 
-def train_short(model, dataset, epochs, height, width, seed):
-    torch.manual_seed(seed)
-    loader = build_train_loader(dataset.train, height=height, width=width, batch_size=32, sampler="random",
-                                num_workers=2, seed=seed, random_flip=True, random_crop=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
-    model.train()
-    start, step, epoch, seen = time.time(), 0, 0, 0
-    losses = []
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * len(loader), pct_start=0.15)
-    while epoch < epochs:
-        loader.sampler.set_epoch(epoch)
-        for batch in loader:
-            out = model(batch.images)
-            loss = torch.nn.functional.cross_entropy(out.logits, batch.pids, label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            scheduler.step()
-            step += 1
-            seen += len(batch)
-            losses.append(loss.item())
-        epoch += 1
-        print(f"  epoch {epoch}: steps {step}, loss {np.mean(losses[-20:]):.3f}, {time.time() - start:.0f}s", flush=True)
-    return {"steps": step, "images_seen": seen, "epochs": epoch, "seconds": round(time.time() - start, 1),
-            "final_loss": float(np.mean(losses[-20:]))}
+def print_tables(summary: dict) -> None:
+    table, kept = summary["settings"], summary["kept_fraction"]
+    order = [s for s in DOMAINS if s in table] + [s for s in table if s not in DOMAINS]
+    for metric, name in (("rank1", "rank-1"), ("mAP", "mAP")):
+        print(f"\n{name} % (mean ± std over seeds; in-domain in [brackets])")
+        print("| trained on | seeds | " + " | ".join(DOMAINS) + " |")
+        print("| --- | --- | " + " | ".join("---" for _ in DOMAINS) + " |")
+        for setting in order:
+            row, sources = table[setting], setting_sources(setting)
+            cells = []
+            for t in DOMAINS:
+                c = row["targets"][t]
+                text = f"{c[metric + '_mean']:.1f} ± {c[metric + '_std']:.1f}"
+                cells.append(f"[{text}]" if t in sources else text)
+            label = setting if len(sources) == 1 else "+".join(sources)
+            print(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+        if "colour_histogram" in summary:
+            h = summary["colour_histogram"]
+            print("| colour histogram (no training) | - | "
+                  + " | ".join(f"{100 * h[t][metric]:.1f}" for t in DOMAINS) + " |")
+    print("\nfraction of in-domain rank-1 kept on unseen domains (band: 0.15-0.60), with the shift kind")
+    for setting, fractions in kept.items():
+        src = setting_sources(setting)
+        parts = [f"{t} {f:.2f} ({shift_kind(src[0], t) if len(src) == 1 else 'held out'})" for t, f in fractions.items()]
+        print(f"  {setting}: " + ", ".join(parts))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--domains", nargs="+", default=["a", "b", "c", "d"])
-    p.add_argument("--train-domain", default="a")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs (fixed work, so results do not depend on load)")
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--cache", default=None, help="synthetic cache folder")
-    p.add_argument("--skip-cnn", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="benchmarks/results/synthetic_calibration.json")
+    p.add_argument("--settings", nargs="+", default=None,
+                   help=f"training settings: domains ({' '.join(DOMAINS)}) and/or lodo-<domain> "
+                        f"(default: source {SINGLE_SOURCE['source']}, every other domain in-domain, every lodo group)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (exploration only)")
+    p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
+    p.add_argument("--out-dir", default="benchmarks/results/domain_shift_calibration")
+    p.add_argument("--no-histogram", action="store_true")
+    p.add_argument("--table", action="store_true", help="only aggregate the runs already saved")
     args = p.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-
-    results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "torch": torch.__version__, "input": f"{args.height}x{args.width}", "domains": {}}
-    data = {}
-    for d in args.domains:
-        t = time.time()
-        data[d] = load_dataset(f"synthetic_{d}", args.cache)
-        print(f"synthetic_{d}: loaded/generated in {time.time() - t:.1f}s")
-    for d, ds in data.items():
-        for key, cgw in (("colour_histogram", False), ("colour_histogram_centre_greyworld", True)):
-            qf = histogram_features(ds.query, centre_grey_world=cgw)
-            gf = histogram_features(ds.gallery, centre_grey_world=cgw)
-            r = evaluate(euclidean(qf, gf), ds.query, ds.gallery)
-            results["domains"].setdefault(d, {})[key] = r
-            print(f"[{d}] {key}: {r}")
-    if not args.skip_cnn:
-        from omnireid.models import create_model
-
-        torch.manual_seed(args.seed)
-        for d, ds in data.items():
-            model = create_model("osnet_x0_25", num_classes=10)
-            r = evaluate(cosine_dist(cnn_features(model, ds.query, args.height, args.width),
-                                     cnn_features(model, ds.gallery, args.height, args.width)), ds.query, ds.gallery)
-            results["domains"][d]["osnet_x0_25_random_init"] = r
-            print(f"[{d}] random-init osnet_x0_25: {r}")
-        src = data[args.train_domain]
-        torch.manual_seed(args.seed)
-        model = create_model("osnet_x0_25", num_classes=src.num_train_pids)
-        print(f"training osnet_x0_25 on synthetic_{args.train_domain} for {args.epochs} epochs")
-        results["training"] = dict(train_short(model, src, args.epochs, args.height, args.width, args.seed),
-                                   domain=args.train_domain)
-        for d, ds in data.items():
-            r = evaluate(cosine_dist(cnn_features(model, ds.query, args.height, args.width),
-                                     cnn_features(model, ds.gallery, args.height, args.width)), ds.query, ds.gallery)
-            results["domains"][d][f"osnet_x0_25_trained_on_{args.train_domain}"] = r
-            print(f"[{d}] osnet_x0_25 trained on {args.train_domain}: {r}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        if not args.no_histogram and not (out_dir / "colour_histogram.json").is_file():
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            print("colour-histogram baseline", flush=True)
+            res = histogram_baseline(args.cache)
+            _write_json(out_dir / "colour_histogram.json",
+                        {"results": res, "wall_seconds": round(time.perf_counter() - t0, 1),
+                         "cpu_seconds": round(cpu_seconds() - c0, 1), "machine": machine()})
+        settings = args.settings or [*DOMAINS, *(f"lodo-{d}" for d in LEAVE_ONE_OUT)]
+        with tempfile.TemporaryDirectory(prefix="calibration_runs_") as workdir:
+            for seed in args.seeds:
+                for setting in settings:
+                    path = out_dir / f"run_{setting}_seed{seed}.json"
+                    if path.is_file():
+                        continue
+                    print(f"training osnet_x0_25 on {'+'.join(setting_sources(setting))}, seed {seed} "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir))
+                    _write_json(path, run)
+                    res = run["results"]
+                    print(f"  {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} s CPU; rank-1 "
+                          + ", ".join(f"{d} {100 * res[d]['rank1']:.1f}" for d in DOMAINS), flush=True)
+    summary = summarize(out_dir)
+    summary["command"] = " ".join(sys.argv)
+    _write_json(out_dir / "summary.json", summary)
+    print_tables(summary)
     return 0
 
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from omnireid.config import Config, ConfigError, config_from_dict, load_config
+from omnireid.config import (
+    Config,
+    ConfigError,
+    NasConfig,
+    config_from_dict,
+    load_config,
+    load_nas_config,
+)
 from omnireid.recipes import list_recipes
 
-# Packaged training recipes; the search recipe `nas` is loaded by tests/test_nas_search.py.
-RECIPES = [r for r in list_recipes() if r.kind == "train"]
+# Every packaged recipe: training recipes and architecture-search recipes (kind "nas").
+RECIPES = list_recipes()
 
 
 def test_defaults_and_yaml_and_overrides(tmp_path) -> None:
@@ -72,9 +80,14 @@ def test_model_arch_override() -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
 def test_shipped_recipes_load(recipe) -> None:
-    cfg = load_config(recipe.name)
+    # architecture-search recipes (a `nas` section) load as NasConfig, the others as Config
+    is_search = "nas" in (yaml.safe_load(recipe.path.read_text()) or {})
+    assert (recipe.kind == "nas") == is_search
+    load = load_nas_config if is_search else load_config
+    cfg = load(recipe.name)
     assert cfg.train.max_epoch >= 1
-    assert cfg == load_config(recipe.path)
+    assert isinstance(cfg, NasConfig) == is_search
+    assert cfg == load(recipe.path)
 
 
 def test_recipes_exist() -> None:

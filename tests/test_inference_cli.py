@@ -141,7 +141,9 @@ def test_galleries_describe_their_weights(crops, tmp_path, capsys, monkeypatch) 
     monkeypatch.chdir(elsewhere)
     capsys.readouterr()
     assert main(["search", "--gallery", str(work / "g.npz"), query, "--report", "rep"]) == 0
-    assert capsys.readouterr().out.splitlines()[3].split()[2] == "cam1/0001.png"
+    lines = capsys.readouterr().out.splitlines()
+    first = lines[next(i for i, t in enumerate(lines) if t.startswith("query ")) + 3].split()
+    assert first[2] == "cam1/0001.png"
     # the gallery moved together with its checkpoint: found beside it
     moved = tmp_path / "moved"
     moved.mkdir()

@@ -1,18 +1,25 @@
-"""Typed training configuration: dataclasses, YAML files and dotted ``key=value`` overrides.
+"""Typed configuration: dataclasses, YAML files and dotted ``key=value`` overrides.
 
-A recipe is a YAML file whose sections mirror :class:`Config` (``model``, ``data``, ``loss``,
-``optim``, ``sched``, ``train``, ``test``). Anything not written keeps its default. Unknown keys
-are errors that name the file and suggest the nearest valid key::
+Two kinds of recipe share the sections and the one loader below:
+
+* a training recipe, :class:`Config` (``model``, ``data``, ``loss``, ``optim``, ``sched``,
+  ``train``, ``test``), read by :func:`load_config`;
+* an architecture-search recipe, :class:`NasConfig` (``data``, ``loss``, ``optim``, ``sched``,
+  ``train`` and ``nas``), read by :func:`load_nas_config`.
+
+Anything not written keeps its default. Unknown keys are errors that name the file and suggest
+the nearest valid key::
 
     cfg = load_config("demo", overrides=["optim.lr=0.01", "train.max_epoch=3"])  # packaged
     cfg = load_config("my_recipe.yaml")                                              # a file
     cfg.to_yaml()          # the resolved recipe, saved beside every run's outputs
+    nas_cfg = load_nas_config("nas", ["train.seed=2"])
 
 An error names where the offending setting came from: the command line (``--set train.amp=bf32:
 ...``), the recipe file (``r.yaml: ...``), a built-in recipe, or the default value.
 
-Only :func:`omnireid.engine.fit` and the CLI read a config object; everything below them takes
-plain values.
+Only :func:`omnireid.engine.fit`, :func:`omnireid.engine.nas.nas` and the CLI read a config
+object; everything below them takes plain values.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import yaml
 
 from omnireid.errors import ConfigError
 from omnireid.files import write_text
+from omnireid.models.supernet import SEARCH_MODES
 from omnireid.recipes import resolve_recipe
 
 
@@ -172,8 +180,22 @@ class TestConfig:
     batch_size: int = 128
 
 
+class _Recipe:
+    """What every recipe can do: plain data, YAML, an atomic save."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the resolved recipe as YAML, atomically."""
+        return write_text(path, self.to_yaml())
+
+
 @dataclass
-class Config:
+class Config(_Recipe):
     """A whole recipe. ``expected`` records the numbers the recipe is known to give (free form)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -185,15 +207,82 @@ class Config:
     test: TestConfig = field(default_factory=TestConfig)
     expected: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+ARCH_OPTIMIZERS = ("same", "adam", "sgd")
+"""``nas.arch_optim``: the network's optimiser (``same``) or an optimiser of their own."""
 
-    def save(self, path: str | Path) -> Path:
-        """Write the resolved recipe as YAML, atomically."""
-        return write_text(path, self.to_yaml())
+
+@dataclass
+class NasOptions:
+    """The ``nas`` section: the supernet, the temperature schedule, the architecture weights.
+
+    ``mode``: ``mixture`` (all four candidates weighted, the paper), ``single_path`` or
+    ``two_path`` (one or two sampled candidates per step; see :mod:`omnireid.models.supernet`).
+    ``width``: supernet width multiplier; ``child_width``: width written into the derived spec
+    (default: ``width``). ``affine_norms``: learnable scale/shift in the normalisation layers
+    (the paper's search: no). ``share_weights``: the four candidates of a block share their
+    convolutions (the paper: no).
+
+    Temperature: ``lambda = max(min_temperature, init_temperature * decay_rate ** (epoch //
+    decay_every))``; the defaults are the paper's (10, halved every 20 epochs, floor 1).
+
+    Architecture weights (``alpha``): ``arch_optim: same`` keeps them in the network's optimiser
+    and parameter group, as the published search code does; ``adam`` or ``sgd`` give them their
+    own optimiser with ``arch_lr``, ``arch_weight_decay`` (and ``optim.momentum`` for sgd,
+    ``optim.adam_beta1/2`` for adam); the learning-rate schedule of ``sched`` applies to them
+    too. ``arch_start_epoch``: epochs of network-only training before ``alpha`` moves (0: from
+    the start, as the paper).
+    """
+
+    mode: str = "mixture"
+    init_temperature: float = 10.0
+    min_temperature: float = 1.0
+    decay_every: int = 20
+    decay_rate: float = 0.5
+    width: float = 1.0
+    feature_dim: int = 512
+    child_width: float | None = None
+    affine_norms: bool = False
+    share_weights: bool = False
+    arch_optim: str = "same"
+    arch_lr: float = 0.0
+    arch_weight_decay: float = 0.0
+    arch_start_epoch: int = 0
+
+
+def _nas_data() -> DataConfig:
+    return DataConfig(sources=["synthetic_a", "synthetic_c"], targets=[], height=64, width=32,
+                      batch_size=32, sampler="random", num_workers=0, color_jitter=True)
+
+
+def _nas_options() -> NasOptions:
+    return NasOptions(width=0.25, decay_every=1, arch_optim="adam", arch_lr=0.05)
+
+
+@dataclass
+class NasConfig(_Recipe):
+    """Everything ``omnireid nas`` reads; the defaults are the CPU recipe on the built-in data
+    (the packaged recipe ``nas`` writes them out with their reasons; ``nas_paper`` is the
+    search recipe published with the paper's code).
+
+    ``data``, ``loss``, ``optim``, ``sched`` and ``train`` are the training recipe's sections.
+    Of ``train`` the search reads ``max_epoch``, ``seed``, ``deterministic``, ``device``,
+    ``amp``, ``channels_last``, ``num_threads``, ``max_steps_per_epoch``, ``output_dir`` and
+    ``progress``; of ``optim`` everything but fixbase and ``new_layers``. ``nas`` is
+    :class:`NasOptions`.
+    """
+
+    data: DataConfig = field(default_factory=_nas_data)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(softmax=1.0, triplet=0.0, label_smooth=0.1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="amsgrad", lr=0.003, weight_decay=5e-4))
+    sched: SchedConfig = field(default_factory=lambda: SchedConfig(name="cosine"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        max_epoch=6, max_steps_per_epoch=40, seed=1, channels_last=False, output_dir="runs/nas"))
+    nas: NasOptions = field(default_factory=_nas_options)
+
+
+# ----------------------------------------------------------------------------------------------
+# building from plain data, with checks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,12 +424,20 @@ def config_from_dict(data: Mapping[str, Any] | None, source: str = "config",
     Errors name where the bad setting came from: ``origins`` maps dotted keys to their origin
     (as :func:`load_config` records them); keys without an entry are blamed on ``source``.
     """
+    return _from_data(Config, data or {}, source, origins)
+
+
+def _from_data(cls: type, data: Mapping[str, Any], source: str = "config",
+               origins: Mapping[str, str] | None = None) -> Any:
+    """``cls`` (a recipe class) from plain data laid over ``cls()``'s defaults, validated."""
     if origins is None:
         origins = {}
-        for section, values in (data or {}).items():
+        for section, values in data.items():
             _record_origins(values, str(section), source, origins)
+    full = cls().to_dict()
+    _merge(full, data)
     try:
-        cfg = _build(Config, data or {}, "")
+        cfg = _build(cls, full, "")
         validate(cfg)
     except ConfigError as exc:
         raise with_origin(exc, origins) from None
@@ -371,9 +468,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _check_override_key(dotted: str) -> None:
+def _check_override_key(dotted: str, recipe: type | None = None) -> None:
     parts = dotted.split(".")
-    cls: Any = Config
+    cls: Any = Config if recipe is None else recipe
     for i, p in enumerate(parts):
         if not dataclasses.is_dataclass(cls):
             if i == len(parts) - 1 or typing.get_origin(cls) is dict:
@@ -408,6 +505,17 @@ def load_config(
     """
     data, origins = load_plain(path, overrides, base, base_source, check_key=_check_override_key)
     return config_from_dict(data, origins=origins)
+
+
+def load_nas_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None,
+    base_source: str = "the built-in recipe",
+) -> NasConfig:
+    """Read a YAML architecture-search recipe (see :class:`NasConfig`) like :func:`load_config`;
+    unset keys keep :class:`NasConfig`'s defaults (the CPU recipe on the built-in data)."""
+    data, origins = load_plain(path, overrides, base, base_source,
+                               check_key=lambda key: _check_override_key(key, NasConfig))
+    return _from_data(NasConfig, data, origins=origins)
 
 
 def load_plain(
@@ -463,6 +571,8 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
     for k, v in new.items():
+        if v is None and isinstance(into.get(k), dict):
+            continue  # an empty section (``nas:`` with nothing under it) keeps its defaults
         if isinstance(v, Mapping) and isinstance(into.get(k), dict):
             _merge(into[k], v)
         else:
@@ -476,6 +586,8 @@ _CHOICES = {
     ("test", "dist_metric"): ("euclidean", "cosine"),
     ("data", "sampler"): ("random", "identity", "camera", "dataset"),
     ("data", "on_bad_image"): ("error", "skip"),
+    ("nas", "mode"): SEARCH_MODES,
+    ("nas", "arch_optim"): ARCH_OPTIMIZERS,
 }
 
 #: The smallest image side every model accepts (OSNet halves its input four times).
@@ -487,13 +599,15 @@ def _check(ok: bool, message: str, *keys: str) -> None:
         raise ConfigError(message, list(keys))
 
 
-def validate(cfg: Config) -> None:
+def validate(cfg: Config | NasConfig) -> None:
     """Check values that types alone cannot (choices, ranges, dataset settings).
 
     Raises:
         ConfigError: whose ``keys`` name the settings involved.
     """
     for (section, key), choices in _CHOICES.items():
+        if not hasattr(cfg, section):
+            continue
         value = getattr(getattr(cfg, section), key)
         _check(value in choices, f"{section}.{key}={value!r} is not one of {', '.join(choices)}."
                f"{_suggest(str(value), choices)}", f"{section}.{key}")
@@ -518,7 +632,9 @@ def validate(cfg: Config) -> None:
         value = getattr(d, key)
         _check(value >= MIN_IMAGE_SIDE, f"data.{key}={value} is too small: the models need images of at "
                f"least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels (256x128 is usual)", f"data.{key}")
-    _check(cfg.test.batch_size >= 1, f"test.batch_size must be >= 1, got {cfg.test.batch_size}", "test.batch_size")
+    if isinstance(cfg, Config):
+        _check(cfg.test.batch_size >= 1, f"test.batch_size must be >= 1, got {cfg.test.batch_size}",
+               "test.batch_size")
     _check(bool(d.sources), "data.sources must name at least one dataset", "data.sources")
     _check(cfg.sched.name not in ("single_step", "multi_step") or bool(cfg.sched.stepsize),
            f"sched.name={cfg.sched.name} needs sched.stepsize", "sched.stepsize", "sched.name")
@@ -532,6 +648,24 @@ def validate(cfg: Config) -> None:
            "train.amp=fp16 needs a GPU; use bf16 on the CPU", "train.amp")
     for section in ("sources", "targets"):
         _check_datasets(getattr(d, section), f"data.{section}")
+    if isinstance(cfg, NasConfig):
+        _validate_nas(cfg.nas)
+
+
+def _validate_nas(nas: NasOptions) -> None:
+    _check(nas.init_temperature > 0 and nas.min_temperature > 0, "nas temperatures must be > 0",
+           "nas.init_temperature", "nas.min_temperature")
+    _check(0 < nas.decay_rate <= 1, f"nas.decay_rate must be in (0, 1], got {nas.decay_rate}", "nas.decay_rate")
+    _check(nas.width > 0, f"nas.width must be > 0, got {nas.width}", "nas.width")
+    _check(nas.child_width is None or nas.child_width > 0, f"nas.child_width must be > 0, got {nas.child_width}",
+           "nas.child_width")
+    _check(nas.arch_lr >= 0, f"nas.arch_lr must be >= 0, got {nas.arch_lr}", "nas.arch_lr")
+    _check(nas.arch_optim == "same" or nas.arch_lr > 0, f"nas.arch_optim={nas.arch_optim} needs nas.arch_lr > 0",
+           "nas.arch_optim", "nas.arch_lr")
+    _check(nas.arch_weight_decay >= 0, f"nas.arch_weight_decay must be >= 0, got {nas.arch_weight_decay}",
+           "nas.arch_weight_decay")
+    _check(nas.arch_start_epoch >= 0, f"nas.arch_start_epoch must be >= 0, got {nas.arch_start_epoch}",
+           "nas.arch_start_epoch")
 
 
 def _check_datasets(items: list, where: str) -> None:
@@ -588,7 +722,8 @@ def _device_message(device: str) -> str:
 
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig", "OptimConfig", "SchedConfig",
-    "TestConfig", "TrainConfig", "config_from_dict", "load_config", "load_plain", "origin_of",
+    "ARCH_OPTIMIZERS", "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig",
+    "NasConfig", "NasOptions", "OptimConfig", "SchedConfig", "TestConfig", "TrainConfig",
+    "config_from_dict", "load_config", "load_nas_config", "load_plain", "origin_of",
     "parse_override", "validate", "with_origin",
 ]

@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "omnireid.cli.train",
     "omnireid.cli.eval",
     "omnireid.cli.nas",
+    "omnireid.cli.reproduce",
     "omnireid.cli.extract",
     "omnireid.cli.search",
     "omnireid.cli.gallery",

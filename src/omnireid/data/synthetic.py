@@ -1,12 +1,24 @@
 """A procedural multi-domain re-ID benchmark that needs no download.
 
-Each *domain* is a small city of people (identities drawn from the domain's clothing style: top
+Two families of domains share this generator:
+
+- ``synthetic_a`` .. ``synthetic_d`` (generator version 3, unchanged since): each domain changes
+  the people and the cameras at once;
+- the controlled domain-shift sets ``synthetic_p1s1`` ... (generator version 4,
+  :mod:`omnireid.data.synthetic_domains`): a domain is a population seen in a camera style, and
+  either can change alone.
+
+Each version-3 *domain* is a small city of people (identities drawn from the domain's clothing style: top
 and bottom colours and patterns, body proportions, backpacks, bags, hats, hair) watched by several
 *cameras* that each have a habitual viewpoint (front, back or side: a backpack is a block of colour
 from behind and two straps from the front), a scale range, their own illumination, colour cast,
 contrast, saturation, blur, noise, resolution, JPEG quality and scene. Domains differ in global
 style (street daylight, dim CCTV, warm mall, washed-out winter), so a model trained on one loses
 accuracy on another -- the setting instance normalisation is meant for.
+
+The domain-shift sets draw everything about the people (identities, plan, poses) from streams
+keyed by the population and everything photometric from streams keyed by the style, render at
+twice the stored size and average down (anti-aliased), and are stored at 64x32 by default.
 
 Images are written as JPEGs in the Market-1501 layout (``PID_cCs1_FRAME_NN.jpg``; gallery
 distractors with id 0 and a few junk crops with id -1) and read back with the Market-1501 reader,
@@ -27,17 +39,23 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from omnireid.data.synthetic_domains import CAMERA_STYLES, POPULATIONS, SHIFT_DOMAINS, SHIFT_VERSION
 from omnireid.data.synthetic_render import (
+    Camera,
     DomainStyle,
     Identity,
+    Population,
     apply_camera,
     make_camera,
     make_identity,
+    make_rig,
+    make_styled_camera,
     render_person,
 )
 from omnireid.errors import UsageError
@@ -45,6 +63,10 @@ from omnireid.errors import UsageError
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 3
+"""Generator version of ``synthetic_a`` .. ``synthetic_d`` (the domain-shift sets: ``SHIFT_VERSION``)."""
+
+SHIFT_DEFAULTS: dict[str, object] = {"height": 64, "width": 32, "num_ids": 1000, "num_test_ids": 600}
+"""Where the registered domain-shift sets differ from :class:`SyntheticSpec`'s defaults."""
 
 _VIVID = (
     (0.85, 0.10, 0.10), (0.10, 0.35, 0.80), (0.10, 0.60, 0.20), (0.95, 0.85, 0.15), (0.95, 0.95, 0.95),
@@ -98,11 +120,12 @@ DOMAIN_STYLES: dict[str, DomainStyle] = {
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """What to generate for one domain. The defaults are the registered ``synthetic_*`` sets."""
+    """What to generate for one domain. The defaults are the registered ``synthetic_a`` .. ``d``;
+    :meth:`registered` gives any registered domain's defaults (with overrides)."""
 
     domain: str = "a"
     seed: int = 0
-    num_ids: int = 500  # half for training, half for testing
+    num_ids: int = 500  # identities in all; half for training, half for testing unless num_test_ids says
     num_cameras: int = 6
     cameras_per_id: tuple[int, int] = (2, 4)
     images_per_camera: tuple[int, int] = (1, 4)
@@ -110,24 +133,55 @@ class SyntheticSpec:
     num_junk: int = 20  # gallery crops of background only (id -1)
     height: int = 128
     width: int = 64
+    num_test_ids: int | None = None  # None: num_ids // 2 train, the rest test
 
     def __post_init__(self) -> None:
-        if self.domain not in DOMAIN_STYLES:
-            raise UsageError(f"unknown synthetic domain {self.domain!r}; known: {sorted(DOMAIN_STYLES)}")
+        if self.domain not in DOMAIN_STYLES and self.domain not in SHIFT_DOMAINS:
+            raise UsageError(f"unknown synthetic domain {self.domain!r}; known: "
+                             f"{sorted(DOMAIN_STYLES) + sorted(SHIFT_DOMAINS)}")
         if self.num_ids < 2 or self.num_ids > 1500:
             raise UsageError("num_ids must be in 2..1500 (the Market-1501 naming holds 4-digit ids)")
+        if self.num_test_ids is not None and not 1 <= self.num_test_ids < self.num_ids:
+            raise UsageError(f"num_test_ids must be in 1..num_ids-1, got {self.num_test_ids}")
         if not 2 <= self.num_cameras <= 6:
             raise UsageError("num_cameras must be in 2..6 (the Market-1501 layout)")
         lo, hi = self.cameras_per_id
         if not 2 <= lo <= hi <= self.num_cameras:
             raise UsageError(f"cameras_per_id must satisfy 2 <= low <= high <= num_cameras, got {self.cameras_per_id}")
 
+    @classmethod
+    def registered(cls, domain: str, **options) -> SyntheticSpec:
+        """The registered spec of ``domain`` (``"a"``, ``"p1s2"``, ...) with ``options`` changed.
+
+        Options that set ``num_ids`` without ``num_test_ids`` split the identities half and half
+        (the registered test-split size belongs to the registered number of identities)."""
+        defaults = dict(SHIFT_DEFAULTS) if domain in SHIFT_DOMAINS else {}
+        if "num_ids" in options and "num_test_ids" not in options:
+            defaults.pop("num_test_ids", None)
+        return cls(domain=domain, **{**defaults, **options})
+
+    @property
+    def version(self) -> int:
+        """The generator version that draws this domain."""
+        return SHIFT_VERSION if self.domain in SHIFT_DOMAINS else GENERATOR_VERSION
+
+    @property
+    def num_train_ids(self) -> int:
+        return self.num_ids // 2 if self.num_test_ids is None else self.num_ids - self.num_test_ids
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields, leaving out ``num_test_ids`` when unset (so version-3 caches stay valid)."""
+        d = asdict(self)
+        if d["num_test_ids"] is None:
+            del d["num_test_ids"]
+        return d
+
     def key(self) -> str:
-        """Folder name: ``synthetic_a`` for the defaults, else with a short hash of the spec."""
-        default = SyntheticSpec(domain=self.domain)
+        """Folder name: ``synthetic_a`` for the registered spec, else with a short hash of the spec."""
+        default = SyntheticSpec.registered(self.domain)
         if self == default:
             return f"synthetic_{self.domain}"
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         return f"synthetic_{self.domain}-{digest}"
 
 
@@ -137,9 +191,31 @@ def default_cache_dir() -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "omnireid") / "synthetic"
 
 
+# What each random stream draws. Version 3 keys all of them by the domain; the domain-shift sets
+# key the people's streams by the population, the photometric ones by the style (and the camera
+# rig by the seed alone), so that a style-only change leaves every person, pose and file alone.
+_PLAN, _PERSON_PLAN, _CAMERA, _IMAGE, _IDENTITY, _RIG, _IMAGE_PHOTO = range(7)
+_BY_PEOPLE = (_PLAN, _PERSON_PLAN, _IMAGE, _IDENTITY)
+
+
+def _stable_id(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
 def _rng(spec: SyntheticSpec, kind: int, *index: int) -> np.random.Generator:
-    domain_index = sorted(DOMAIN_STYLES).index(spec.domain)
-    return np.random.default_rng([spec.seed, domain_index, kind, *index])
+    if spec.domain in DOMAIN_STYLES:
+        domain_index = sorted(DOMAIN_STYLES).index(spec.domain)
+        return np.random.default_rng([spec.seed, domain_index, kind, *index])
+    dom = SHIFT_DOMAINS[spec.domain]
+    if kind in _BY_PEOPLE:
+        keys = [_stable_id(dom.population)]
+    elif kind == _RIG:
+        keys = []
+    elif kind == _CAMERA:
+        keys = [_stable_id(dom.style)]
+    else:  # _IMAGE_PHOTO
+        keys = [_stable_id(dom.style), _stable_id(dom.population)]
+    return np.random.default_rng([spec.seed, SHIFT_VERSION, kind, *keys, *index])
 
 
 def _save_jpeg(array: np.ndarray, path: Path, quality: int) -> None:
@@ -150,11 +226,11 @@ def _save_jpeg(array: np.ndarray, path: Path, quality: int) -> None:
 
 def _plan(spec: SyntheticSpec) -> list[tuple[int, str, int, int]]:
     """Every image to draw: (pid, split, camera, frame index); deterministic from the spec."""
-    rng = _rng(spec, 0)
-    num_train = spec.num_ids // 2
+    rng = _rng(spec, _PLAN)
+    num_train = spec.num_train_ids
     plan = []
     for pid in range(1, spec.num_ids + 1):
-        r = _rng(spec, 1, pid)
+        r = _rng(spec, _PERSON_PLAN, pid)
         k = int(r.integers(spec.cameras_per_id[0], spec.cameras_per_id[1] + 1))
         cams = sorted(r.choice(spec.num_cameras, size=k, replace=False).tolist())
         per_cam = [int(r.integers(spec.images_per_camera[0], spec.images_per_camera[1] + 1)) for _ in cams]
@@ -192,33 +268,66 @@ def _ensure_cross_camera_matches(query_of: dict[int, int], images: list[tuple[in
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
+@dataclass
+class _Scene:
+    """What a domain's images are drawn with."""
+
+    population: Population
+    cameras: list[Camera]
+    colour_jitter: float
+    supersample: int  # render at this multiple of the stored size, then average down
+    own_photo_stream: bool  # photometric noise from its own stream (not the pose stream)
+
+
+def _scene(spec: SyntheticSpec) -> _Scene:
+    if spec.domain in DOMAIN_STYLES:
+        style: DomainStyle = DOMAIN_STYLES[spec.domain]
+        cameras = [make_camera(i, style, _rng(spec, _CAMERA, i)) for i in range(spec.num_cameras)]
+        return _Scene(style.population, cameras, style.colour_jitter, 1, False)
+    dom = SHIFT_DOMAINS[spec.domain]
+    camera_style = CAMERA_STYLES[dom.style]
+    cameras = [make_styled_camera(make_rig(i, _rng(spec, _RIG, i)), camera_style, _rng(spec, _CAMERA, i))
+               for i in range(spec.num_cameras)]
+    return _Scene(POPULATIONS[dom.population], cameras, camera_style.colour_jitter, 2, True)
+
+
+def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return img
+    h, w = img.shape[0] // factor, img.shape[1] // factor
+    return img.reshape(h, factor, w, factor, 3).mean(axis=(1, 3), dtype=np.float32)
+
+
 def _render_range(spec: SyntheticSpec, out: Path, start: int, stop: int, progress: bool = False) -> dict[str, int]:
     """Draw and write plan entries ``start:stop``; every image depends only on its plan index."""
     from tqdm import tqdm
 
-    style = DOMAIN_STYLES[spec.domain]
-    cameras = [make_camera(i, style, _rng(spec, 2, i)) for i in range(spec.num_cameras)]
+    scene = _scene(spec)
     identities: dict[int, Identity] = {}
     counts = {"train": 0, "query": 0, "gallery": 0, "distractor": 0, "junk": 0}
     plan = _plan(spec)
-    size = (spec.height, spec.width)
+    k = scene.supersample
+    size = (spec.height * k, spec.width * k)
     for number in tqdm(range(start, stop), desc=f"synthetic_{spec.domain}", disable=not progress):
         pid, split, cam, n = plan[number]
-        rng = _rng(spec, 3, number)
-        camera = cameras[cam]
+        rng = _rng(spec, _IMAGE, number)
+        photo_rng = _rng(spec, _IMAGE_PHOTO, number) if scene.own_photo_stream else rng
+        camera = scene.cameras[cam]
         if split == "junk":
-            img = render_person(make_identity(0, style, rng), camera, style, rng, size)
+            img = render_person(make_identity(0, scene.population, rng), camera, scene.colour_jitter, rng, size)
             # Keep only scene: a crop that missed the person.
-            img = np.roll(img, spec.width // 2 + 8, axis=1)
+            img = np.roll(img, (spec.width // 2 + 8) * k, axis=1)
             name, folder = f"-1_c{cam + 1}s1_{number:06d}_00.jpg", FOLDERS["gallery"]
             counts["junk"] += 1
         else:
             if pid not in identities:
-                identities[pid] = make_identity(pid, style, _rng(spec, 4, abs(pid) + (10_000 if pid < 0 else 0)))
-            img = render_person(identities[pid], camera, style, rng, size)
+                seed_index = abs(pid) + (10_000 if pid < 0 else 0)
+                identities[pid] = make_identity(pid, scene.population, _rng(spec, _IDENTITY, seed_index))
+            img = render_person(identities[pid], camera, scene.colour_jitter, rng, size)
             name, folder = f"{max(pid, 0):04d}_c{cam + 1}s1_{number:06d}_{n:02d}.jpg", FOLDERS[split]
             counts["distractor" if pid < 0 else split] += 1
-        _save_jpeg(apply_camera(img, camera, rng), out / folder / name, camera.jpeg_quality)
+        img = _downsample(img, k)
+        _save_jpeg(apply_camera(img, camera, photo_rng), out / folder / name, camera.jpeg_quality)
     return counts
 
 
@@ -242,6 +351,14 @@ def _render_all(spec: SyntheticSpec, out: Path, progress: bool, workers: int) ->
     return counts
 
 
+def _recipe(spec: SyntheticSpec) -> dict[str, object]:
+    """The recipe written into ``synthetic.json``."""
+    if spec.domain in DOMAIN_STYLES:
+        return {"style": asdict(DOMAIN_STYLES[spec.domain])}
+    dom = SHIFT_DOMAINS[spec.domain]
+    return {"population": asdict(POPULATIONS[dom.population]), "camera_style": asdict(CAMERA_STYLES[dom.style])}
+
+
 def generate_domain(
     spec: SyntheticSpec, cache_dir: str | Path | None = None, *, progress: bool = True, workers: int | None = None
 ) -> Path:
@@ -256,7 +373,7 @@ def generate_domain(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = cache / spec.key()
     meta_path = root / "synthetic.json"
-    wanted = {"version": GENERATOR_VERSION, "spec": asdict(spec)}
+    wanted = {"version": spec.version, "spec": spec.as_dict(), **_recipe(spec)}
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
@@ -274,7 +391,7 @@ def generate_domain(
             workers = min(4, os.cpu_count() or 1)
         counts = _render_all(spec, data_dir, progress, workers)
         seconds = time.perf_counter() - start
-        meta = dict(wanted, counts=counts, seconds=round(seconds, 2), style=asdict(DOMAIN_STYLES[spec.domain]))
+        meta = dict(wanted, counts=counts, seconds=round(seconds, 2))
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=1))
         if root.exists():
             shutil.rmtree(root)

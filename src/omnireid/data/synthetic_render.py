@@ -1,5 +1,12 @@
 """Drawing for the synthetic benchmark: identities, cameras and one rendered crop.
 
+Two kinds of recipe feed the drawing. A :class:`Population` says who is in the scene (clothing
+palette, patterns, accessories, body proportions); a camera style says how the cameras see them
+(illumination, colour cast, contrast, saturation, tone curve, blur, noise, resolution, JPEG
+quality, scene colours). The version-3 domains ``synthetic_a`` .. ``synthetic_d`` keep both in one
+:class:`DomainStyle`; the domain-shift sets (:mod:`omnireid.data.synthetic_domains`) keep them
+apart (:class:`Population` and :class:`CameraStyle`) so that either can change alone.
+
 Everything here is plain NumPy on float32 ``(H, W, 3)`` images in [0, 1]; randomness comes only
 from the ``numpy.random.Generator`` passed in, so the same generator state gives the same picture.
 """
@@ -22,6 +29,32 @@ HAIR_COLOURS = np.array(
     [[0.08, 0.06, 0.05], [0.25, 0.16, 0.09], [0.55, 0.40, 0.22], [0.80, 0.68, 0.45], [0.55, 0.55, 0.55]],
     dtype=np.float32,
 )
+
+
+@dataclass(frozen=True)
+class Population:
+    """Who is in the scene: the clothes people wear and their build.
+
+    Ranges are (low, high) for a uniform draw per identity; ``*_p`` are probabilities per identity.
+    The defaults of the optional fields are the version-3 values.
+    """
+
+    name: str
+    description: str
+    palette: tuple[tuple[float, float, float], ...]  # clothing colours (RGB in [0, 1])
+    pattern_weights: tuple[float, ...]  # over PATTERNS
+    bottom_weights: tuple[float, ...]  # over BOTTOMS
+    backpack_p: float
+    bag_p: float
+    hat_p: float
+    coat_p: float = 0.2  # a top that reaches below the hips
+    long_sleeves_p: float = 0.6
+    long_hair_p: float = 0.35
+    height: tuple[float, float] = (0.86, 1.0)  # fraction of the crop height at scale 1
+    width: tuple[float, float] = (0.21, 0.30)  # shoulder width as a fraction of body height
+    leg_ratio: tuple[float, float] = (0.47, 0.55)  # where the legs start (fraction of body height)
+    pattern_period: tuple[float, float] = (0.03, 0.08)  # stripe/check period (fraction of body height)
+    shade_jitter: float = 0.04  # std of each person's deviation from the palette colour of a garment
 
 
 @dataclass(frozen=True)
@@ -49,6 +82,39 @@ class DomainStyle:
     resolution: tuple[float, float]  # render scale before upsampling (1 = sharp), per camera
     jpeg_quality: tuple[int, int]
     colour_jitter: float  # per-image, per-identity colour wobble
+
+    @property
+    def population(self) -> Population:
+        """The clothing part of this style (version-3 body proportions)."""
+        return Population(
+            name=self.name, description=self.description, palette=self.palette,
+            pattern_weights=self.pattern_weights, bottom_weights=self.bottom_weights,
+            backpack_p=self.backpack_p, bag_p=self.bag_p, hat_p=self.hat_p,
+        )
+
+
+@dataclass(frozen=True)
+class CameraStyle:
+    """How the cameras of a domain see: everything photometric, nothing about the people.
+
+    Ranges are (low, high) for a uniform draw per camera, so the cameras of one style differ from
+    each other inside the style's ranges.
+    """
+
+    name: str
+    description: str
+    background: tuple[tuple[float, float, float], ...]  # scene colours (wall, floor, clutter)
+    gain: tuple[float, float]  # illumination: brightness gain
+    tint: tuple[float, float, float]  # colour cast shared by all cameras (RGB multipliers)
+    cast: float  # max per-channel random colour-cast deviation of each camera around the tint
+    contrast: tuple[float, float]
+    saturation: tuple[float, float]  # 1 = unchanged
+    gamma: tuple[float, float]  # tone curve out = in ** gamma (> 1 darkens the mid-tones)
+    blur: tuple[float, float]  # Gaussian sigma in pixels, per camera
+    noise: tuple[float, float]  # std of pixel noise
+    resolution: tuple[float, float]  # render scale before upsampling (1 = sharp)
+    jpeg_quality: tuple[int, int]
+    colour_jitter: float = 0.05  # per-image colour wobble (light varying along the walk)
 
 
 @dataclass
@@ -96,6 +162,20 @@ class Camera:
     bg2: np.ndarray  # (3,) floor colour
     clutter: np.ndarray  # (k, 3) colours of background clutter
     floor: float  # where the floor starts (fraction of crop height)
+    gamma: float = 1.0  # tone curve (version 3: none)
+
+
+@dataclass(frozen=True)
+class CameraRig:
+    """Where a camera hangs: its habitual viewpoint, the person's scale and the floor line.
+
+    Shared by every domain-shift set, so that the sets differ only in population and style.
+    """
+
+    index: int
+    view_probs: np.ndarray  # over VIEWS
+    scale: tuple[float, float]  # person height relative to crop
+    floor: float  # where the floor starts (fraction of crop height)
 
 
 def _pick(rng: np.random.Generator, palette: np.ndarray, jitter: float) -> np.ndarray:
@@ -103,39 +183,40 @@ def _pick(rng: np.random.Generator, palette: np.ndarray, jitter: float) -> np.nd
     return np.clip(colour, 0.0, 1.0).astype(np.float32)
 
 
-def make_identity(pid: int, style: DomainStyle, rng: np.random.Generator) -> Identity:
-    """Draw one person's appearance from the domain's clothing style."""
-    palette = np.asarray(style.palette, dtype=np.float32)
-    pattern = PATTERNS[rng.choice(len(PATTERNS), p=np.asarray(style.pattern_weights) / sum(style.pattern_weights))]
-    bottom_kind = BOTTOMS[rng.choice(len(BOTTOMS), p=np.asarray(style.bottom_weights) / sum(style.bottom_weights))]
-    leg_ratio = float(rng.uniform(0.47, 0.55))
-    coat = rng.random() < 0.2
+def make_identity(pid: int, population: Population, rng: np.random.Generator) -> Identity:
+    """Draw one person's appearance from a population (the draw order is fixed since version 3)."""
+    pop = population
+    palette = np.asarray(pop.palette, dtype=np.float32)
+    pattern = PATTERNS[rng.choice(len(PATTERNS), p=np.asarray(pop.pattern_weights) / sum(pop.pattern_weights))]
+    bottom_kind = BOTTOMS[rng.choice(len(BOTTOMS), p=np.asarray(pop.bottom_weights) / sum(pop.bottom_weights))]
+    leg_ratio = float(rng.uniform(*pop.leg_ratio))
+    coat = rng.random() < pop.coat_p
     return Identity(
         pid=pid,
-        height=float(rng.uniform(0.86, 1.0)),
-        width=float(rng.uniform(0.21, 0.30)),
+        height=float(rng.uniform(*pop.height)),
+        width=float(rng.uniform(*pop.width)),
         leg_ratio=leg_ratio,
         top_length=leg_ratio + (float(rng.uniform(0.08, 0.2)) if coat else float(rng.uniform(-0.03, 0.02))),
         skin=SKIN_TONES[rng.integers(len(SKIN_TONES))] * np.float32(rng.uniform(0.95, 1.05)),
         hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))].copy(),
-        top=_pick(rng, palette, 0.04),
-        top2=_pick(rng, palette, 0.04),
+        top=_pick(rng, palette, pop.shade_jitter),
+        top2=_pick(rng, palette, pop.shade_jitter),
         pattern=pattern,
-        pattern_period=float(rng.uniform(0.03, 0.08)),
-        long_sleeves=bool(rng.random() < 0.6),
-        bottom=_pick(rng, palette, 0.04),
+        pattern_period=float(rng.uniform(*pop.pattern_period)),
+        long_sleeves=bool(rng.random() < pop.long_sleeves_p),
+        bottom=_pick(rng, palette, pop.shade_jitter),
         bottom_kind=bottom_kind,
         shoes=_pick(rng, palette, 0.05) * np.float32(0.6),
-        backpack=_pick(rng, palette, 0.05) if rng.random() < style.backpack_p else None,
-        bag=_pick(rng, palette, 0.05) if rng.random() < style.bag_p else None,
+        backpack=_pick(rng, palette, 0.05) if rng.random() < pop.backpack_p else None,
+        bag=_pick(rng, palette, 0.05) if rng.random() < pop.bag_p else None,
         bag_side=int(rng.choice([-1, 1])),
-        hat=_pick(rng, palette, 0.05) if rng.random() < style.hat_p else None,
-        long_hair=bool(rng.random() < 0.35),
+        hat=_pick(rng, palette, 0.05) if rng.random() < pop.hat_p else None,
+        long_hair=bool(rng.random() < pop.long_hair_p),
     )
 
 
 def make_camera(index: int, style: DomainStyle, rng: np.random.Generator) -> Camera:
-    """Draw one camera of the domain: viewpoint habit, optics, colour response and scene."""
+    """Draw one camera of a version-3 domain: viewpoint habit, optics, colour response and scene."""
     favourite = rng.integers(len(VIEWS))
     view_probs = np.full(len(VIEWS), 0.1)
     view_probs[favourite] += 0.6
@@ -165,6 +246,43 @@ def make_camera(index: int, style: DomainStyle, rng: np.random.Generator) -> Cam
     )
 
 
+def make_rig(index: int, rng: np.random.Generator) -> CameraRig:
+    """Draw where one camera of a domain-shift set hangs (viewpoint habit, scale, floor line)."""
+    view_probs = np.full(len(VIEWS), 0.1)
+    view_probs[rng.integers(len(VIEWS))] += 0.6
+    lo = float(rng.uniform(0.72, 0.88))
+    return CameraRig(index=index, view_probs=view_probs / view_probs.sum(), scale=(lo, min(lo + 0.12, 0.98)),
+                     floor=float(rng.uniform(0.6, 0.85)))
+
+
+def make_styled_camera(rig: CameraRig, style: CameraStyle, rng: np.random.Generator) -> Camera:
+    """One camera of a domain-shift set: the rig's geometry seen through a draw of ``style``."""
+    background = np.asarray(style.background, dtype=np.float32)
+
+    def u(r: tuple[float, float]) -> float:
+        return float(rng.uniform(*r))
+
+    tint = np.asarray(style.tint, dtype=np.float32)
+    return Camera(
+        index=rig.index,
+        view_probs=rig.view_probs,
+        scale=rig.scale,
+        gain=u(style.gain),
+        cast=(tint * (1.0 + rng.uniform(-style.cast, style.cast, 3))).astype(np.float32),
+        contrast=u(style.contrast),
+        saturation=u(style.saturation),
+        blur=u(style.blur),
+        noise=u(style.noise),
+        resolution=u(style.resolution),
+        jpeg_quality=int(rng.integers(style.jpeg_quality[0], style.jpeg_quality[1] + 1)),
+        bg=_pick(rng, background, 0.05),
+        bg2=_pick(rng, background, 0.05),
+        clutter=np.stack([_pick(rng, background, 0.08) for _ in range(4)]),
+        floor=rig.floor,
+        gamma=u(style.gamma),
+    )
+
+
 def _box(yy, xx, y0, y1, x0, x1):
     return (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
 
@@ -174,9 +292,13 @@ def _ellipse(yy, xx, cy, cx, ry, rx):
 
 
 def render_person(
-    person: Identity, camera: Camera, style: DomainStyle, rng: np.random.Generator, size: tuple[int, int]
+    person: Identity, camera: Camera, colour_jitter: float, rng: np.random.Generator, size: tuple[int, int]
 ) -> np.ndarray:
     """Render one crop of ``person`` as seen by ``camera``.
+
+    ``colour_jitter`` is the std of a per-image multiplicative wobble of the clothes' colours. The
+    number of draws from ``rng`` does not depend on the camera's photometry or on
+    ``colour_jitter``, so the same generator state gives the same pose and placement in any style.
 
     Returns:
         (H, W, 3) float32 in [0, 1] at ``size = (H, W)`` before the camera's optics; the caller
@@ -198,7 +320,7 @@ def render_person(
     view = VIEWS[rng.choice(len(VIEWS), p=camera.view_probs)]
     side = view in ("left", "right")
     mirror = -1.0 if view == "left" else 1.0
-    jit = style.colour_jitter
+    jit = colour_jitter
 
     def c(colour: np.ndarray) -> np.ndarray:
         return np.clip(colour * (1 + rng.normal(0, jit, 3)).astype(np.float32), 0, 1)
@@ -298,7 +420,8 @@ def render_person(
 
 
 def apply_camera(img: np.ndarray, camera: Camera, rng: np.random.Generator) -> np.ndarray:
-    """The camera's optics and colour response: resolution loss, blur, gain, cast, noise.
+    """The camera's optics and colour response: saturation, contrast, gain and cast, tone curve,
+    resolution loss, blur, noise.
 
     Args:
         img: (H, W, 3) float32 in [0, 1].
@@ -315,6 +438,8 @@ def apply_camera(img: np.ndarray, camera: Camera, rng: np.random.Generator) -> n
     out = (out - 0.5) * camera.contrast + 0.5
     out = out * gain * camera.cast
     out = np.clip(out, 0, 1)
+    if camera.gamma != 1.0:
+        out = out ** np.float32(camera.gamma)
     pil = Image.fromarray((out * 255 + 0.5).astype(np.uint8))
     if camera.resolution < 0.98:
         small = (max(8, int(W * camera.resolution)), max(16, int(H * camera.resolution)))

@@ -1,4 +1,6 @@
-"""Training: ``fit(config)``, one epoch, optimisers and schedules, checkpoints, DDP, evaluation.
+"""Training: ``fit(config)``, one epoch, optimisers and schedules, checkpoints, DDP, evaluation;
+the architecture search (:mod:`omnireid.engine.nas`); the reproduction
+(:mod:`omnireid.engine.reproduce`).
 
 Submodules are imported on first use so that ``import omnireid`` stays light.
 """
@@ -23,6 +25,8 @@ _LAZY = {
     "evaluate_model": "omnireid.engine.evaluate",
     "ModelEvaluation": "omnireid.engine.evaluate",
     "init_distributed": "omnireid.engine.ddp",
+    "NasResult": "omnireid.engine.nas",
+    "ReproducePlan": "omnireid.engine.reproduce",
 }
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from omnireid.config import Config
+from omnireid.config import Config, DataConfig, LossConfig, OptimConfig, SchedConfig, TrainConfig
 from omnireid.engine.checkpoint import (
     BEST,
     LAST,
@@ -109,25 +109,42 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+# ---------------------------------------------------------------------------------------------
+# Steps shared by fit() and the architecture search (omnireid.engine.nas): each takes the one
+# recipe section it needs.
+
+
+def prepare_process(train: TrainConfig) -> None:
+    """Thread count and seeds of a run (``train.num_threads``, ``train.seed``, ``deterministic``)."""
+    if train.num_threads > 0:
+        torch.set_num_threads(train.num_threads)
+    seed_everything(train.seed, train.deterministic)
+
+
 def _specs(items: list) -> list:
     from omnireid.data.spec import parse_dataset_spec
 
     return [parse_dataset_spec(item) for item in items]
 
 
-def _load(spec, cfg: Config, combineall: bool = False):
+def _load(spec, data: DataConfig, combineall: bool = False):
     from omnireid.data.spec import load_dataset_spec
 
-    defaults = dict(cfg.data.synthetic) if spec.name.startswith("synthetic") else {}
-    return load_dataset_spec(spec, root=cfg.data.root, combineall=combineall, defaults=defaults)
+    defaults = dict(data.synthetic) if spec.name.startswith("synthetic") else {}
+    return load_dataset_spec(spec, root=data.root, combineall=combineall, defaults=defaults)
+
+
+def load_sources(data: DataConfig):
+    """The (combined) training set of ``data.sources``."""
+    from omnireid.data import combine_datasets
+
+    parts = [_load(spec, data, data.combineall) for spec in _specs(data.sources)]
+    return parts[0] if len(parts) == 1 else combine_datasets(parts)
 
 
 def load_train_set(cfg: Config):
     """The (combined) training set of ``data.sources``."""
-    from omnireid.data import combine_datasets
-
-    parts = [_load(spec, cfg, cfg.data.combineall) for spec in _specs(cfg.data.sources)]
-    return parts[0] if len(parts) == 1 else combine_datasets(parts)
+    return load_sources(cfg.data)
 
 
 def load_targets(cfg: Config) -> list:
@@ -135,10 +152,56 @@ def load_targets(cfg: Config) -> list:
     name; each must have query and gallery images."""
     out = []
     for i, spec in enumerate(_specs(cfg.data.targets)):
-        dataset = _load(spec, cfg)
+        dataset = _load(spec, cfg.data)
         check_evaluable(dataset, f"data.targets[{i}]")
         out.append(dataset)
     return out
+
+
+def build_loader(data: DataConfig, samples, *, seed: int, rank: int = 0, world_size: int = 1,
+                 pin_memory: bool = False, name: str = "the training set"):
+    """The training loader of ``data`` over ``samples`` (one epoch per ``set_epoch``); a set
+    that cannot fill the batches is an error that names it (``name``) and the settings."""
+    from omnireid.data import build_train_loader
+
+    settings = f"data.sampler={data.sampler}, data.batch_size={data.batch_size}" + (
+        f", data.num_instances={data.num_instances}" if data.sampler == "identity" else "")
+    if len(samples) < data.batch_size * world_size:
+        raise DataError(f"{name} has {len(samples)} images, fewer than one batch "
+                        f"({settings}{f', {world_size} processes' if world_size > 1 else ''}): "
+                        "lower data.batch_size")
+    try:
+        return build_train_loader(
+            samples, height=data.height, width=data.width, batch_size=data.batch_size,
+            sampler=data.sampler, num_instances=data.num_instances, num_workers=data.num_workers,
+            seed=seed, rank=rank, world_size=world_size, random_flip=data.random_flip,
+            random_crop=data.random_crop, random_erase=data.random_erase,
+            color_jitter=data.color_jitter, persistent_workers=False, pin_memory=pin_memory,
+            on_error="skip" if data.on_bad_image == "skip" else "raise",
+        )
+    except UsageError as exc:
+        raise UsageError(f"{name}: {exc} ({settings})") from None
+
+
+def build_criterion(loss: LossConfig):
+    """The weighted loss of ``loss``."""
+    return build_loss({"softmax": loss.softmax, "triplet": loss.triplet},
+                      label_smooth=loss.label_smooth, margin=loss.margin)
+
+
+def build_weight_optimizer(model: nn.Module, o: OptimConfig, skip=()) -> torch.optim.Optimizer:
+    """The optimiser of ``optim`` over the model's parameters (except ``skip``)."""
+    return build_optimizer(
+        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
+        betas=(o.adam_beta1, o.adam_beta2), rmsprop_alpha=o.rmsprop_alpha, new_layers=o.new_layers,
+        new_layers_lr_mult=o.new_layers_lr_mult, skip=skip)
+
+
+def build_schedule(optimizer, s: SchedConfig, base_lr: float, max_epoch: int) -> EpochLR:
+    """The per-epoch learning-rate schedule of ``sched`` (``min_lr`` relative to ``base_lr``)."""
+    return EpochLR(optimizer, s.name, max_epoch, stepsize=s.stepsize, gamma=s.gamma,
+                   warmup_epochs=s.warmup_epochs, warmup_factor=s.warmup_factor,
+                   min_factor=s.min_lr / base_lr)
 
 
 def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
@@ -306,9 +369,7 @@ def _fit(cfg: Config, info: DistInfo, resume, overwrite: bool, on_epoch, on_star
 
 def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume_path, state, changes,
            on_epoch, on_start, on_batch=None) -> FitResult:
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    prepare_process(cfg.train)
     device = info.device
 
     # data: rank 0 first (it may generate the synthetic sets and reads the targets before
@@ -327,17 +388,10 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
     torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # augmentation/dropout streams per rank
 
     loader = _train_loader(cfg, train_set, info, device)
-    criterion = build_loss({"softmax": cfg.loss.softmax, "triplet": cfg.loss.triplet},
-                           label_smooth=cfg.loss.label_smooth, margin=cfg.loss.margin)
+    criterion = build_criterion(cfg.loss)
     o = cfg.optim
-    optimizer = build_optimizer(
-        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
-        betas=(o.adam_beta1, o.adam_beta2), rmsprop_alpha=o.rmsprop_alpha, new_layers=o.new_layers,
-        new_layers_lr_mult=o.new_layers_lr_mult)
-    s = cfg.sched
-    scheduler = EpochLR(optimizer, s.name, cfg.train.max_epoch, stepsize=s.stepsize, gamma=s.gamma,
-                        warmup_epochs=s.warmup_epochs, warmup_factor=s.warmup_factor,
-                        min_factor=s.min_lr / o.lr)
+    optimizer = build_weight_optimizer(model, o)
+    scheduler = build_schedule(optimizer, cfg.sched, o.lr, cfg.train.max_epoch)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.amp == "fp16" else None
 
     start_epoch = 0
@@ -500,26 +554,10 @@ def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume
 
 
 def _train_loader(cfg: Config, train_set, info: DistInfo, device: torch.device):
-    """The training loader; a training set that cannot fill the batches is an error that names
-    the set and the settings."""
-    from omnireid.data import build_train_loader
-
-    d = cfg.data
-    settings = f"data.sampler={d.sampler}, data.batch_size={d.batch_size}" + (
-        f", data.num_instances={d.num_instances}" if d.sampler == "identity" else "")
-    if len(train_set.train) < d.batch_size * info.world_size:
-        raise DataError(f"the training set {train_set.name} has {len(train_set.train)} images, fewer than one batch "
-                        f"({settings}{f', {info.world_size} processes' if info.distributed else ''}): "
-                        "lower data.batch_size")
-    try:
-        return build_train_loader(
-            train_set.train, height=d.height, width=d.width, batch_size=d.batch_size, sampler=d.sampler,
-            num_instances=d.num_instances, num_workers=d.num_workers, seed=cfg.train.seed, rank=info.rank,
-            world_size=info.world_size, random_flip=d.random_flip, random_crop=d.random_crop,
-            random_erase=d.random_erase, color_jitter=d.color_jitter, persistent_workers=False,
-            pin_memory=device.type == "cuda", on_error="skip" if d.on_bad_image == "skip" else "raise")
-    except UsageError as exc:
-        raise UsageError(f"the training set {train_set.name}: {exc} ({settings})") from None
+    """The training loader of the run (:func:`build_loader` on this process's share)."""
+    return build_loader(cfg.data, train_set.train, seed=cfg.train.seed, rank=info.rank,
+                        world_size=info.world_size, pin_memory=device.type == "cuda",
+                        name=f"the training set {train_set.name}")
 
 
 def _restore(state, path: Path, model, optimizer, scheduler, scaler) -> None:
@@ -595,5 +633,6 @@ def _write_skipped(out_dir: Path, skipped: dict[str, str]) -> None:
     write_text(out_dir / "skipped_images.tsv", "\n".join(lines) + "\n", durable=False)
 
 
-__all__ = ["FitResult", "NonFiniteLossError", "build_model_from_config", "fit", "load_targets",
-           "load_train_set", "seed_everything", "weights_digest"]
+__all__ = ["FitResult", "NonFiniteLossError", "build_criterion", "build_loader", "build_model_from_config",
+           "build_schedule", "build_weight_optimizer", "fit", "load_sources", "load_targets",
+           "load_train_set", "prepare_process", "seed_everything", "weights_digest"]

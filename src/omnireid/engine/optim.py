@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -49,8 +49,9 @@ def build_optimizer(
     new_layers: Sequence[str] = (),
     new_layers_lr_mult: float = 1.0,
     fused: bool | None = None,
+    skip: Iterable[nn.Parameter] = (),
 ) -> torch.optim.Optimizer:
-    """Build an optimiser over all parameters of ``model``.
+    """Build an optimiser over all parameters of ``model`` (except those in ``skip``).
 
     Args:
         name: ``amsgrad``, ``adam``, ``sgd`` or ``rmsprop``.
@@ -62,6 +63,7 @@ def build_optimizer(
             per-tensor loop costs about as much as a whole layer on the CPU). ``None``
             (default): fused where PyTorch supports it for these parameters (floating point,
             on the CPU or a GPU). Same update rule; results agree to float rounding.
+        skip: parameters left out (trained by another optimiser, e.g. architecture weights).
 
     Each parameter group remembers its base rate in ``group["initial_lr"]`` for the schedule.
     """
@@ -71,8 +73,10 @@ def build_optimizer(
     if new_layers:
         _check_layer_names(module, new_layers, "optim.new_layers")
     base, new = [], []
+    skipped = {id(p) for p in skip}
     for pname, p in module.named_parameters():
-        (new if _top_level(pname) in new_layers else base).append(p)
+        if id(p) not in skipped:
+            (new if _top_level(pname) in new_layers else base).append(p)
     groups = [{"params": base, "lr": lr, "initial_lr": lr}]
     if new:
         groups.append({"params": new, "lr": lr * new_layers_lr_mult, "initial_lr": lr * new_layers_lr_mult})
@@ -97,6 +101,45 @@ def _can_fuse(params: list[torch.Tensor]) -> bool:
     devices = {p.device.type for p in params}
     return (bool(params) and len(devices) == 1 and devices <= {"cpu", "cuda"}
             and all(p.is_floating_point() for p in params))
+
+
+class OptimizerSet:
+    """Several optimisers stepped as one (e.g. network weights and architecture weights).
+
+    Offers what the training loop and :class:`EpochLR` use: ``param_groups`` (all groups, in
+    order), ``zero_grad``, ``step``, ``state_dict`` and ``load_state_dict``.
+    """
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        if not optimizers:
+            raise ValueError("OptimizerSet needs at least one optimiser")
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {k: v for opt in self.optimizers for k, v in opt.state.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        states = state.get("optimizers", [])
+        if len(states) != len(self.optimizers):
+            raise ValueError(f"optimiser state holds {len(states)} optimisers, expected {len(self.optimizers)}")
+        for opt, st in zip(self.optimizers, states):
+            opt.load_state_dict(st)
 
 
 def lr_factor(
@@ -193,4 +236,5 @@ def set_trainable(model: nn.Module, open_layers: Sequence[str] | None) -> list[s
     return [n for n, p in module.named_parameters() if p.requires_grad]
 
 
-__all__ = ["EpochLR", "OPTIMIZERS", "SCHEDULES", "build_optimizer", "lr_factor", "set_trainable"]
+__all__ = ["EpochLR", "OPTIMIZERS", "OptimizerSet", "SCHEDULES", "build_optimizer", "lr_factor",
+           "set_trainable"]

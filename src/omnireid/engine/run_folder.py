@@ -6,11 +6,18 @@ that names the holder; the lock goes with the process, so a killed run never lea
 lock behind. A folder that already holds a run's results is refused unless the caller resumes
 that run or asks to overwrite it, and a resumed run never starts before its new settings have
 been checked against the checkpoint.
+
+Long jobs made of many runs (``omnireid nas``, ``omnireid reproduce``) use
+:func:`claim_run_folder`: the same lock, plus a marker ``run.json`` that records the kind of job
+and a fingerprint of its recipe. The same job with the same recipe continues in the folder (an
+interrupted job resumes); anything else is refused unless ``overwrite=True``, and so is a
+non-empty folder without a marker (it holds something else).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -18,12 +25,14 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omnireid.errors import RunFolderError
-from omnireid.files import make_dirs, output_error, remove_stale_temps
+from omnireid.files import make_dirs, output_error, remove_stale_temps, write_json
 
 try:  # POSIX
     import fcntl
@@ -222,4 +231,66 @@ def _summarise_run(folder: Path) -> str:
     return ", ".join(holds_run(folder))
 
 
-__all__ = ["LOCK_NAME", "RUN_FILES", "RunFolder", "holds_run"]
+MARKER = "run.json"
+
+
+@dataclass(frozen=True)
+class ClaimedFolder:
+    """A folder claimed by :func:`claim_run_folder`. ``resumed``: it already held this job's
+    files when claimed."""
+
+    path: Path
+    resumed: bool
+
+
+def fingerprint_of(recipe: Mapping[str, Any]) -> str:
+    """A short stable hash of plain recipe data (key order does not matter)."""
+    text = json.dumps(recipe, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def claim_run_folder(folder: str | os.PathLike, kind: str, fingerprint: str, *, overwrite: bool = False,
+                     describe: str = "") -> Iterator[ClaimedFolder]:
+    """Hold ``folder`` for a job of ``kind`` with the recipe ``fingerprint`` while the block runs.
+
+    Args:
+        folder: the job's folder (created).
+        kind: the job, e.g. ``"nas"``; a folder of another kind is refused.
+        fingerprint: identifies the recipe (:func:`fingerprint_of`); the same kind with the same
+            fingerprint continues, another fingerprint is refused.
+        overwrite: take the folder whatever it holds (its files are replaced as the job writes).
+        describe: shown in the marker and in messages (e.g. the recipe's sources).
+
+    Raises:
+        RunFolderError: the folder is held by a live process, or holds other results.
+    """
+    with RunFolder(folder) as held:
+        path = held.folder
+        marker = path / MARKER
+        resumed = False
+        if marker.is_file() and not overwrite:
+            try:
+                old = json.loads(marker.read_text())
+            except (OSError, ValueError):
+                raise RunFolderError(f"{marker} is not valid JSON; pass --overwrite to reuse {path}") from None
+            if old.get("kind") != kind:
+                raise RunFolderError(f"{path} holds the results of a {old.get('kind')!r} run, not {kind!r}; "
+                                     "choose another output folder or pass --overwrite")
+            if old.get("fingerprint") != fingerprint:
+                raise RunFolderError(f"{path} holds another {kind} run (made with a different recipe: "
+                                     f"{old.get('describe') or old.get('fingerprint')}); choose another "
+                                     "output folder, or pass --overwrite to replace it")
+            resumed = True
+        elif not overwrite:
+            others = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
+            if others:
+                raise RunFolderError(f"{path} is not empty and was not written by omnireid {kind} "
+                                     f"({', '.join(others[:3])}...); choose another output folder or "
+                                     "pass --overwrite")
+        if not resumed:
+            write_json(marker, {"kind": kind, "fingerprint": fingerprint, "describe": describe})
+        yield ClaimedFolder(path, resumed)
+
+
+__all__ = ["ClaimedFolder", "claim_run_folder", "fingerprint_of", "LOCK_NAME", "RUN_FILES", "RunFolder", "holds_run"]

@@ -12,8 +12,9 @@ The space follows the OSNet-AIN paper (Zhou et al., TPAMI 2021) and its publishe
   training, the mixture weights are a Gumbel-softmax sample
   ``softmax((log(relu(alpha) + eps) + g) / lambda)`` with ``g`` standard Gumbel noise and
   temperature ``lambda``; the block output is the weighted sum of the candidates' outputs.
-  ``alpha`` is an ordinary parameter, trained with the network weights by the same optimiser
-  on the same loss.
+  ``alpha`` is an ordinary parameter trained on the same loss as the network weights (the
+  published code puts it in the same SGD group; :func:`omnireid.engine.nas.nas` can give it an
+  optimiser and learning rate of its own, ``nas.arch_optim``).
 * The child keeps, per block, the candidate with the largest ``alpha``.
 
 Two cheaper modes (not in the paper):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from omnireid.files import atomic_path
-from omnireid.viz.search_plot import _pyplot
+from omnireid.viz.figures import pyplot as _pyplot
 
 
 def plot_verification(result: Any, path: str | os.PathLike, title: str = "") -> Path:

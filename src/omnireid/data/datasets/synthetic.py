@@ -1,4 +1,6 @@
-"""The synthetic multi-domain benchmark: ``synthetic_a`` .. ``synthetic_d``.
+"""The synthetic multi-domain benchmark: ``synthetic_a`` .. ``synthetic_d`` (generator version 3)
+and the controlled domain-shift sets ``synthetic_p1s1`` ... (version 4, see
+:mod:`omnireid.data.synthetic_domains`).
 
 Generated on first use (seconds to tens of seconds; see :mod:`omnireid.data.synthetic`) and read
 with the Market-1501 reader. Default statistics per domain (seed 0): 500 identities (250 train,
@@ -7,7 +9,8 @@ images, 700 queries and 1300 gallery images incl. 100 distractors with id 0; 20 
 -1 are left out like Market-1501's), 128x64 JPEGs.
 
 Domains: ``a`` street daylight, ``b`` dim indoor CCTV, ``c`` warm shopping mall, ``d`` washed-out
-winter.
+winter. The domain-shift sets have the same counts at 64x32; ``pXsY`` is population ``X`` seen in
+camera style ``Y``.
 
 On-disk layout (under the cache folder, default ``~/.cache/omnireid/synthetic`` or
 ``$OMNIREID_CACHE/synthetic``; ``root=`` overrides it)::
@@ -27,6 +30,7 @@ from omnireid.data.datasets.market1501 import read_market1501
 from omnireid.data.datasets.registry import DATASETS
 from omnireid.data.records import ReIDDataset
 from omnireid.data.synthetic import DOMAIN_STYLES, SyntheticSpec, generate_domain
+from omnireid.data.synthetic_domains import SHIFT_DOMAINS
 
 
 def read_synthetic(
@@ -35,13 +39,13 @@ def read_synthetic(
     """Generate (once) and read one synthetic domain.
 
     Args:
-        domain: ``"a"``, ``"b"``, ...
+        domain: ``"a"`` .. ``"d"``, ``"p1s1"``, ...
         root: cache folder (default: :func:`omnireid.data.synthetic.default_cache_dir`).
         progress: show a progress bar while generating.
         **spec_options: fields of :class:`SyntheticSpec` (``seed``, ``num_ids``, ``num_cameras``,
             ``height``, ``width``, ...).
     """
-    spec = SyntheticSpec(domain=domain, **spec_options)
+    spec = SyntheticSpec.registered(domain, **spec_options)
     data_root = generate_domain(spec, root, progress=progress)
     ds = read_market1501(data_root)
     ds.name = f"synthetic_{domain}"
@@ -53,10 +57,11 @@ def _register(domain: str) -> None:
     def reader(root: str | Path | None = None, **options) -> ReIDDataset:
         return read_synthetic(domain, root, **options)
 
-    reader.__doc__ = f"Synthetic domain {domain!r}: {DOMAIN_STYLES[domain].description}."
+    described = DOMAIN_STYLES[domain] if domain in DOMAIN_STYLES else SHIFT_DOMAINS[domain]
+    reader.__doc__ = f"Synthetic domain {domain!r}: {described.description}."
     reader.__name__ = f"read_synthetic_{domain}"
     DATASETS.add(f"synthetic_{domain}", reader)
 
 
-for _domain in sorted(DOMAIN_STYLES):
+for _domain in [*sorted(DOMAIN_STYLES), *SHIFT_DOMAINS]:
     _register(_domain)

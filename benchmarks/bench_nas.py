@@ -1,4 +1,4 @@
-"""Cost of one search step: mixture (all four candidates) vs two-path vs single-path.
+"""Cost of one architecture-search (NAS) step: mixture (all four candidates) vs two-path vs single-path.
 
 Baseline in the same run: a plain OSNet of the same width (what one training step of a normal
 model costs). Each variant runs in its own subprocess (same threads, same allocator) so that the
@@ -12,7 +12,7 @@ peak resident memory belongs to it alone. Reported per variant:
 * peak RSS of the subprocess (includes Python, torch and the parameters);
 * parameter count.
 
-    python benchmarks/bench_search.py --batch 32 --size 128x64 --width 0.25 --threads 1
+    python benchmarks/bench_nas.py --batch 32 --size 128x64 --width 0.25 --threads 1
 """
 
 from __future__ import annotations

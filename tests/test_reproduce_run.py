@@ -1,0 +1,152 @@
+"""`omnireid reproduce` end to end on tiny data: outputs, claims.json format, resume, run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omnireid.cli import main
+from omnireid.engine.reproduce import (
+    MODELS,
+    SETTINGS,
+    Benchmark,
+    Cell,
+    ReproducePlan,
+    cell_rows,
+    collect_rows,
+    plan_cells,
+    quick_plan,
+)
+from omnireid.evaluation.claims import evaluate_claims
+
+TINY = ("{num_ids: 8, num_test_ids: 4, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
+        "num_distractors: 2, num_junk: 1, height: 64, width: 32}")
+SMALL = [f"data.synthetic={TINY}", "data.height=32", "data.width=16", "data.batch_size=4"]
+
+BENCH = Benchmark(source="s", shift_targets={"style": ("t1", "t2"), "population": ("t3",), "both": ("t4", "t5")},
+                  leave_one_out=((("s", "t4"), "t5"), (("t4", "t5"), "s"), (("s", "t5"), "t4")),
+                  search_sources=("x", "y"))
+
+
+# ---------------------------------------------------------------- planning and rows
+def test_plan_cells_covers_every_model_setting_and_seed() -> None:
+    plan = ReproducePlan(seeds=(0, 1), benchmark=BENCH)
+    # folds with a single-source counterpart: held-out t5 and t4 (not s, the source itself)
+    assert plan.chosen_folds() == [(("s", "t4"), "t5"), (("s", "t5"), "t4")]
+    cells = plan_cells(plan)
+    assert len(cells) == 2 * len(MODELS) * 3
+    single = [c for c in cells if not c.multi_source]
+    assert {c.targets for c in single} == {("s", "t1", "t2", "t3", "t4", "t5")}
+    assert cells[0].seed == 0 and cells[-1].seed == 1  # whole seeds first
+    assert len({c.key for c in cells}) == len(cells)
+    quick = quick_plan()
+    assert quick.seeds == (0,) and len(quick.chosen_folds()) == 1
+
+
+def test_rows_average_each_setting_over_its_targets() -> None:
+    single = Cell("osnet", ("s",), ("s", "t1", "t2", "t3", "t4", "t5"), 0)
+    metrics = {t: {"rank1": r, "mAP": r / 2} for t, r in
+               {"s": 0.9, "t1": 0.5, "t2": 0.3, "t3": 0.6, "t4": 0.2, "t5": 0.1}.items()}
+    parts = cell_rows(single, metrics, BENCH)
+    parts += cell_rows(Cell("osnet", ("s", "t4"), ("t5",), 0), {"t5": {"rank1": 0.25, "mAP": 0.1}}, BENCH)
+    parts += cell_rows(Cell("osnet", ("s", "t5"), ("t4",), 0), {"t4": {"rank1": 0.35, "mAP": 0.2}}, BENCH)
+    rows = {r["setting"]: r for r in collect_rows(parts)}
+    assert list(rows) == list(SETTINGS)
+    assert rows["same-domain"]["rank1"] == pytest.approx(90.0)
+    assert rows["style"]["rank1"] == pytest.approx(40.0) and set(rows["style"]["targets"]) == {"t1", "t2"}
+    assert rows["both"]["rank1"] == pytest.approx(15.0)
+    assert rows["multi-source"]["rank1"] == pytest.approx(30.0)
+    assert rows["multi-source"]["trained_on"] == {"t5": ["s", "t4"], "t4": ["s", "t5"]}
+
+
+# ---------------------------------------------------------------- the command end to end
+@pytest.fixture()
+def tiny_env(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("OMNIREID_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _argv(out: Path, *extra: str) -> list[str]:
+    argv = ["reproduce", "--quick", "-o", str(out), "--jobs", "2", "--set", "train.max_epoch=2",
+            "--set", "train.max_steps_per_epoch=2", "--nas-set", "train.max_epoch=2",
+            "--nas-set", "train.max_steps_per_epoch=2", *extra]
+    for item in SMALL:
+        argv += ["--set", item, "--nas-set", item]
+    return argv
+
+
+def test_reproduce_quick_end_to_end_and_resume(tiny_env, capsys) -> None:
+    out = tiny_env / "rep"
+    assert main(_argv(out)) == 0
+    text = capsys.readouterr().out
+    assert "claim" in text and f"report: {out / 'report.html'}" in text
+    claims = json.loads((out / "claims.json").read_text())
+    assert list(claims) == ["claims", "results"]
+    assert [c["id"] for c in claims["claims"]] == list("abcde")
+    for c in claims["claims"]:
+        assert set(c) == {"id", "statement", "verdict", "evidence"}
+        assert c["verdict"] in ("holds", "fails", "not resolved")
+        assert "MODEL_ZOO.md" in c["evidence"]["paper"]["source"]
+    rows = claims["results"]
+    assert len(rows) == len(MODELS) * len(SETTINGS)  # one seed
+    assert {(r["model"], r["setting"], r["seed"]) for r in rows} == {(m, s, 0) for m in MODELS for s in SETTINGS}
+    for r in rows:
+        assert 0.0 <= r["rank1"] <= 100.0 and 0.0 <= r["mAP"] <= 100.0 and r["targets"]
+    # the verdicts are what the claim logic gives on these rows
+    again = [c.verdict for c in evaluate_claims(rows)]
+    assert again == [c["verdict"] for c in claims["claims"]]
+    html = (out / "report.html").read_text()
+    assert "mean ± std" in html and "data:image/png;base64," in html and "(e)" in html
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["search"]["arch"]["blocks"] == json.loads((out / "archs" / "child.json").read_text())["blocks"]
+
+    # an interrupted run picks up the finished cells: drop one cell's result and run again
+    cells = sorted(out.glob("cells/*/*/seed_0/cell.json"))
+    assert len(cells) == 2 * len(MODELS)
+    dropped = cells[0]
+    kept = {p: p.stat().st_mtime_ns for p in cells[1:]}
+    dropped.unlink()
+    (out / "claims.json").unlink()
+    assert main(_argv(out)) == 0
+    assert "continuing the reproduction" in capsys.readouterr().out
+    assert dropped.is_file()
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert (out / "claims.json").is_file()
+
+    # another run's folder is not clobbered
+    assert main(_argv(out, "--seeds", "3")) == 2
+    assert "different recipe" in capsys.readouterr().err
+
+
+def test_reproduce_with_a_given_arch_and_bad_options(tiny_env, capsys) -> None:
+    spec = tiny_env / "arch.json"
+    spec.write_text(json.dumps({"width": 1.0, "blocks": ["both", "none", "after", "inside", "none", "none"],
+                                "conv1_in": True}))
+    out = tiny_env / "given"
+    argv = _argv(out, "--arch", str(spec))
+    assert main(argv) == 0
+    assert not (out / "search").exists()
+    child = json.loads((out / "archs" / "child.json").read_text())
+    assert child["blocks"] == ["both", "none", "after", "inside", "none", "none"]
+    assert child["channels"][0] == 16  # built at the reproduction's width x0.25
+    capsys.readouterr()
+    assert main(["reproduce", "--set", "optim.lr=-1", "-o", str(tiny_env / "bad")]) == 2
+    assert "optim.lr must be > 0" in capsys.readouterr().err
+    assert main(["reproduce", "--seeds", "a,b", "-o", str(tiny_env / "bad2")]) == 2
+
+
+def test_folds_are_chosen_by_held_out_domain() -> None:
+    from omnireid.cli.reproduce import _folds
+
+    folds = ReproducePlan().benchmark.leave_one_out
+    held = [h for _, h in folds]
+    assert _folds("p4s4", folds) == (held.index("synthetic_p4s4"),)
+    assert _folds("synthetic_p2s2, p4s4", folds) == tuple(sorted(held.index(f"synthetic_{d}") for d in ("p2s2", "p4s4")))
+    with pytest.raises(ValueError, match="held-out domains"):
+        _folds("p1s2", folds)  # a style target, not in the leave-one-out group
+    with pytest.raises(ValueError, match="held-out domains"):
+        _folds(",", folds)
+    assert _folds("none", folds) == ()
