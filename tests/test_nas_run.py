@@ -246,7 +246,7 @@ def test_run_folders_are_not_clobbered(data_root, tmp_path) -> None:
     with pytest.raises(RunFolderError, match="not empty"):
         nas(load_nas_config(None, _tiny_overrides(data_root, foreign)), plot=False)
     with claim_run_folder(tmp_path / "busy", "nas", "x"):
-        with pytest.raises(RunFolderError, match="in use by process"):
+        with pytest.raises(RunFolderError, match="in use by another run"):
             nas(load_nas_config(None, _tiny_overrides(data_root, tmp_path / "busy")), plot=False)
 
 

@@ -253,7 +253,9 @@ def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch:
     cfg = load_config(None, overrides, base=REPRODUCE_RECIPE)
     resume = out if (out / LAST).is_file() else None
     t0, c0 = time.perf_counter(), time.process_time()
-    result = fit(cfg, resume=resume)
+    # the cell folder belongs to this reproduction (its folder is claimed): a cell without a
+    # checkpoint to resume starts again from scratch over whatever an earlier attempt left
+    result = fit(cfg, resume=resume, overwrite=resume is None)
     record = {"cell": dataclasses.asdict(c), "metrics": result.final,
               "epochs": result.epochs, "steps": sum(int(h.get("steps", 0)) for h in result.history),
               "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
