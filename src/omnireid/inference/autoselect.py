@@ -28,7 +28,6 @@ import logging
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from omnireid.errors import UsageError
+from omnireid.files import write_json
 from omnireid.inference.accuracy import GATE_SEED, check_accuracy
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.runtime import (
@@ -449,11 +449,8 @@ def _read_record(path: Path, key: dict) -> dict | None:
 
 
 def _write_record(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=1, default=_jsonable)
-    os.replace(tmp, path)
+    # a cache entry: no fsync needed, a lost entry is measured again
+    write_json(path, record, indent=1, default=_jsonable, durable=False)
 
 
 def _jsonable(value: object) -> object:
