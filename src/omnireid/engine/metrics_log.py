@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from omnireid.extras import require
-from omnireid.files import atomic_path, atomic_write
+from omnireid.files import atomic_write
+from omnireid.viz.figures import pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ def plot_curves(records: list[Mapping[str, Any]], path: str | os.PathLike) -> Pa
     Needs matplotlib (``pip install omnireid[viz]``); returns ``None`` with a warning without it.
     """
     try:
-        require("matplotlib", "viz", "drawing curves").use("Agg")
-        plt = require("matplotlib.pyplot", "viz", "drawing curves")
+        plt = pyplot("drawing curves")
     except ImportError as exc:
         logger.warning("curves not drawn: %s", exc)
         return None
@@ -125,13 +125,7 @@ def plot_curves(records: list[Mapping[str, Any]], path: str | os.PathLike) -> Pa
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 __all__ = ["MetricsLogger", "plot_curves", "read_metrics"]

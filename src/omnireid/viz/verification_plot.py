@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from omnireid.files import atomic_path
 from omnireid.viz.figures import pyplot as _pyplot
+from omnireid.viz.figures import save_figure
 
 
 def plot_verification(result: Any, path: str | os.PathLike, title: str = "") -> Path:
@@ -62,10 +62,4 @@ def plot_verification(result: Any, path: str | os.PathLike, title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
