@@ -71,10 +71,10 @@ def synthetic_crops(num_ids: int = 32, num_cameras: int = 2, seed: int = CALIBRA
     cams = [make_camera(c, style, np.random.default_rng([seed, 0, c])) for c in range(num_cameras)]
     images, pids, camids = [], [], []
     for pid in range(num_ids):
-        person = make_identity(pid + 1, style, np.random.default_rng([seed, 1, pid]))
+        person = make_identity(pid + 1, style.population, np.random.default_rng([seed, 1, pid]))
         for c, camera in enumerate(cams):
             rng = np.random.default_rng([seed, 2, pid, c])
-            images.append(apply_camera(render_person(person, camera, style, rng, size), camera, rng))
+            images.append(apply_camera(render_person(person, camera, style.colour_jitter, rng, size), camera, rng))
             pids.append(pid)
             camids.append(c)
     return LabelledCrops(images, np.asarray(pids, np.int64), np.asarray(camids, np.int64))
