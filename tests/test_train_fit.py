@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from omnireid.config import load_config
 from omnireid.engine.checkpoint import load_checkpoint
 from omnireid.engine.fit import fit
 from omnireid.engine.train import NonFiniteLossError
+from tests._robust_fixtures import write_recipe
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY_SYNTHETIC = {"num_ids": 24, "num_distractors": 4, "num_junk": 0}
@@ -53,11 +53,6 @@ def tiny_recipe(root: Path, out: Path, **sections) -> dict:
     for section, values in sections.items():
         recipe.setdefault(section, {}).update(values)
     return recipe
-
-
-def write_recipe(path: Path, recipe: dict) -> Path:
-    path.write_text(yaml.safe_dump(recipe))
-    return path
 
 
 def child_env() -> dict:

@@ -180,7 +180,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether the process ``pid`` (on this machine) still runs; a value that is not a process
+    id counts as not running."""
+    try:
+        pid = int(pid)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
     if pid == os.getpid():
         return True
     try:
@@ -207,7 +213,7 @@ def remove_stale_temps(folder: str | os.PathLike, *, any_pid: bool = False) -> l
         if not m or not entry.is_file():
             continue
         pid = int(m.group("pid"))
-        if not any_pid and _pid_alive(pid):
+        if not any_pid and pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
             entry.unlink()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from omnireid.errors import RunFolderError
-from omnireid.files import make_dirs, output_error, remove_stale_temps, write_json
+from omnireid.files import make_dirs, output_error, pid_alive, remove_stale_temps, write_json
 
 try:  # POSIX
     import fcntl
@@ -61,16 +61,6 @@ def holds_run(folder: str | os.PathLike) -> list[str]:
 ORPHAN_WAIT_S = 15.0
 
 
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
 def _lock(fh, holder) -> bool:
     """Take the exclusive lock on ``fh`` without blocking. When the recorded holder ran on this
     machine and is dead, the lock is still held only by its orphaned worker processes: wait up
@@ -82,7 +72,7 @@ def _lock(fh, holder) -> bool:
             return True
         except OSError:
             info = holder()
-            if info.get("host") not in (None, socket.gethostname()) or _pid_alive(info.get("pid")):
+            if info.get("host") not in (None, socket.gethostname()) or pid_alive(info.get("pid")):
                 return False
             deadline = deadline or time.monotonic() + ORPHAN_WAIT_S
             if time.monotonic() > deadline:
