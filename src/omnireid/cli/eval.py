@@ -241,9 +241,9 @@ def _evaluate_split(model, dataset, args, size, device, out_dir, name, draw, ski
 
     check_evaluable(dataset, "--data")
     bad: list = []
-    qf, q_keep = embed(model, [s.path for s in dataset.query], size, args.batch_size, device, args.flip,
+    qf, q_keep = embed(model, [s.path for s in dataset.query], size, args.batch_size, args.flip,
                        f"{name} query", args.on_bad_image, bad)
-    gf, g_keep = embed(model, [s.path for s in dataset.gallery], size, args.batch_size, device, args.flip,
+    gf, g_keep = embed(model, [s.path for s in dataset.gallery], size, args.batch_size, args.flip,
                        f"{name} gallery", args.on_bad_image, bad)
     query = [dataset.query[i] for i in q_keep]
     gallery = [dataset.gallery[i] for i in g_keep]
@@ -299,7 +299,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def embed(extractor, paths, size, batch_size, device, flip, desc, on_bad_image="error",
+def embed(extractor, paths, size, batch_size, flip, desc, on_bad_image="error",
           bad: list | None = None) -> tuple[np.ndarray, list[int]]:
     """(M, D) float32 features from ``extractor`` (a FeatureExtractor giving raw embeddings) of
     the readable images and their positions in ``paths``; with ``flip`` the mean of the image's
