@@ -140,3 +140,41 @@ def test_registered_test_split_follows_a_changed_number_of_identities():
     small = SyntheticSpec.registered("p1s1", num_ids=10)
     assert small.num_test_ids is None and small.num_train_ids == 5
     assert SyntheticSpec.registered("p1s1", num_ids=10, num_test_ids=7).num_train_ids == 3
+
+
+def test_narrow_palette_pulls_every_colour_to_the_mean_by_the_amount():
+    from omnireid.data.synthetic_domains import P2_FULL, narrow_palette
+
+    narrowed = narrow_palette(P2_FULL, 0.55)
+    before, after = np.array(P2_FULL.palette), np.array(narrowed.palette)
+    mean = before.mean(0)
+    # the mean colour stays; every deviation from it shrinks to 45 % (rounded to 4 decimals)
+    np.testing.assert_allclose(after.mean(0), mean, atol=1e-4)
+    np.testing.assert_allclose(after - mean, 0.45 * (before - mean), atol=1e-4)
+    assert narrowed.name == P2_FULL.name and narrowed.bag_p == P2_FULL.bag_p
+    assert narrow_palette(P2_FULL, 0.0).palette == tuple(tuple(round(v, 4) for v in c) for c in P2_FULL.palette)
+    with pytest.raises(ValueError):
+        narrow_palette(P2_FULL, 1.0)
+
+
+def test_registered_p2_palette_is_narrowed_by_the_recorded_amount():
+    from omnireid.data.synthetic_domains import P1, P2_FULL, PALETTE_NARROWING, POPULATION_STRENGTH, blend_population
+
+    blended = np.array(blend_population(P1, P2_FULL, POPULATION_STRENGTH["p2"], "p2", "").palette)
+    registered = np.array(POPULATIONS["p2"].palette)
+    spread = lambda pal: np.linalg.norm(pal - pal.mean(0), axis=1)  # noqa: E731
+    np.testing.assert_allclose(spread(registered), (1 - PALETTE_NARROWING["p2"]) * spread(blended), atol=2e-4)
+    assert POPULATIONS["p3"].palette == blend_population(P1, POPULATIONS["p3"], 1.0, "p3", "").palette
+
+
+def test_a_version_bump_keeps_the_images_of_unchanged_recipes(tmp_path, monkeypatch):
+    """The random streams are keyed by SHIFT_STREAMS, not by the generator version, so a new
+    version that changes some recipes leaves the images of the others alone."""
+    import omnireid.data.synthetic as synthetic
+
+    before = digest(generate_domain(spec("p1s1"), tmp_path / "now", progress=False, workers=1))
+    monkeypatch.setattr(synthetic, "SHIFT_VERSION", SHIFT_VERSION + 1)
+    after = digest(generate_domain(spec("p1s1"), tmp_path / "bumped", progress=False, workers=1))
+    assert before == after
+    monkeypatch.setattr(synthetic, "SHIFT_STREAMS", synthetic.SHIFT_STREAMS + 1)
+    assert digest(generate_domain(spec("p1s1"), tmp_path / "streams", progress=False, workers=1)) != before

@@ -4,7 +4,7 @@ Two families of domains share this generator:
 
 - ``synthetic_a`` .. ``synthetic_d`` (generator version 3, unchanged since): each domain changes
   the people and the cameras at once;
-- the controlled domain-shift sets ``synthetic_p1s1`` ... (generator version 4,
+- the controlled domain-shift sets ``synthetic_p1s1`` ... (generator version 5,
   :mod:`omnireid.data.synthetic_domains`): a domain is a population seen in a camera style, and
   either can change alone.
 
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnireid.data.synthetic_domains import CAMERA_STYLES, POPULATIONS, SHIFT_DOMAINS, SHIFT_VERSION
+from omnireid.data.synthetic_domains import CAMERA_STYLES, POPULATIONS, SHIFT_DOMAINS, SHIFT_STREAMS, SHIFT_VERSION
 from omnireid.data.synthetic_render import (
     Camera,
     DomainStyle,
@@ -215,7 +215,7 @@ def _rng(spec: SyntheticSpec, kind: int, *index: int) -> np.random.Generator:
         keys = [_stable_id(dom.style)]
     else:  # _IMAGE_PHOTO
         keys = [_stable_id(dom.style), _stable_id(dom.population)]
-    return np.random.default_rng([spec.seed, SHIFT_VERSION, kind, *keys, *index])
+    return np.random.default_rng([spec.seed, SHIFT_STREAMS, kind, *keys, *index])
 
 
 def _save_jpeg(array: np.ndarray, path: Path, quality: int) -> None:

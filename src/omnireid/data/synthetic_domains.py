@@ -48,8 +48,17 @@ from dataclasses import dataclass
 
 from omnireid.data.synthetic_render import CameraStyle, Population
 
-SHIFT_VERSION = 4
-"""Generator version of the domain-shift sets (``synthetic_a`` .. ``synthetic_d`` stay version 3)."""
+SHIFT_VERSION = 5
+"""Generator version of the domain-shift sets (``synthetic_a`` .. ``synthetic_d`` stay version 3).
+
+Version 5 changed the recipes of p2 (palette narrowed), s2 (strength 0.5 -> 0.3) and s3 (0.5 ->
+0.55), and so the domains ``p1s2``, ``p1s3``, ``p2s1``, ``p2s2`` and ``p3s3``. The other domains
+(``p1s1``, ``p1s4``, ``p4s4``) draw the same images as in version 4 (:data:`SHIFT_STREAMS`)."""
+
+SHIFT_STREAMS = 4
+"""The version that keys the random streams of the domain-shift sets. It stays 4 while only
+recipe numbers change, so a domain whose population and style recipes are unchanged keeps every
+image of the earlier version, and only the changed domains are new."""
 
 def _lerp(a, b, t: float, integer: bool = False):
     """``a + t (b - a)`` through nested tuples, rounded to integers or to 4 decimals."""
@@ -79,6 +88,20 @@ def blend_population(base: Population, full: Population, strength: float, name: 
 def blend_style(base: CameraStyle, full: CameraStyle, strength: float, name: str, description: str) -> CameraStyle:
     """A camera style ``strength`` of the way from ``base`` to ``full`` (equal numbers of scene colours)."""
     return _blend(base, full, strength, name, description)
+
+
+def narrow_palette(population: Population, amount: float) -> Population:
+    """``population`` with every palette colour moved ``amount`` of the way to the palette's mean
+    colour (0: unchanged; 1: one colour for everybody). People then differ by finer shades of
+    fewer hues, and a model that learned to tell people apart by coarse colour differences
+    meets a finer discrimination than it was trained for."""
+    if not 0.0 <= amount < 1.0:
+        raise ValueError(f"amount must be in [0, 1), got {amount}")
+    n = len(population.palette)
+    mean = tuple(sum(c[i] for c in population.palette) / n for i in range(3))
+    palette = tuple(tuple(round(m + (1.0 - amount) * (v - m), 4) for v, m in zip(colour, mean))
+                    for colour in population.palette)
+    return dataclasses.replace(population, palette=palette)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,12 +193,20 @@ S4_FULL = CameraStyle(
 POPULATION_STRENGTH: dict[str, float] = {"p2": 1.0, "p3": 1.0, "p4": 1.0}
 """How far each registered population is from p1 on the way to its ``*_FULL`` recipe."""
 
-STYLE_STRENGTH: dict[str, float] = {"s2": 0.5, "s3": 0.5, "s4": 0.5}
-"""How far each registered camera style is from s1 on the way to its ``*_FULL`` recipe."""
+PALETTE_NARROWING: dict[str, float] = {"p2": 0.55}
+"""Version 5: how far each population's palette is pulled to its mean colour
+(:func:`narrow_palette`) after the blend. Version 4 had none, and p2 under p1's cameras kept 88 %
+of the source model's rank-1: its people differed from p1's by colours the source model already
+told apart."""
+
+STYLE_STRENGTH: dict[str, float] = {"s2": 0.3, "s3": 0.55, "s4": 0.5}
+"""How far each registered camera style is from s1 on the way to its ``*_FULL`` recipe. Version 4
+had s2 at 0.5 (the source model kept 5 % of its rank-1 there: near chance) and s3 at 0.5."""
 
 POPULATIONS: dict[str, Population] = {
     "p1": P1,
-    **{full.name: blend_population(P1, full, POPULATION_STRENGTH[full.name], full.name, full.description)
+    **{full.name: narrow_palette(blend_population(P1, full, POPULATION_STRENGTH[full.name], full.name,
+                                                  full.description), PALETTE_NARROWING.get(full.name, 0.0))
        for full in (P2_FULL, P3_FULL, P4_FULL)},
 }
 CAMERA_STYLES: dict[str, CameraStyle] = {

@@ -1,5 +1,5 @@
 """The synthetic multi-domain benchmark: ``synthetic_a`` .. ``synthetic_d`` (generator version 3)
-and the controlled domain-shift sets ``synthetic_p1s1`` ... (version 4, see
+and the controlled domain-shift sets ``synthetic_p1s1`` ... (version 5, see
 :mod:`omnireid.data.synthetic_domains`).
 
 Generated on first use (seconds to tens of seconds; see :mod:`omnireid.data.synthetic`) and read
