@@ -158,7 +158,13 @@ def test_narrow_palette_pulls_every_colour_to_the_mean_by_the_amount():
 
 
 def test_registered_p2_palette_is_narrowed_by_the_recorded_amount():
-    from omnireid.data.synthetic_domains import P1, P2_FULL, PALETTE_NARROWING, POPULATION_STRENGTH, blend_population
+    from omnireid.data.synthetic_domains import (
+        P1,
+        P2_FULL,
+        PALETTE_NARROWING,
+        POPULATION_STRENGTH,
+        blend_population,
+    )
 
     blended = np.array(blend_population(P1, P2_FULL, POPULATION_STRENGTH["p2"], "p2", "").palette)
     registered = np.array(POPULATIONS["p2"].palette)

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -201,6 +202,25 @@ def test_arch_start_epoch_holds_alpha_still(data_root, tmp_path) -> None:
     first, second = result.history
     assert all(a == 1.0 for row in first.alphas for a in row) and first.arch_lr == 0.0
     assert any(abs(a - 1.0) > 0.05 for row in second.alphas for a in row) and second.arch_lr > 0
+
+
+@pytest.mark.parametrize("schedule", ["same", "constant"])
+def test_arch_schedule_constant_keeps_alpha_rate_while_the_network_decays(data_root, tmp_path, schedule) -> None:
+    cfg = load_nas_config(None, _tiny_overrides(data_root, tmp_path / schedule, epochs=3)
+                          + ["nas.arch_optim=adam", "nas.arch_lr=0.02", "sched.name=cosine",
+                             f"nas.arch_schedule={schedule}"])
+    history = nas(cfg, plot=False).history
+    lrs, arch_lrs = [r.lr for r in history], [r.arch_lr for r in history]
+    assert lrs[0] > lrs[1] > lrs[2]  # the network's cosine schedule
+    if schedule == "constant":
+        assert arch_lrs == [0.02] * 3
+    else:  # alpha follows the same factor as the network's rate
+        np.testing.assert_allclose(np.array(arch_lrs) / 0.02, np.array(lrs) / lrs[0], rtol=1e-9)
+
+
+def test_arch_schedule_constant_needs_an_optimiser_of_its_own() -> None:
+    with pytest.raises(ConfigError, match="arch_schedule"):
+        load_nas_config(None, ["nas.arch_optim=same", "nas.arch_schedule=constant"])
 
 
 def test_interrupted_search_resumes_to_the_same_result(data_root, tmp_path, monkeypatch) -> None:

@@ -211,6 +211,9 @@ class Config(_Recipe):
 ARCH_OPTIMIZERS = ("same", "adam", "sgd")
 """``nas.arch_optim``: the network's optimiser (``same``) or an optimiser of their own."""
 
+ARCH_SCHEDULES = ("same", "constant")
+"""``nas.arch_schedule``: the network's learning-rate schedule, or a constant ``arch_lr``."""
+
 
 @dataclass
 class NasOptions:
@@ -229,8 +232,9 @@ class NasOptions:
     Architecture weights (``alpha``): ``arch_optim: same`` keeps them in the network's optimiser
     and parameter group, as the published search code does; ``adam`` or ``sgd`` give them their
     own optimiser with ``arch_lr``, ``arch_weight_decay`` (and ``optim.momentum`` for sgd,
-    ``optim.adam_beta1/2`` for adam); the learning-rate schedule of ``sched`` applies to them
-    too. ``arch_start_epoch``: epochs of network-only training before ``alpha`` moves (0: from
+    ``optim.adam_beta1/2`` for adam). ``arch_schedule``: ``same`` applies the learning-rate
+    schedule of ``sched`` to them too; ``constant`` keeps ``arch_lr`` throughout (only with an
+    optimiser of their own). ``arch_start_epoch``: epochs of network-only training before ``alpha`` moves (0: from
     the start, as the paper).
     """
 
@@ -247,6 +251,7 @@ class NasOptions:
     arch_optim: str = "same"
     arch_lr: float = 0.0
     arch_weight_decay: float = 0.0
+    arch_schedule: str = "same"
     arch_start_epoch: int = 0
 
 
@@ -588,6 +593,7 @@ _CHOICES = {
     ("data", "on_bad_image"): ("error", "skip"),
     ("nas", "mode"): SEARCH_MODES,
     ("nas", "arch_optim"): ARCH_OPTIMIZERS,
+    ("nas", "arch_schedule"): ARCH_SCHEDULES,
 }
 
 #: The smallest image side every model accepts (OSNet halves its input four times).
@@ -662,6 +668,9 @@ def _validate_nas(nas: NasOptions) -> None:
     _check(nas.arch_lr >= 0, f"nas.arch_lr must be >= 0, got {nas.arch_lr}", "nas.arch_lr")
     _check(nas.arch_optim == "same" or nas.arch_lr > 0, f"nas.arch_optim={nas.arch_optim} needs nas.arch_lr > 0",
            "nas.arch_optim", "nas.arch_lr")
+    _check(nas.arch_schedule == "same" or nas.arch_optim != "same",
+           "nas.arch_schedule=constant needs an optimiser of their own (nas.arch_optim adam or sgd)",
+           "nas.arch_schedule", "nas.arch_optim")
     _check(nas.arch_weight_decay >= 0, f"nas.arch_weight_decay must be >= 0, got {nas.arch_weight_decay}",
            "nas.arch_weight_decay")
     _check(nas.arch_start_epoch >= 0, f"nas.arch_start_epoch must be >= 0, got {nas.arch_start_epoch}",

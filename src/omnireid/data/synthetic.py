@@ -45,7 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from omnireid.data.synthetic_domains import CAMERA_STYLES, POPULATIONS, SHIFT_DOMAINS, SHIFT_STREAMS, SHIFT_VERSION
+from omnireid.data.synthetic_domains import (
+    CAMERA_STYLES,
+    POPULATIONS,
+    SHIFT_DOMAINS,
+    SHIFT_STREAMS,
+    SHIFT_VERSION,
+)
 from omnireid.data.synthetic_render import (
     Camera,
     DomainStyle,

@@ -304,7 +304,9 @@ def _search(config: NasConfig, out: Path) -> NasResult:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(config.loss)
     optimizer = build_arch_optimizer(model, config)
-    scheduler = build_schedule(optimizer, config.sched, oc.lr, tc.max_epoch)
+    # the schedule of the network's weights; alpha's too unless it keeps a constant rate
+    scheduled = optimizer.optimizers[0] if nc.arch_schedule == "constant" else optimizer
+    scheduler = build_schedule(scheduled, config.sched, oc.lr, tc.max_epoch)
     scaler = torch.amp.GradScaler(device.type) if tc.amp == "fp16" else None
 
     history: list[EpochRecord] = []
@@ -436,7 +438,8 @@ def _arch_description(cfg: dict[str, Any]) -> str:
     nas_cfg = cfg["nas"]
     if nas_cfg["arch_optim"] == "same":
         return f"in the network's optimiser ({cfg['optim']['name']}, lr {cfg['optim']['lr']:g})"
-    return (f"own {nas_cfg['arch_optim']} optimiser, lr {nas_cfg['arch_lr']:g}, weight decay "
+    schedule = "constant" if nas_cfg.get("arch_schedule", "same") == "constant" else "the network's schedule"
+    return (f"own {nas_cfg['arch_optim']} optimiser, lr {nas_cfg['arch_lr']:g} ({schedule}), weight decay "
             f"{nas_cfg['arch_weight_decay']:g}, from epoch {nas_cfg['arch_start_epoch'] + 1}")
 
 
