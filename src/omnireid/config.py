@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
-from omnireid.errors import ConfigError
+from omnireid.data.spec import check_spec, check_unique_labels, parse_dataset_spec
+from omnireid.errors import ConfigError, OmnireidError
 from omnireid.files import write_text
 from omnireid.models.supernet import SEARCH_MODES
 from omnireid.recipes import resolve_recipe
@@ -669,9 +671,6 @@ def _validate_nas(nas: NasOptions) -> None:
 
 
 def _check_datasets(items: list, where: str) -> None:
-    from omnireid.data.spec import check_spec, check_unique_labels, parse_dataset_spec
-    from omnireid.errors import OmnireidError
-
     specs = []
     for i, item in enumerate(items):
         here = f"{where}[{i}]"
@@ -688,14 +687,10 @@ def _check_datasets(items: list, where: str) -> None:
 
 
 def _has_gpu() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
 def _device_ok(device: str) -> bool:
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
@@ -708,8 +703,6 @@ def _device_ok(device: str) -> bool:
 
 
 def _device_message(device: str) -> str:
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):

@@ -8,6 +8,7 @@ with PIL's default) -- raises :class:`omnireid.errors.ImageError` (alias
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -79,8 +80,6 @@ def read_image(path: str | Path) -> Image.Image:
 def check_pixel_count(path: str | Path, data: bytes) -> None:
     """Raise :class:`ImageDecodeError` if the image in ``data`` (read from ``path``) has more
     pixels than PIL's decompression-bomb limit; reads only the header."""
-    import io
-
     try:
         with Image.open(io.BytesIO(data)):
             pass

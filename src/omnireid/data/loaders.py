@@ -83,6 +83,7 @@ def _jpeg_decoder():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            # deferred import: whether this torchvision has the decoder is known only by trying
             from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # pragma: no cover - depends on the torchvision version
         return None

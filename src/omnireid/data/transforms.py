@@ -10,13 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
+from omnireid.data.decode import to_rgb
 from omnireid.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_SIZE = (256, 128)  # (height, width) of the test transform
 
 
 def build_train_transform(
@@ -47,8 +51,6 @@ def build_train_transform(
     Returns:
         a callable: uint8 tensor ``(3, h, w)`` -> float32 ``(3, height, width)`` (or uint8).
     """
-    from torchvision.transforms import v2
-
     steps: list = [v2.Resize((height, width), antialias=True)]
     if random_flip:
         steps.append(v2.RandomHorizontalFlip(0.5))
@@ -119,11 +121,28 @@ class RandomErase:
         return f"RandomErase(p={self.p}, scale={self.scale})"
 
 
+def preprocess(
+    img: Image.Image,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """PIL image -> normalised ``(3, H, W)`` float32 tensor (torchreid's test transform)."""
+    height, width = size
+    img = to_rgb(img)
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+    x = x.to(torch.float32).div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return x.sub_(m).div_(s)
+
+
 class TestTransform:
     """torchreid's test preprocessing: PIL RGB -> bilinear resize to (w, h) -> /255 -> normalise.
 
-    A picklable wrapper around :func:`omnireid.inference.preprocess.preprocess` (the one
-    implementation of it). Call with a PIL image; returns float32 ``(3, height, width)``.
+    A picklable wrapper around :func:`preprocess` (the one implementation of it). Call with a PIL image; returns float32 ``(3, height, width)``.
     """
 
     def __init__(self, height: int, width: int, mean: Sequence[float] = IMAGENET_MEAN,
@@ -132,8 +151,6 @@ class TestTransform:
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        from omnireid.inference.preprocess import preprocess
-
         return preprocess(img, (self.height, self.width), self.mean, self.std)
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ epoch by :class:`EpochLR`; resuming therefore needs nothing but the epoch number
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -29,8 +30,6 @@ def _check_layer_names(model: nn.Module, names: Sequence[str], what: str) -> Non
     children = [n for n, _ in model.named_children()]
     for n in names:
         if n not in children:
-            import difflib
-
             close = difflib.get_close_matches(n, children, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise UsageError(f"{what}: the model has no layer {n!r}.{hint} Layers: {', '.join(children)}")

@@ -162,7 +162,8 @@ def _pad(result: SearchResult, k: int) -> SearchResult:
     return SearchResult(idx, val)
 
 
-def _faiss():
+def load_faiss():
+    """The faiss module, or :class:`~omnireid.errors.MissingExtraError` naming ``omnireid[index]``."""
     return require("faiss", "index", "the FAISS index")
 
 
@@ -188,7 +189,7 @@ class FaissIndex:
             raise UsageError(f"kind must be one of {FAISS_KINDS}, got {kind!r}")
         if metric not in METRICS:
             raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
-        self.faiss = _faiss()
+        self.faiss = load_faiss()
         self.dim, self.kind, self.metric = dim, kind, metric
         self.nlist, self.nprobe = nlist, nprobe
         self.hnsw_m, self.ef_search, self.ef_construction = hnsw_m, ef_search, ef_construction

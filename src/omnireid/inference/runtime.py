@@ -32,10 +32,14 @@ work). Every image is computed independently either way; only the kernels' block
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +48,11 @@ from torch import nn
 
 from omnireid.errors import UsageError
 from omnireid.extras import require
-from omnireid.inference.preprocess import DEFAULT_SIZE
+from omnireid.inference.accuracy import cosine_rows
+from omnireid.inference.export import export_onnx
+from omnireid.inference.fuse import EmbeddingModel, optimize_for_inference
+from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +87,6 @@ def cpu_has_bf16() -> bool:
 
 def available_backends() -> list[str]:
     """Backends usable in this environment (optional packages installed, CPU support)."""
-    import importlib.util
-
     out = ["eager", "fused"]
     if cpu_has_bf16():
         out.append("bf16")
@@ -99,8 +105,6 @@ def available_backends() -> list[str]:
 def widest_activation(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> int:
     """Number of values in the largest tensor any submodule of ``model`` outputs for one ``size``
     image (one forward pass of a single image on the CPU, with hooks, on a copy of the model)."""
-    import copy
-
     probe = copy.deepcopy(model).cpu().float().eval()
     widest = 0
 
@@ -147,8 +151,6 @@ class TorchRunner:
         self.channels_last = channels_last
         self.micro_batch = micro_batch
         if dtype != torch.float32:  # casting is in place: keep the caller's model as it is
-            import copy
-
             model = copy.deepcopy(model)
         self.model = model.to(self.device, dtype).eval()
         if channels_last:
@@ -216,10 +218,6 @@ def freeze_for_cpu(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> nn
     """TorchScript trace + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` of a
     channels-last fp32 model (oneDNN weight prepacking, conv+ReLU fusion). Works for any batch
     size. Returns ``model`` unchanged, with a log message, where TorchScript is unavailable."""
-    import warnings
-
-    from omnireid.inference.fuse import EmbeddingModel
-
     x = torch.randn(2, 3, *size).contiguous(memory_format=torch.channels_last)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -257,8 +255,6 @@ def make_runner(
     with :func:`auto_micro_batch` for ``fused`` and ``bf16`` on the CPU and leaves ``eager`` and
     other devices whole; an int forces that size; ``None`` runs whole batches.
     """
-    from omnireid.inference.fuse import optimize_for_inference
-
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     device = torch.device(device or "cpu")
@@ -288,21 +284,58 @@ def make_runner(
     path: Path
     folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="omnireid-"))
     if isinstance(model, nn.Module):
-        from omnireid.inference.export import export_onnx
-
         path = export_onnx(model, folder / "model.onnx", size)
     else:
         path = Path(model)
     if backend.endswith("-int8") and not is_quantized(path):
-        from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
-        from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
-
         if calibration is None:
             calibration = calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD)
         path = quantize_onnx_int8(path, folder / "model-int8.onnx", calibration)
     if backend in ("onnxruntime", "onnxruntime-int8"):
         return OrtRunner(path, num_threads)
     return OpenVINORunner(path, num_threads, bf16=backend == "openvino-bf16")
+
+
+@dataclass
+class ParityReport:
+    """Exported model vs PyTorch on the same random batches."""
+
+    path: str
+    backend: str
+    batch_sizes: list[int]
+    max_abs_diff: float
+    max_abs_value: float
+    min_cosine: float = 1.0
+
+
+@torch.no_grad()
+def check_parity(
+    model: nn.Module,
+    path: str | os.PathLike,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    seed: int = 0,
+) -> ParityReport:
+    """Run the exported file (ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``) and PyTorch
+    on the same seeded random inputs; report the largest absolute embedding difference."""
+    path = Path(path)
+    backend = "openvino" if path.suffix == ".xml" else "onnxruntime"
+    runner = make_runner(backend, path)
+    ref_model = model.cpu().float().eval()
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    largest = 0.0
+    min_cos = 1.0
+    for b in batch_sizes:
+        x = torch.randn(b, 3, *size, generator=gen)
+        ref = ref_model(x).embedding.numpy()
+        out = runner(x.numpy())
+        if out.shape != ref.shape:
+            raise ValueError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
+        worst = max(worst, float(np.abs(out - ref).max()))
+        largest = max(largest, float(np.abs(ref).max()))
+        min_cos = min(min_cos, float(cosine_rows(out, ref).min()))
+    return ParityReport(str(path), backend, list(batch_sizes), worst, largest, min_cos)
 
 
 def is_quantized(path: str | os.PathLike) -> bool:
