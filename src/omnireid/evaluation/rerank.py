@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from omnireid.errors import UsageError
-from omnireid.evaluation.distances import METRICS, compute_distance_matrix
+from omnireid.evaluation.distances import DISTANCE_METRICS, compute_distance_matrix
 from omnireid.extras import require
+from omnireid.registry import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def re_ranking_features(
     Returns:
         (Q, G) float32 re-ranked distances.
     """
-    if metric not in METRICS:
-        raise UsageError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
+    check_name("distance metric", metric, DISTANCE_METRICS)
     q = np.ascontiguousarray(q_feats, dtype=np.float32)
     g = np.ascontiguousarray(g_feats, dtype=np.float32)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:

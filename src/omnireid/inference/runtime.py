@@ -53,17 +53,9 @@ from omnireid.inference.export import export_onnx
 from omnireid.inference.fuse import EmbeddingModel, optimize_for_inference
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
+from omnireid.registry import lookup
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16",
-            "onnxruntime-int8", "openvino-int8")
-
-BACKEND_PRECISION = {"eager": "fp32", "fused": "fp32", "onnxruntime": "fp32", "openvino": "fp32",
-                     "bf16": "bf16", "openvino-bf16": "bf16",
-                     "onnxruntime-int8": "int8", "openvino-int8": "int8"}
-"""The arithmetic of each backend: ``fp32`` paths give the eager model's embeddings to float
-rounding; ``bf16`` and ``int8`` ones change them and are checked by an accuracy gate."""
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -255,45 +247,109 @@ def make_runner(
     with :func:`auto_micro_batch` for ``fused`` and ``bf16`` on the CPU and leaves ``eager`` and
     other devices whole; an int forces that size; ``None`` runs whole batches.
     """
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    device = torch.device(device or "cpu")
     if isinstance(micro_batch, str) and micro_batch != "auto":
         raise UsageError(f"micro_batch must be 'auto', an int or None, got {micro_batch!r}")
-    if backend in ("eager", "fused", "bf16"):
-        if not isinstance(model, nn.Module):
-            raise UsageError(f"backend {backend!r} needs a PyTorch model, got {model!r}")
-        dtype = torch.bfloat16 if backend == "bf16" else torch.float32
-        if micro_batch == "auto":
-            micro_batch = (auto_micro_batch(model, size)
-                           if backend != "eager" and device.type == "cpu" else None)
-        if backend == "eager":
-            return TorchRunner(model, device, micro_batch=micro_batch)
-        fast = optimize_for_inference(model, channels_last=device.type == "cpu")
-        if backend == "fused":
-            runner = TorchRunner(fast, device, channels_last=device.type == "cpu",
-                                 micro_batch=micro_batch)
-            if device.type == "cpu":
-                runner.model = freeze_for_cpu(runner.model, size)
-            return runner
-        if device.type == "cpu" and not cpu_has_bf16():
-            logger.warning("this CPU has no native bf16 support; bf16 will be slow")
-        return TorchRunner(fast, device, dtype=dtype, channels_last=device.type == "cpu",
-                           micro_batch=micro_batch)
+    build = lookup("backend", backend, BACKEND_TABLE).build
+    return build(model, size=size, device=torch.device(device or "cpu"), num_threads=num_threads,
+                 cache_dir=cache_dir, micro_batch=micro_batch, calibration=calibration)
 
-    path: Path
+
+def _torch_model(name: str, model: nn.Module | str | os.PathLike) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"backend {name!r} needs a PyTorch model, got {model!r}")
+    return model
+
+
+def _cpu_micro_batch(model: nn.Module, size: tuple[int, int], device: torch.device,
+                     micro_batch: int | str | None) -> int | None:
+    """``"auto"``: :func:`auto_micro_batch` on the CPU, whole batches elsewhere."""
+    if micro_batch != "auto":
+        return micro_batch  # type: ignore[return-value]
+    return auto_micro_batch(model, size) if device.type == "cpu" else None
+
+
+def _eager(model, *, device: torch.device, micro_batch, **_) -> Runner:
+    model = _torch_model("eager", model)
+    return TorchRunner(model, device, micro_batch=None if micro_batch == "auto" else micro_batch)
+
+
+def _fused(model, *, size, device: torch.device, micro_batch, **_) -> Runner:
+    model = _torch_model("fused", model)
+    micro_batch = _cpu_micro_batch(model, size, device, micro_batch)
+    cpu = device.type == "cpu"
+    runner = TorchRunner(optimize_for_inference(model, channels_last=cpu), device,
+                         channels_last=cpu, micro_batch=micro_batch)
+    if cpu:
+        runner.model = freeze_for_cpu(runner.model, size)
+    return runner
+
+
+def _bf16(model, *, size, device: torch.device, micro_batch, **_) -> Runner:
+    model = _torch_model("bf16", model)
+    micro_batch = _cpu_micro_batch(model, size, device, micro_batch)
+    cpu = device.type == "cpu"
+    fast = optimize_for_inference(model, channels_last=cpu)
+    if cpu and not cpu_has_bf16():
+        logger.warning("this CPU has no native bf16 support; bf16 will be slow")
+    return TorchRunner(fast, device, dtype=torch.bfloat16, channels_last=cpu, micro_batch=micro_batch)
+
+
+def _exported(model, size, cache_dir, calibration, int8: bool) -> Path:
+    """The ONNX file to run: ``model`` itself when it is a path, else exported to ``cache_dir``
+    (or a temporary folder); quantised to int8 when ``int8`` and it is not already."""
     folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="omnireid-"))
-    if isinstance(model, nn.Module):
-        path = export_onnx(model, folder / "model.onnx", size)
-    else:
-        path = Path(model)
-    if backend.endswith("-int8") and not is_quantized(path):
+    path = export_onnx(model, folder / "model.onnx", size) if isinstance(model, nn.Module) else Path(model)
+    if int8 and not is_quantized(path):
         if calibration is None:
             calibration = calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD)
         path = quantize_onnx_int8(path, folder / "model-int8.onnx", calibration)
-    if backend in ("onnxruntime", "onnxruntime-int8"):
-        return OrtRunner(path, num_threads)
-    return OpenVINORunner(path, num_threads, bf16=backend == "openvino-bf16")
+    return path
+
+
+def _onnxruntime(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads)
+
+
+def _onnxruntime_int8(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads)
+
+
+def _openvino(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads)
+
+
+def _openvino_bf16(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads,
+                          bf16=True)
+
+
+def _openvino_int8(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way of running a model: its arithmetic (``fp32`` paths give the eager model's
+    embeddings to float rounding; ``bf16`` and ``int8`` ones change them and are checked by an
+    accuracy gate) and the function that builds its runner."""
+
+    precision: str
+    build: Callable[..., Runner]
+
+
+#: The backends by name (see the table at the top of this module).
+BACKEND_TABLE: dict[str, Backend] = {
+    "eager": Backend("fp32", _eager),
+    "fused": Backend("fp32", _fused),
+    "bf16": Backend("bf16", _bf16),
+    "onnxruntime": Backend("fp32", _onnxruntime),
+    "openvino": Backend("fp32", _openvino),
+    "openvino-bf16": Backend("bf16", _openvino_bf16),
+    "onnxruntime-int8": Backend("int8", _onnxruntime_int8),
+    "openvino-int8": Backend("int8", _openvino_int8),
+}
+BACKENDS: tuple[str, ...] = tuple(BACKEND_TABLE)
+BACKEND_PRECISION: dict[str, str] = {name: b.precision for name, b in BACKEND_TABLE.items()}
 
 
 @dataclass
