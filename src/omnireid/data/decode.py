@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N"}
 
+#: File endings read as images (case-insensitive) wherever a folder is scanned: dataset readers,
+#: custom data and galleries. PIL decodes all of them; a gif or multi-page tiff gives its first frame.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
 #: An image file could not be read (the message names the file and the reason).
 ImageDecodeError = ImageError
 

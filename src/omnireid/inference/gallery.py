@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.data.decode import IMAGE_EXTENSIONS
 from omnireid.errors import DataError, MissingFileError
 from omnireid.files import atomic_write
 from omnireid.inference.index import load_faiss, topk
@@ -42,7 +43,6 @@ from omnireid.inference.provenance import check_same_model, model_record, weight
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 FORMAT = "omnireid-gallery"
 FORMAT_VERSION = 2
 #: Galleries of at least this many entries are searched with FAISS (when installed).
@@ -647,7 +647,7 @@ def find_images(source: str | os.PathLike) -> tuple[Path, list[str]]:
     text = str(source)
     if os.path.isdir(text):
         root = Path(text)
-        files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     elif glob.has_magic(text):
         parts = Path(text).parts
         fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]

@@ -10,13 +10,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omnireid.data.decode import IMAGE_EXTENSIONS
 from omnireid.data.records import ReIDDataset, Sample
 from omnireid.errors import DataError, DatasetLayoutError
 from omnireid.files import write_json
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 # Market-1501 / DukeMTMC-reID file names: "0002_c1s1_000451_03.jpg" -> pid 2, camera 1.
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
