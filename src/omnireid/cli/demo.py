@@ -19,7 +19,7 @@ from omnireid.files import write_json
 
 def demo_recipe() -> dict[str, Any]:
     """The packaged ``demo`` recipe (:mod:`omnireid.recipes`) as plain sections. It is also the
-    recipe ``benchmarks/synthetic_calibration.py`` calibrates the domain-shift benchmark with
+    recipe ``experiments/synthetic_calibration.py`` calibrates the domain-shift benchmark with
     (plain osnet_x0_25 only)."""
     from omnireid.config import read_recipe_file
 
