@@ -170,7 +170,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         writer = _RecordingWriter(fh)
         try:
             # deferred import: omnireid.files serves the CLI's error handling, which must not
-            # import torch for `omnireid --help` (tests/test_import_graph.py)
+            # import torch for `omnireid --help` (tests/test_package_imports.py)
             import torch
 
             torch.save(obj, writer)
