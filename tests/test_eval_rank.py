@@ -19,7 +19,6 @@ from omnireid.evaluation import (
     evaluate_rank_reference,
     evaluate_splits,
 )
-from tests.conftest import require_file
 from tests._tolerance import (
     MAP_WIDTH,
     assert_within,
@@ -28,6 +27,7 @@ from tests._tolerance import (
     metric_interval,
     rank_width,
 )
+from tests.conftest import require_file
 
 # evaluation numbers from NumPy/PyTorch kernels that are dispatched by instruction set: also run
 # with AVX2 forced (make test-isa)

@@ -17,7 +17,6 @@ from omnireid.evaluation import compute_distance_matrix
 from omnireid.inference.extract import extract_features
 from omnireid.models import create_model
 from omnireid.models.weights import read_checkpoint, sha256_of
-from tests.conftest import require_file
 from tests._tolerance import (
     MAP_WIDTH,
     assert_within,
@@ -26,6 +25,7 @@ from tests._tolerance import (
     metric_interval,
     rank_width,
 )
+from tests.conftest import require_file
 
 
 def _manifest(compat_dir: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
