@@ -82,15 +82,19 @@ def export_openvino(
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size)
-        ov_model = ov.convert_model(str(onnx_path))
-        with atomic_path(path) as tmp_xml, atomic_path(path.with_suffix(".bin")) as tmp_bin:
-            try:
-                ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
-                os.replace(tmp_xml.with_suffix(".bin"), tmp_bin)
-            finally:
-                tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
+        _save_ir(ov, ov.convert_model(str(onnx_path)), path)
     logger.info("wrote %s", path)
     return path
+
+
+def _save_ir(ov, ov_model, path: Path) -> None:
+    """Write OpenVINO IR, ``path`` (``.xml``) and its ``.bin``, each atomically."""
+    with atomic_path(path) as tmp_xml, atomic_path(path.with_suffix(".bin")) as tmp_bin:
+        try:
+            ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
+            os.replace(tmp_xml.with_suffix(".bin"), tmp_bin)  # OpenVINO names the .bin itself
+        finally:
+            tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
 
 
 def export_int8(
@@ -109,10 +113,6 @@ def export_int8(
             return quantize_onnx_int8(fp32, path, calibration)
         ov = require("openvino", "openvino", "an int8 OpenVINO model")
         qdq = quantize_onnx_int8(fp32, Path(tmp) / "model-int8.onnx", calibration)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_xml = path.with_name(f".{path.stem}.tmp.xml")
-        ov.save_model(ov.convert_model(str(qdq)), str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp_xml, path)
+        _save_ir(ov, ov.convert_model(str(qdq)), path)
     logger.info("wrote %s", path)
     return path

@@ -38,6 +38,7 @@ from omnireid.data.synthetic_render import (
 )
 from omnireid.errors import DataError, UsageError
 from omnireid.extras import require
+from omnireid.files import atomic_path
 from omnireid.inference.inputs import describe, to_model_input
 
 logger = logging.getLogger(__name__)
@@ -134,11 +135,9 @@ def quantize_onnx_int8(
             return None if chunk is None else {input_name: chunk}
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as tmp_out:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(onnx_path), str(pre))
-        tmp_out = out_path.with_name(f".{out_path.stem}.tmp.onnx")
         # the quantiser logs one INFO line per copied bias on the root logger; hold those back
         root = logging.getLogger()
         level = root.level
@@ -150,7 +149,6 @@ def quantize_onnx_int8(
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             root.setLevel(level)
-        os.replace(tmp_out, out_path)
     logger.info("wrote int8 model %s (calibrated on %d crops)", out_path, len(calibration))
     return out_path
 

@@ -120,11 +120,6 @@ def parse_market_folder(
 # Split files (the JSON files written next to the small datasets)
 
 
-def write_json_atomic(obj: object, path: Path) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    write_json(path, obj, indent=1)
-
-
 def read_json(path: Path) -> object:
     try:
         with open(path) as f:
@@ -152,7 +147,7 @@ def load_or_create_splits(
         logger.debug("%s: using split file %s", what, path)
         return splits
     splits = create()
-    write_json_atomic(splits, path)
+    write_json(path, splits, indent=1)
     logger.info("%s: wrote %d splits to %s", what, len(splits), path)
     return splits
 
