@@ -43,7 +43,7 @@ from omnireid.engine.train import AMP_DTYPES
 from omnireid.errors import ConfigError, OmnireidError
 from omnireid.evaluation.distances import DISTANCE_METRICS
 from omnireid.files import write_text
-from omnireid.models.supernet import SEARCH_MODES
+from omnireid.models.supernet import NAS_MODES
 from omnireid.recipes import resolve_recipe
 from omnireid.registry import did_you_mean
 
@@ -587,7 +587,7 @@ _CHOICES = {
     ("test", "dist_metric"): DISTANCE_METRICS,
     ("data", "sampler"): tuple(SAMPLERS),
     ("data", "on_bad_image"): ("error", "skip"),
-    ("nas", "mode"): SEARCH_MODES,
+    ("nas", "mode"): NAS_MODES,
     ("nas", "arch_optim"): ARCH_OPTIMIZERS,
 }
 

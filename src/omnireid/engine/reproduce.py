@@ -268,7 +268,7 @@ def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch:
     return record
 
 
-def run_search(nas_overrides: Sequence[str], folder: str, threads: int) -> dict[str, Any]:
+def run_nas(nas_overrides: Sequence[str], folder: str, threads: int) -> dict[str, Any]:
     """The architecture search of a reproduction (in a worker process); returns the child spec
     and the search's convergence summary."""
     cfg = load_nas_config(None, [*nas_overrides, f"train.output_dir={folder}",
@@ -424,7 +424,7 @@ def reproduce(
                                     *plan.nas_overrides]
                 if data_root:
                     search_overrides.append(f"data.root={data_root}")
-                f = pool.submit(run_search, search_overrides, str(folder / "search"), threads)
+                f = pool.submit(run_nas, search_overrides, str(folder / "search"), threads)
                 pending[f] = ("search", None)
             waiting = [c for c in cells if c.model == "child" and child is None]
             for c in cells:
@@ -500,4 +500,4 @@ def _write_json(path: Path, obj: Any) -> None:
 
 __all__ = ["Benchmark", "Cell", "MODELS", "MODEL_LABELS", "REPRODUCE_RECIPE", "ReproducePlan",
            "ReproduceResult", "SETTINGS", "cell_rows", "collect_rows", "default_benchmark", "model_arch",
-           "plan_cells", "quick_plan", "reproduce", "run_cell", "run_search", "summarize"]
+           "plan_cells", "quick_plan", "reproduce", "run_cell", "run_nas", "summarize"]
