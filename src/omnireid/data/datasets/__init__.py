@@ -56,7 +56,7 @@ def load_dataset(
     if not names:
         raise UsageError(f"dataset name {name!r} names no dataset")
     reader = DATASETS.get(names[0])
-    if root is None and not names[0].startswith("synthetic"):
+    if root is None and not synthetic.is_synthetic(names[0]):
         raise UsageError(f"dataset {name!r} needs a data root (root=...)")
     check_reader_options(names[0], kwargs, f"dataset {names[0]!r}")
     dataset = reader(root, **kwargs)
