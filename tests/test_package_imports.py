@@ -204,9 +204,10 @@ def test_function_level_imports_are_extras_or_say_why(graph):
 
 
 def test_cli_parser_stays_light():
-    """Building the whole ``omnireid`` parser imports neither torch nor an optional extra."""
+    """Building the whole ``omnireid`` parser imports neither torch, nor tqdm (which brings
+    asyncio), nor an optional extra: ``omnireid --help`` stays as fast as Python starts."""
     code = ("import sys, omnireid.cli as c; c.build_parser(); "
-            "print(sorted(m for m in ('torch', 'torchvision', 'faiss', 'onnx', 'matplotlib') "
+            "print(sorted(m for m in ('torch', 'torchvision', 'tqdm', 'faiss', 'onnx', 'matplotlib') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

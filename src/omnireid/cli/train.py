@@ -9,7 +9,6 @@ from typing import Any
 from omnireid.cli import CLIError
 from omnireid.cli.allocator import reexec_with_tcmalloc
 from omnireid.cli.util import print_table
-from omnireid.progress import on_terminal
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         reexec_with_tcmalloc(True)
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
+    from omnireid.progress import on_terminal  # imports tqdm, which `omnireid --help` need not
 
     overrides = list(args.overrides)
     if args.output:
