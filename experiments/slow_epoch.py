@@ -101,7 +101,7 @@ def main() -> None:
                         "($OMNIREID_COMPAT_DIR)")
     a = p.parse_args()
 
-    from omnireid.cli.demo import DEMO_RECIPE
+    from omnireid.cli.demo import demo_recipe
     from omnireid.config import load_config
     from omnireid.engine import fit as fit_module
 
@@ -115,7 +115,7 @@ def main() -> None:
         extra = cuhk03_recipe(out.parent, Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat")))
     cfg = load_config(None, [f"train.output_dir={out}", f"train.max_epoch={a.epochs}",
                              f"train.eval_freq={a.eval_freq}", "train.progress=false",
-                             "train.num_threads=1", *extra, *a.overrides], base=DEMO_RECIPE)
+                             "train.num_threads=1", *extra, *a.overrides], base=demo_recipe())
     rows: list[dict] = []
     real_train, real_eval = fit_module.train_one_epoch, fit_module.evaluate_model
     step_time = {"s": 0.0, "t0": 0.0}

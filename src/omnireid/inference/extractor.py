@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from omnireid.errors import UsageError
+from omnireid.evaluation.distances import l2_normalize
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.runtime import BACKEND_PRECISION, BACKENDS, PRECISIONS, make_runner
@@ -24,12 +25,6 @@ if TYPE_CHECKING:
     from omnireid.inference.quantize import LabelledCrops
 
 logger = logging.getLogger(__name__)
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation of an ``(N, D)`` array (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
 
 
 @dataclass
