@@ -36,7 +36,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from omnireid.data.synthetic_domains import LEAVE_ONE_OUT, SHIFT_DOMAINS, SINGLE_SOURCE, shift_kind  # noqa: E402
+from omnireid.data.synthetic_domains import (  # noqa: E402
+    LEAVE_ONE_OUT,
+    SHIFT_DOMAINS,
+    SHIFT_VERSION,
+    SINGLE_SOURCE,
+    shift_kind,
+)
 
 DOMAINS = list(SHIFT_DOMAINS)
 
@@ -225,7 +231,7 @@ def main() -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (exploration only)")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
-    p.add_argument("--out-dir", default="experiments/results/domain_shift_calibration")
+    p.add_argument("--out-dir", default=f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}")
     p.add_argument("--no-histogram", action="store_true")
     p.add_argument("--table", action="store_true", help="only aggregate the runs already saved")
     args = p.parse_args()
