@@ -11,6 +11,8 @@ from PIL import Image
 
 from omnireid.cli import main
 
+from .inference_helpers import plain_features
+
 SIZE = "64x32"
 
 
@@ -68,14 +70,13 @@ def test_cross_domain_tables_json_and_report(data_root, weights, tmp_path, capsy
     # the numbers equal an independent run of the same steps
     from omnireid.data import load_dataset
     from omnireid.evaluation import compute_distance_matrix, evaluate_rank_reference
-    from omnireid.inference.extract import extract_features
     from omnireid.models import create_model
 
     model = create_model("osnet_x0_25", weights=str(weights))
     for name in ("market1501", "dukemtmcreid"):
         ds = load_dataset(name, data_root)
-        qf = extract_features(model, [s.path for s in ds.query], size=(64, 32))
-        gf = extract_features(model, [s.path for s in ds.gallery], size=(64, 32))
+        qf = plain_features(model, [s.path for s in ds.query], size=(64, 32))
+        gf = plain_features(model, [s.path for s in ds.gallery], size=(64, 32))
         ref = evaluate_rank_reference(
             compute_distance_matrix(qf, gf),
             np.array([s.pid for s in ds.query]), np.array([s.pid for s in ds.gallery]),

@@ -137,7 +137,7 @@ def test_wrong_model_reports_shape_mismatch(tmp_path) -> None:
 
 
 def test_known_file_with_wrong_hash_is_rejected(tmp_path) -> None:
-    name = next(iter(KNOWN_WEIGHTS))
+    name = next(iter(KNOWN_WEIGHTS.values())).filename
     path = tmp_path / name
     torch.save(create_model("osnet_x0_25").state_dict(), path)
     with pytest.raises(WeightsError, match=re.escape(name) + ".*sha256"):
