@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         load_dataset_spec,
         parse_dataset_list,
     )
-    from omnireid.engine.evaluate import TABLE_RANKS, check_evaluable
+    from omnireid.engine.evaluate import TABLE_RANKS, check_evaluable, evaluate
     from omnireid.files import make_dirs
     from omnireid.models import create_model
     from omnireid.models.weights import load_weights
@@ -127,7 +127,17 @@ def run(args: argparse.Namespace) -> int:
     for spec, dataset in datasets:
         name = dataset.name
         start = time.perf_counter()
-        summary, pictures, splits, skipped = _evaluate_target(model, spec, dataset, args, out_dir)
+        if not dataset.has_cameras and args.protocol in ("auto", "no_camera"):
+            print(f"{name}: no camera ids in this data, so the same-camera filter cannot apply; "
+                  "protocol no_camera (only the query image itself is left out of its gallery)")
+        ev = evaluate(model, dataset, splits=_other_splits(spec, dataset, args),
+                      dist_metric=args.dist, normalize_feature=args.normalize, rerank=args.rerank,
+                      flip=args.flip, protocol=args.protocol, max_rank=args.max_rank,
+                      keep_distmat=True, progress=True,
+                      on_error="skip" if args.on_bad_image == "skip" else "raise")
+        pictures = _pictures(ev, args, out_dir)
+        summary = {k: v for k, v in ev.metrics.items() if k != "skipped_images"}
+        splits, skipped = ev.num_splits, [(b.path, b.reason) for b in ev.skipped]
         targets.append(Target(name, summary, pictures, time.perf_counter() - start, splits, skipped))
         print(f"\n{name}" + (f" (mean of {splits} splits)" if splits > 1 else ""))
         if skipped:
@@ -202,36 +212,29 @@ def _extractor(model, args, size, device):
     return fe
 
 
-def _evaluate_target(extractor, spec, dataset, args, out_dir):
-    """(summary, ranked-list pictures of the first split, number of splits, skipped images)."""
+def _other_splits(spec, dataset, args):
+    """With --all-splits, the dataset's further random splits (read one at a time)."""
     from dataclasses import replace
 
     from omnireid.data.spec import load_dataset_spec
-    from omnireid.engine.evaluate import evaluate
+
+    num_splits = int(dataset.extra.get("num_splits", 1)) if args.all_splits else 1
+    return (load_dataset_spec(replace(spec, options={**spec.options, "split_id": i}), root=args.root)
+            for i in range(1, num_splits))
+
+
+def _pictures(ev, args, out_dir):
+    """Ranked-list pictures of the worst queries of the first split (``--num-vis``)."""
     from omnireid.viz import save_ranked_lists
 
-    name = dataset.name
-    num_splits = int(dataset.extra.get("num_splits", 1)) if args.all_splits else 1
-    others = (load_dataset_spec(replace(spec, options={**spec.options, "split_id": i}), root=args.root)
-              for i in range(1, num_splits))
-    if not dataset.has_cameras and args.protocol in ("auto", "no_camera"):
-        print(f"{name}: no camera ids in this data, so the same-camera filter cannot apply; "
-              "protocol no_camera (only the query image itself is left out of its gallery)")
-    ev = evaluate(extractor, dataset, splits=others, dist_metric=args.dist,
-                  normalize_feature=args.normalize, rerank=args.rerank, flip=args.flip,
-                  protocol=args.protocol, max_rank=args.max_rank, keep_distmat=True, progress=True,
-                  on_error="skip" if args.on_bad_image == "skip" else "raise")
-    pictures = []
-    if args.num_vis > 0:
-        pictures = save_ranked_lists(
-            ev.distmat, [s.path for s in ev.query], [s.path for s in ev.gallery],
-            np.array([s.pid for s in ev.query]), np.array([s.pid for s in ev.gallery]), ev.removed(),
-            ev.result.query_ap, out_dir / "ranked" / _safe(name), topk=args.topk,
-            num_queries=args.num_vis,
-        )
-    summary = dict(ev.metrics)
-    summary.pop("skipped_images", None)
-    return summary, pictures, ev.num_splits, [(b.path, b.reason) for b in ev.skipped]
+    if args.num_vis <= 0:
+        return []
+    return save_ranked_lists(
+        ev.distmat, [s.path for s in ev.query], [s.path for s in ev.gallery],
+        np.array([s.pid for s in ev.query]), np.array([s.pid for s in ev.gallery]), ev.removed(),
+        ev.result.query_ap, out_dir / "ranked" / _safe(ev.dataset), topk=args.topk,
+        num_queries=args.num_vis,
+    )
 
 
 def _safe(name: str) -> str:
