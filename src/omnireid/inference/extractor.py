@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from omnireid.errors import UsageError
+from omnireid.evaluation.distances import flip_average
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
@@ -223,8 +224,7 @@ class FeatureExtractor:
         x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
         out = np.asarray(self._runner(x), dtype=np.float32)
         if flip:
-            mirrored = np.ascontiguousarray(x[..., ::-1])
-            out = (out + np.asarray(self._runner(mirrored), dtype=np.float32)) / 2
+            out = flip_average(out, self._runner(np.ascontiguousarray(x[..., ::-1])))
         return l2_normalize(out) if self.normalize else out
 
     def __call__(
