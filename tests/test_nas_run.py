@@ -317,9 +317,9 @@ def test_child_retrains_through_the_training_recipe(data_root, tmp_path, capsys)
     saved = (tmp_path / "train" / "config.yaml").read_text()
     assert f"arch: {spec}" in saved
     from omnireid.config import load_config
-    from omnireid.engine.fit import build_model_from_config
+    from omnireid.engine.fit import build_model
 
-    model = build_model_from_config(load_config(tmp_path / "train" / "config.yaml"), num_classes=3)
+    model = build_model(load_config(tmp_path / "train" / "config.yaml").model, num_classes=3)
     assert model.arch == arch
 
 

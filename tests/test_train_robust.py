@@ -127,7 +127,7 @@ def test_poisoned_batchnorm_statistics_stop_the_run_and_are_never_saved(data, tm
 
     out = tmp_path / "run"
     calls = {"n": 0}
-    real = fit_module.build_model_from_config
+    real = fit_module.build_model
 
     def build(cfg, num_classes):
         model = real(cfg, num_classes)
@@ -142,7 +142,7 @@ def test_poisoned_batchnorm_statistics_stop_the_run_and_are_never_saved(data, tm
         bn.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(fit_module, "build_model_from_config", build)
+    monkeypatch.setattr(fit_module, "build_model", build)
     with pytest.raises(NonFiniteLossError) as err:
         fit(cfg_for(data, out, train={"eval_freq": -1}))
     msg = str(err.value)

@@ -171,10 +171,11 @@ def run(args: argparse.Namespace) -> int:
           f"{', '.join(first.data.targets)}", flush=True)
     start = time.perf_counter()
     from omnireid.data import load_dataset
+    from omnireid.data.datasets.synthetic import is_synthetic
 
     for name in dict.fromkeys([*first.data.sources, *first.data.targets]):  # generated on first use
-        options = dict(first.data.synthetic) if name.startswith("synthetic") else {}
-        load_dataset(name, first.data.root, progress=name.startswith("synthetic") and first.train.progress,
+        options = dict(first.data.synthetic) if is_synthetic(name) else {}
+        load_dataset(name, first.data.root, progress=is_synthetic(name) and first.train.progress,
                      **options)
     report: dict[str, Any] = {"trained_on": first.data.sources, "epochs": first.train.max_epoch,
                               "input_size": [first.data.height, first.data.width], "targets": {}, "models": {}}

@@ -34,9 +34,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from omnireid.config import Config, DataConfig, LossConfig, OptimConfig, SchedConfig, TrainConfig
+from omnireid.config import (
+    Config,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SchedConfig,
+    TrainConfig,
+)
+from omnireid.data import build_train_loader, combine_datasets
+from omnireid.data.datasets.synthetic import is_synthetic
+from omnireid.data.spec import load_dataset_spec, parse_dataset_spec
 from omnireid.engine.checkpoint import (
     BEST,
     LAST,
@@ -73,6 +86,8 @@ from omnireid.errors import (
 )
 from omnireid.files import write_json, write_text
 from omnireid.losses import build_loss
+from omnireid.models import create_model
+from omnireid.models.weights import save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -122,37 +137,26 @@ def prepare_process(train: TrainConfig) -> None:
 
 
 def _specs(items: list) -> list:
-    from omnireid.data.spec import parse_dataset_spec
-
     return [parse_dataset_spec(item) for item in items]
 
 
 def _load(spec, data: DataConfig, combineall: bool = False):
-    from omnireid.data.spec import load_dataset_spec
-
-    defaults = dict(data.synthetic) if spec.name.startswith("synthetic") else {}
+    defaults = dict(data.synthetic) if is_synthetic(spec.name) else {}
     return load_dataset_spec(spec, root=data.root, combineall=combineall, defaults=defaults)
 
 
 def load_sources(data: DataConfig):
     """The (combined) training set of ``data.sources``."""
-    from omnireid.data import combine_datasets
-
     parts = [_load(spec, data, data.combineall) for spec in _specs(data.sources)]
     return parts[0] if len(parts) == 1 else combine_datasets(parts)
 
 
-def load_train_set(cfg: Config):
-    """The (combined) training set of ``data.sources``."""
-    return load_sources(cfg.data)
-
-
-def load_targets(cfg: Config) -> list:
+def load_targets(data: DataConfig) -> list:
     """The evaluation sets of ``data.targets`` (without ``combineall``), each under its display
     name; each must have query and gallery images."""
     out = []
-    for i, spec in enumerate(_specs(cfg.data.targets)):
-        dataset = _load(spec, cfg.data)
+    for i, spec in enumerate(_specs(data.targets)):
+        dataset = _load(spec, data)
         check_evaluable(dataset, f"data.targets[{i}]")
         out.append(dataset)
     return out
@@ -162,8 +166,6 @@ def build_loader(data: DataConfig, samples, *, seed: int, rank: int = 0, world_s
                  pin_memory: bool = False, name: str = "the training set"):
     """The training loader of ``data`` over ``samples`` (one epoch per ``set_epoch``); a set
     that cannot fill the batches is an error that names it (``name``) and the settings."""
-    from omnireid.data import build_train_loader
-
     settings = f"data.sampler={data.sampler}, data.batch_size={data.batch_size}" + (
         f", data.num_instances={data.num_instances}" if data.sampler == "identity" else "")
     if len(samples) < data.batch_size * world_size:
@@ -204,20 +206,18 @@ def build_schedule(optimizer, s: SchedConfig, base_lr: float, max_epoch: int) ->
                    min_factor=s.min_lr / base_lr)
 
 
-def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
-    """The network of ``cfg.model`` with a classifier for ``num_classes`` identities."""
-    from omnireid.models import create_model
-
+def build_model(m: ModelConfig, num_classes: int) -> nn.Module:
+    """The network of the ``model`` section with a classifier for ``num_classes`` identities."""
     kw: dict[str, Any] = {}
-    if cfg.model.dropout > 0:
-        kw["dropout"] = cfg.model.dropout
-    name = cfg.model.name
-    if cfg.model.arch is not None:
+    if m.dropout > 0:
+        kw["dropout"] = m.dropout
+    name = m.name
+    if m.arch is not None:
         if name != "osnet":
-            logger.info("model.arch given: building 'osnet' from %s (model.name %r is a label)", cfg.model.arch, name)
+            logger.info("model.arch given: building 'osnet' from %s (model.name %r is a label)", m.arch, name)
         name = "osnet"
-        kw["arch"] = cfg.model.arch
-    return create_model(name, num_classes=num_classes, weights=cfg.model.weights, **kw)
+        kw["arch"] = m.arch
+    return create_model(name, num_classes=num_classes, weights=m.weights, **kw)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -367,190 +367,261 @@ def _fit(cfg: Config, info: DistInfo, resume, overwrite: bool, on_epoch, on_star
         folder.release()
 
 
+@dataclass
+class _Run:
+    """What a training run holds between its steps (:func:`_build` makes it, the other steps
+    read and update it)."""
+
+    cfg: Config
+    info: DistInfo
+    out_dir: Path
+    train_set: Any
+    targets: list
+    num_classes: int
+    model: nn.Module
+    loader: Any
+    criterion: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: EpochLR
+    scaler: Any
+    metrics_log: MetricsLogger
+    changes: list[tuple[str, Any, Any]]
+    resume_path: Path | None = None
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"score": None, "epoch": None})
+    last_good: tuple[Path, int] | None = None
+    evaluations: dict[str, ModelEvaluation] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    @property
+    def progress(self) -> bool:
+        return self.cfg.train.progress and self.info.is_main
+
+
 def _train(cfg: Config, info: DistInfo, t0: float, out_dir: Path, resume, resume_path, state, changes,
            on_epoch, on_start, on_batch=None) -> FitResult:
-    prepare_process(cfg.train)
-    device = info.device
-
-    # data: rank 0 first (it may generate the synthetic sets and reads the targets before
-    # training, so a bad target stops the run now), then the others
-    will_eval = cfg.train.eval_freq >= 0
-    train_set, targets = _on_main(info, lambda: (load_train_set(cfg), load_targets(cfg) if will_eval else [])) \
-        or (None, [])
-    if not info.is_main:
-        train_set = load_train_set(cfg)
-    num_classes = train_set.num_train_pids
-    logger.info("training on %s: %d images, %d identities", train_set.name, len(train_set.train), num_classes)
-
-    model = build_model_from_config(cfg, num_classes).to(device)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # augmentation/dropout streams per rank
-
-    loader = _train_loader(cfg, train_set, info, device)
-    criterion = build_criterion(cfg.loss)
-    o = cfg.optim
-    optimizer = build_weight_optimizer(model, o)
-    scheduler = build_schedule(optimizer, cfg.sched, o.lr, cfg.train.max_epoch)
-    scaler = torch.amp.GradScaler(device.type) if cfg.train.amp == "fp16" else None
-
-    start_epoch = 0
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"score": None, "epoch": None}
-    last_good: tuple[Path, int] | None = None
-    metrics_log = MetricsLogger(out_dir, tensorboard=cfg.train.tensorboard, enabled=info.is_main)
+    """The run in named steps: build, resume, start, then per epoch train, evaluate and
+    checkpoint; finish."""
+    run = _build(cfg, info, out_dir, changes)
     if resume is not None:
-        if state is None:  # ranks > 0 read the checkpoint rank 0 has checked
-            resume_path = find_resume(resume)
-            state = load_checkpoint(resume_path)
-        _restore(state, resume_path, model, optimizer, scheduler, scaler)
-        start_epoch = int(state["epoch"])
-        history = list(state.get("history", []))
-        best = dict(state.get("best", best))
-        last_good = (resume_path, start_epoch)
-        if info.rank == 0:
-            set_rng_state(state["rng"], loader.generator)
-        else:  # only rank 0's generators are stored; other ranks continue from a fresh stream
-            torch.manual_seed(cfg.train.seed + 1000 * info.rank + 7 * start_epoch)
-            loader.generator.manual_seed(cfg.train.seed + 7919 * info.rank + 7 * start_epoch)
-        metrics_log.rewrite(history)
-        logger.info("resumed from %s at epoch %d", resume_path, start_epoch + 1)
-        if start_epoch >= cfg.train.max_epoch:
-            logger.warning("checkpoint %s already finished %d epochs", resume_path, start_epoch)
-        state = None
-
-    if info.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                        find_unused_parameters=o.fixbase_epochs > start_epoch)
-
-    if info.is_main:  # the settings, the checkpoint, the data and the model are good: the run starts
-        cfg.save(out_dir / "config.yaml")
-    if info.is_main and on_start is not None:
-        on_start({"model": cfg.model.name, "sources": [spec.label for spec in _specs(cfg.data.sources)],
-                  "train_images": len(train_set.train), "num_classes": num_classes,
-                  "targets": [ds.name for ds in targets], "start_epoch": start_epoch,
-                  "max_epoch": cfg.train.max_epoch, "resumed_from": resume_path, "changes": changes,
-                  "output_dir": out_dir})
-    evaluations: dict[str, ModelEvaluation] = {}
-    skipped: dict[str, str] = {}
-    last_path = out_dir / LAST
-    progress = cfg.train.progress and info.is_main
-    epoch = start_epoch
+        _resume(run, resume, resume_path, state)
+    _start(run, on_start)
+    epoch = run.start_epoch
     try:
-        for epoch in range(start_epoch, cfg.train.max_epoch):
+        for epoch in range(run.start_epoch, cfg.train.max_epoch):
             epoch_start = time.perf_counter()
-            loader.sampler.set_epoch(epoch)
-            lrs = scheduler.step(epoch)
-            fixbase = epoch < o.fixbase_epochs
-            set_trainable(model, o.open_layers if fixbase else None)
-            stats = train_one_epoch(
-                model, loader, criterion, optimizer, device=device, epoch=epoch, amp=cfg.train.amp,
-                scaler=scaler, channels_last=cfg.train.channels_last, grad_clip=o.grad_clip,
-                max_steps=cfg.train.max_steps_per_epoch, dist_info=info if info.distributed else None,
-                progress=progress, report_every=cfg.train.print_freq,
-                on_report=None if on_batch is None or not info.is_main else
-                lambda r, e=epoch: on_batch({**r, "max_epoch": cfg.train.max_epoch,
-                                             "eta_s": r["epoch_eta_s"] + _eta_after(history[-8:], r, e, cfg)}))
-            record: dict[str, Any] = {
-                "epoch": epoch, "loss": all_reduce_mean(stats.loss, info), "acc": all_reduce_mean(stats.acc, info),
-                "parts": stats.parts, "lr": lrs[0], "fixbase": fixbase, "steps": stats.steps,
-                "images_per_s": stats.images * info.world_size / max(stats.seconds, 1e-9),
-                "epoch_seconds": stats.seconds, "epoch_cpu_seconds": stats.cpu_seconds,
-            }
-            new_bad = {b.path: b.reason for b in stats.skipped if b.path not in skipped}
-            score = -record["loss"] if cfg.train.eval_freq < 0 else None
-            eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
-            if _should_eval(epoch, cfg.train.max_epoch, cfg.train.eval_freq):
-                if info.is_main:
-                    last_epoch = epoch + 1 == cfg.train.max_epoch
-                    evaluations = {
-                        ds.name: evaluate(
-                            _unwrap(model), ds, size=(cfg.data.height, cfg.data.width),
-                            batch_size=cfg.test.batch_size, dist_metric=cfg.test.dist_metric,
-                            normalize_feature=cfg.test.normalize_feature, device=device,
-                            channels_last=cfg.train.channels_last, keep_distmat=last_epoch, progress=progress,
-                            num_workers=cfg.data.num_workers,
-                            on_error="skip" if cfg.data.on_bad_image == "skip" else "raise")
-                        for ds in targets
-                    }
-                    for e in evaluations.values():
-                        new_bad.update({b.path: b.reason for b in e.skipped if b.path not in skipped})
-                    record["eval"] = {n: {k: v for k, v in e.metrics.items() if isinstance(v, (int, float))}
-                                      for n, e in evaluations.items()}
-                    first = next(iter(record["eval"].values()), None)
-                    score = first["mAP"] if first else None
-                    record["eval_seconds"] = time.perf_counter() - eval_start
-                    record["eval_cpu_seconds"] = time.process_time() - eval_cpu_start
-                broadcast_flag(False, info)  # all ranks wait for the evaluation
-            if new_bad:
-                skipped.update(new_bad)
-                if info.is_main:
-                    _write_skipped(out_dir, skipped)
-                logger.warning("%d unreadable image(s) skipped so far (listed in %s)", len(skipped),
-                               out_dir / "skipped_images.tsv")
-            record["skipped_images"] = len(skipped)
-            before = history[-1]["elapsed_s"] if history else 0.0
-            record["elapsed_s"] = before + time.perf_counter() - epoch_start
-            history.append(record)
-            improved = score is not None and (best["score"] is None or score > best["score"])
-            if improved:
-                best = {"score": score, "epoch": epoch}
-            if info.is_main:
-                _save_checkpoint(out_dir, epoch, model, optimizer, scheduler, scaler, loader, cfg, best, history,
-                                 num_classes, improved)
-                last_good = (last_path, epoch + 1)
-                metrics_log.log(record)
-                if on_epoch is not None:
-                    on_epoch({**record, "max_epoch": cfg.train.max_epoch, "eta_s": _eta(history[-8:], epoch, cfg)})
-            logger.info("epoch %d/%d loss %.4f acc %.3f lr %.2e", epoch + 1, cfg.train.max_epoch,
-                        record["loss"], record["acc"], record["lr"])
+            record, new_bad = _train_epoch(run, epoch, on_batch)
+            score = _evaluate(run, epoch, record, new_bad)
+            _end_epoch(run, epoch, record, new_bad, score, epoch_start, on_epoch)
     except NonFiniteLossError as exc:
-        metrics_log.close()
-        last_good = _on_disk(last_path) or last_good
+        run.metrics_log.close()
+        last_good = _on_disk(out_dir / LAST) or run.last_good
         raise NonFiniteLossError(f"{exc}; training stopped. {_last_good_text(last_good)} Lower optim.lr "
                                  "or set optim.grad_clip (a resumed run may change both).") from None
     except KeyboardInterrupt:
-        metrics_log.close()
-        last_good = _on_disk(last_path) or last_good
+        run.metrics_log.close()
+        last_good = _on_disk(out_dir / LAST) or run.last_good
         raise KeyboardInterrupt(f"interrupted in epoch {epoch + 1} of {cfg.train.max_epoch}. "
                                 f"{_last_good_text(last_good)}") from None
+    return _finish(run, t0)
 
-    set_trainable(model, None)
-    model.eval()
+
+def _build(cfg: Config, info: DistInfo, out_dir: Path, changes) -> _Run:
+    """Step 1: the data (rank 0 first: it may generate the synthetic sets, and it reads the
+    targets before training so that a bad target stops the run now), the model, the loader, the
+    loss, the optimiser and the schedule."""
+    prepare_process(cfg.train)
+    will_eval = cfg.train.eval_freq >= 0
+    train_set, targets = _on_main(info, lambda: (load_sources(cfg.data), load_targets(cfg.data) if will_eval else [])) \
+        or (None, [])
+    if not info.is_main:
+        train_set = load_sources(cfg.data)
+    num_classes = train_set.num_train_pids
+    logger.info("training on %s: %d images, %d identities", train_set.name, len(train_set.train), num_classes)
+
+    model = build_model(cfg.model, num_classes).to(info.device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # augmentation/dropout streams per rank
+    loader = _train_loader(cfg, train_set, info, info.device)
+    optimizer = build_weight_optimizer(model, cfg.optim)
+    return _Run(
+        cfg=cfg, info=info, out_dir=out_dir, train_set=train_set, targets=targets, num_classes=num_classes,
+        model=model, loader=loader, criterion=build_criterion(cfg.loss), optimizer=optimizer,
+        scheduler=build_schedule(optimizer, cfg.sched, cfg.optim.lr, cfg.train.max_epoch),
+        scaler=torch.amp.GradScaler(info.device.type) if cfg.train.amp == "fp16" else None,
+        metrics_log=MetricsLogger(out_dir, tensorboard=cfg.train.tensorboard, enabled=info.is_main),
+        changes=changes)
+
+
+def _resume(run: _Run, resume, resume_path: Path | None, state: dict | None) -> None:
+    """Step 2 (with ``--resume``): the weights, optimiser, schedule, history and random streams
+    of the checkpoint rank 0 has checked."""
+    cfg, info = run.cfg, run.info
+    if state is None:  # ranks > 0 read the checkpoint rank 0 has checked
+        resume_path = find_resume(resume)
+        state = load_checkpoint(resume_path)
+    _restore(state, resume_path, run.model, run.optimizer, run.scheduler, run.scaler)
+    run.resume_path = resume_path
+    run.start_epoch = int(state["epoch"])
+    run.history = list(state.get("history", []))
+    run.best = dict(state.get("best", run.best))
+    run.last_good = (resume_path, run.start_epoch)
+    if info.rank == 0:
+        set_rng_state(state["rng"], run.loader.generator)
+    else:  # only rank 0's generators are stored; other ranks continue from a fresh stream
+        torch.manual_seed(cfg.train.seed + 1000 * info.rank + 7 * run.start_epoch)
+        run.loader.generator.manual_seed(cfg.train.seed + 7919 * info.rank + 7 * run.start_epoch)
+    run.metrics_log.rewrite(run.history)
+    logger.info("resumed from %s at epoch %d", resume_path, run.start_epoch + 1)
+    if run.start_epoch >= cfg.train.max_epoch:
+        logger.warning("checkpoint %s already finished %d epochs", resume_path, run.start_epoch)
+
+
+def _start(run: _Run, on_start) -> None:
+    """Step 3: wrap the model for DDP, save the settings and tell ``on_start`` (the settings,
+    checkpoint, data and model are good: the run starts)."""
+    cfg, info = run.cfg, run.info
+    if info.distributed:
+        run.model = DistributedDataParallel(
+            run.model, device_ids=[run.device] if run.device.type == "cuda" else None,
+            find_unused_parameters=cfg.optim.fixbase_epochs > run.start_epoch)
+    if not info.is_main:
+        return
+    cfg.save(run.out_dir / "config.yaml")
+    if on_start is not None:
+        on_start({"model": cfg.model.name, "sources": [spec.label for spec in _specs(cfg.data.sources)],
+                  "train_images": len(run.train_set.train), "num_classes": run.num_classes,
+                  "targets": [ds.name for ds in run.targets], "start_epoch": run.start_epoch,
+                  "max_epoch": cfg.train.max_epoch, "resumed_from": run.resume_path, "changes": run.changes,
+                  "output_dir": run.out_dir})
+
+
+def _train_epoch(run: _Run, epoch: int, on_batch) -> tuple[dict[str, Any], dict[str, str]]:
+    """Step 4: one epoch of training; returns its record and the unreadable images it met."""
+    cfg, info, o = run.cfg, run.info, run.cfg.optim
+    run.loader.sampler.set_epoch(epoch)
+    lrs = run.scheduler.step(epoch)
+    fixbase = epoch < o.fixbase_epochs
+    set_trainable(run.model, o.open_layers if fixbase else None)
+    on_report = None
+    if on_batch is not None and info.is_main:
+        def on_report(r, e=epoch):
+            on_batch({**r, "max_epoch": cfg.train.max_epoch,
+                      "eta_s": r["epoch_eta_s"] + _eta_after(run.history[-8:], r, e, cfg)})
+    stats = train_one_epoch(
+        run.model, run.loader, run.criterion, run.optimizer, device=run.device, epoch=epoch, amp=cfg.train.amp,
+        scaler=run.scaler, channels_last=cfg.train.channels_last, grad_clip=o.grad_clip,
+        max_steps=cfg.train.max_steps_per_epoch, dist_info=info if info.distributed else None,
+        progress=run.progress, report_every=cfg.train.print_freq, on_report=on_report)
+    record: dict[str, Any] = {
+        "epoch": epoch, "loss": all_reduce_mean(stats.loss, info), "acc": all_reduce_mean(stats.acc, info),
+        "parts": stats.parts, "lr": lrs[0], "fixbase": fixbase, "steps": stats.steps,
+        "images_per_s": stats.images * info.world_size / max(stats.seconds, 1e-9),
+        "epoch_seconds": stats.seconds, "epoch_cpu_seconds": stats.cpu_seconds,
+    }
+    return record, {b.path: b.reason for b in stats.skipped if b.path not in run.skipped}
+
+
+def _evaluate(run: _Run, epoch: int, record: dict[str, Any], new_bad: dict[str, str]) -> float | None:
+    """Step 5: evaluate on the targets when due (rank 0; the others wait). Returns the score that
+    picks the best checkpoint: the first target's mAP, or minus the loss without evaluation."""
+    cfg, info = run.cfg, run.info
+    score = -record["loss"] if cfg.train.eval_freq < 0 else None
+    if not _should_eval(epoch, cfg.train.max_epoch, cfg.train.eval_freq):
+        return score
+    if info.is_main:
+        eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
+        last_epoch = epoch + 1 == cfg.train.max_epoch
+        run.evaluations = {
+            ds.name: evaluate(
+                _unwrap(run.model), ds, size=(cfg.data.height, cfg.data.width),
+                batch_size=cfg.test.batch_size, dist_metric=cfg.test.dist_metric,
+                normalize_feature=cfg.test.normalize_feature, device=run.device,
+                channels_last=cfg.train.channels_last, keep_distmat=last_epoch, progress=run.progress,
+                num_workers=cfg.data.num_workers,
+                on_error="skip" if cfg.data.on_bad_image == "skip" else "raise")
+            for ds in run.targets
+        }
+        for e in run.evaluations.values():
+            new_bad.update({b.path: b.reason for b in e.skipped if b.path not in run.skipped})
+        record["eval"] = {n: {k: v for k, v in e.metrics.items() if isinstance(v, (int, float))}
+                          for n, e in run.evaluations.items()}
+        first = next(iter(record["eval"].values()), None)
+        score = first["mAP"] if first else None
+        record["eval_seconds"] = time.perf_counter() - eval_start
+        record["eval_cpu_seconds"] = time.process_time() - eval_cpu_start
+    broadcast_flag(False, info)  # all ranks wait for the evaluation
+    return score
+
+
+def _end_epoch(run: _Run, epoch: int, record: dict[str, Any], new_bad: dict[str, str], score: float | None,
+               epoch_start: float, on_epoch) -> None:
+    """Step 6: list the unreadable images, keep the record, write the checkpoint (rank 0) and
+    tell ``on_epoch``."""
+    cfg, info, out_dir = run.cfg, run.info, run.out_dir
+    if new_bad:
+        run.skipped.update(new_bad)
+        if info.is_main:
+            _write_skipped(out_dir, run.skipped)
+        logger.warning("%d unreadable image(s) skipped so far (listed in %s)", len(run.skipped),
+                       out_dir / "skipped_images.tsv")
+    record["skipped_images"] = len(run.skipped)
+    before = run.history[-1]["elapsed_s"] if run.history else 0.0
+    record["elapsed_s"] = before + time.perf_counter() - epoch_start
+    run.history.append(record)
+    improved = score is not None and (run.best["score"] is None or score > run.best["score"])
+    if improved:
+        run.best = {"score": score, "epoch": epoch}
+    if info.is_main:
+        _save_checkpoint(out_dir, epoch, run.model, run.optimizer, run.scheduler, run.scaler, run.loader, cfg,
+                         run.best, run.history, run.num_classes, improved)
+        run.last_good = (out_dir / LAST, epoch + 1)
+        run.metrics_log.log(record)
+        if on_epoch is not None:
+            on_epoch({**record, "max_epoch": cfg.train.max_epoch, "eta_s": _eta(run.history[-8:], epoch, cfg)})
+    logger.info("epoch %d/%d loss %.4f acc %.3f lr %.2e", epoch + 1, cfg.train.max_epoch,
+                record["loss"], record["acc"], record["lr"])
+
+
+def _finish(run: _Run, t0: float) -> FitResult:
+    """Step 7: the same weights on every rank, ``model.pth``, the curves and ``summary.json``."""
+    cfg, info, out_dir, history = run.cfg, run.info, run.out_dir, run.history
+    set_trainable(run.model, None)
+    run.model.eval()
     result_final = history[-1].get("eval", {}) if history else {}
     if info.distributed:
         # DDP syncs buffers before each forward, so the last forward leaves each rank with its own
         # BatchNorm statistics: adopt rank 0's (the ones saved) everywhere.
-        import torch.distributed as dist
-
-        for buf in _unwrap(model).buffers():
+        for buf in _unwrap(run.model).buffers():
             dist.broadcast(buf, 0)
-    digests = all_gather_objects(weights_digest(model), info) if info.distributed else []
+    digests = all_gather_objects(weights_digest(run.model), info) if info.distributed else []
     if info.is_main:
-        from omnireid.models.weights import save_weights
-
-        save_weights(_unwrap(model), out_dir / "model.pth")
+        save_weights(_unwrap(run.model), out_dir / "model.pth")
         if cfg.train.save_curves and history:
             plot_curves(history, out_dir / "curves.png")
         summary = {
-            "final": result_final, "best_epoch": best["epoch"], "epochs": len(history),
+            "final": result_final, "best_epoch": run.best["epoch"], "epochs": len(history),
             "seconds": time.perf_counter() - t0, "world_size": info.world_size,
-            "num_classes": num_classes, "train_images": len(train_set.train),
+            "num_classes": run.num_classes, "train_images": len(run.train_set.train),
             "sources": [spec.label for spec in _specs(cfg.data.sources)],
-            "targets": [ds.name for ds in targets], "skipped_images": len(skipped),
+            "targets": [ds.name for ds in run.targets], "skipped_images": len(run.skipped),
         }
-        if changes:
-            summary["resumed_with_changes"] = [{"key": k, "old": a, "new": b} for k, a, b in changes]
+        if run.changes:
+            summary["resumed_with_changes"] = [{"key": k, "old": a, "new": b} for k, a, b in run.changes]
         if digests:
             summary["rank_weight_sha256"] = digests
         write_json(out_dir / "summary.json", summary)
-    metrics_log.close()
+    run.metrics_log.close()
     if digests and len(set(digests)) != 1:
         raise RuntimeError(f"replicas disagree on the weights after training: {digests}")
-    return FitResult(out_dir, len(history), result_final, best["epoch"], history,
-                     time.perf_counter() - t0, evaluations, _unwrap(model), changes, skipped)
+    return FitResult(out_dir, len(history), result_final, run.best["epoch"], history,
+                     time.perf_counter() - t0, run.evaluations, _unwrap(run.model), run.changes, run.skipped)
 
 
 def _train_loader(cfg: Config, train_set, info: DistInfo, device: torch.device):
@@ -633,6 +704,6 @@ def _write_skipped(out_dir: Path, skipped: dict[str, str]) -> None:
     write_text(out_dir / "skipped_images.tsv", "\n".join(lines) + "\n", durable=False)
 
 
-__all__ = ["FitResult", "NonFiniteLossError", "build_criterion", "build_loader", "build_model_from_config",
+__all__ = ["FitResult", "NonFiniteLossError", "build_criterion", "build_loader", "build_model",
            "build_schedule", "build_weight_optimizer", "fit", "load_sources", "load_targets",
-           "load_train_set", "prepare_process", "seed_everything", "weights_digest"]
+           "prepare_process", "seed_everything", "weights_digest"]

@@ -57,7 +57,7 @@ def load_dataset(
     if not names:
         raise UsageError(f"dataset name {name!r} names no dataset")
     reader = DATASETS.get(names[0])
-    if root is None and not names[0].startswith("synthetic"):
+    if root is None and not synthetic.is_synthetic(names[0]):
         raise UsageError(f"dataset {name!r} needs a data root (root=...)")
     check_spec(DatasetSpec(names[0], options=kwargs), f"dataset {names[0]!r}", spec_keys=False)
     dataset = reader(root, **kwargs)

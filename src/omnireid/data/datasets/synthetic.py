@@ -65,3 +65,13 @@ def _register(domain: str) -> None:
 
 for _domain in [*sorted(DOMAIN_STYLES), *SHIFT_DOMAINS]:
     _register(_domain)
+
+SYNTHETIC_DATASETS: frozenset[str] = frozenset(f"synthetic_{d}" for d in [*DOMAIN_STYLES, *SHIFT_DOMAINS])
+"""The registered synthetic datasets: generated on first use, so they need no data root, and
+they take :class:`~omnireid.data.synthetic.SyntheticSpec` options (a recipe's
+``data.synthetic``)."""
+
+
+def is_synthetic(name: str) -> bool:
+    """Whether ``name`` is a registered synthetic dataset."""
+    return name in SYNTHETIC_DATASETS
