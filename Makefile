@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks checks experiments
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -101,7 +101,7 @@ def main() -> None:
                         "($OMNIREID_COMPAT_DIR)")
     a = p.parse_args()
 
-    from omnireid.cli.demo import DEMO_RECIPE
+    from omnireid.cli.demo import demo_recipe
     from omnireid.config import load_config
     from omnireid.engine import fit as fit_module
 
@@ -115,9 +115,9 @@ def main() -> None:
         extra = cuhk03_recipe(out.parent, Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat")))
     cfg = load_config(None, [f"train.output_dir={out}", f"train.max_epoch={a.epochs}",
                              f"train.eval_freq={a.eval_freq}", "train.progress=false",
-                             "train.num_threads=1", *extra, *a.overrides], base=DEMO_RECIPE)
+                             "train.num_threads=1", *extra, *a.overrides], base=demo_recipe())
     rows: list[dict] = []
-    real_train, real_eval = fit_module.train_one_epoch, fit_module.evaluate_model
+    real_train, real_eval = fit_module.train_one_epoch, fit_module.evaluate
     step_time = {"s": 0.0, "t0": 0.0}
     hooked = set()
 
@@ -160,7 +160,7 @@ def main() -> None:
         rows.append(row)
         return stats
 
-    def evaluate_model(*args, **kw):
+    def evaluate(*args, **kw):
         w0, c0 = time.perf_counter(), time.process_time()
         result = real_eval(*args, **kw)
         rows[-1]["eval_wall"] += time.perf_counter() - w0
@@ -168,7 +168,7 @@ def main() -> None:
         return result
 
     fit_module.train_one_epoch = train_one_epoch
-    fit_module.evaluate_model = evaluate_model
+    fit_module.evaluate = evaluate
     t0 = time.perf_counter()
     fit_module.fit(cfg)
     total = time.perf_counter() - t0

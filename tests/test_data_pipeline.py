@@ -95,14 +95,14 @@ def test_train_transform_shapes_and_normalisation():
     torch.manual_seed(0)
     zeros = [int((erase(x) == 0).all(0).sum()) for _ in range(20)]
     assert any(z > 0 for z in zeros) and any(z == 0 for z in zeros)  # erased with p = 0.5
-    raw = build_train_transform(32, 16, normalize=False)(x)
+    raw = build_train_transform(32, 16, standardize=False)(x)
     assert raw.dtype == torch.uint8
 
 
 def test_flip_really_flips():
     x = torch.zeros((3, 8, 4), dtype=torch.uint8)
     x[:, :, 0] = 255
-    t = build_train_transform(8, 4, random_flip=True, normalize=False)
+    t = build_train_transform(8, 4, random_flip=True, standardize=False)
     torch.manual_seed(0)
     lefts = {int(t(x)[0, 0, 0]) for _ in range(30)}
     assert lefts == {0, 255}

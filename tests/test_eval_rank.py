@@ -19,8 +19,7 @@ from omnireid.evaluation import (
     evaluate_rank_reference,
     evaluate_splits,
 )
-from tests.conftest import require_file
-from tests.tolerance import (
+from tests._tolerance import (
     MAP_WIDTH,
     assert_within,
     cosine_slack,
@@ -28,6 +27,7 @@ from tests.tolerance import (
     metric_interval,
     rank_width,
 )
+from tests.conftest import require_file
 
 # evaluation numbers from NumPy/PyTorch kernels that are dispatched by instruction set: also run
 # with AVX2 forced (make test-isa)
@@ -311,7 +311,7 @@ def test_equals_torchreid_on_real_features(compat_dir, model, metric):
         assert_same(evaluate_rank(*args, arithmetic=arithmetic),
                     evaluate_rank_reference(*args, arithmetic=arithmetic))
     # torchreid's Python evaluator (float64 arithmetic) on its own machine's matrix: within the
-    # rounding of two float32 computations of the same distances (tests/tolerance.py)
+    # rounding of two float32 computations of the same distances (tests/_tolerance.py)
     slack = (cosine_slack if metric == "cosine" else euclidean_slack)(feats[q], feats[g])
     worst, best = metric_interval(d, slack, pids[q], pids[g], cams[q], cams[g], arithmetic="float64")
     assert_within("mAP", expected["mAP"], worst.mAP, best.mAP, width=MAP_WIDTH)

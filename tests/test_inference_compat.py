@@ -44,7 +44,7 @@ def cam_split(crops, feats, metric="cosine"):
 def test_fused_path_matches_torchreid_features(crops) -> None:
     fe = FeatureExtractor(crops["model"], backend="fused", normalize=False, batch_size=128)
     feats = fe(crops["batch"][:96])
-    # torchreid's features come from another machine; see test_compat for the 1e-4 bound
+    # torchreid's features come from another machine; see test_models_compat for the 1e-4 bound
     assert np.abs(feats - crops["reference"][:96]).max() < 1e-4
 
 

@@ -24,7 +24,7 @@ from omnireid.engine.nas import (
 from omnireid.engine.optim import OptimizerSet
 from omnireid.engine.run_folder import RunFolderError, claim_run_folder
 from omnireid.models import OSNetArch, create_model
-from omnireid.models.supernet import SEARCH_SPACE, build_supernet
+from omnireid.models.supernet import NAS_CANDIDATES, build_supernet
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("{num_ids: 6, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
@@ -140,7 +140,7 @@ def test_one_step_moves_alpha_by_its_own_learning_rate(arch_optim, expected_step
 
 def test_block_convergence_is_the_argmax_entropy_and_margin() -> None:
     rows = [[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 1.0, 0.0]]
-    conv = block_convergence(rows, ["b1", "b2", "b3"], [c.value for c in SEARCH_SPACE])
+    conv = block_convergence(rows, ["b1", "b2", "b3"], [c.value for c in NAS_CANDIDATES])
     assert [c.chosen for c in conv] == ["none", "none", "after"]
     assert conv[0].probability == pytest.approx(0.7) and conv[0].margin == pytest.approx(0.6)
     assert conv[0].entropy_bits == pytest.approx(-(0.7 * math.log2(0.7) + 3 * 0.1 * math.log2(0.1)))
@@ -178,7 +178,7 @@ def test_tiny_search_runs_and_derives_the_argmax(data_root, tmp_path, mode, shar
     assert [r.temperature for r in result.history] == [10.0, 5.0]
     last = result.history[-1]
     assert len(last.probabilities) == 6 and all(abs(sum(p) - 1) < 1e-5 for p in last.probabilities)
-    chosen = [SEARCH_SPACE[max(range(4), key=a.__getitem__)] for a in last.alphas]
+    chosen = [NAS_CANDIDATES[max(range(4), key=a.__getitem__)] for a in last.alphas]
     assert list(result.arch.blocks) == chosen and result.arch.conv1_in
     assert [c.chosen for c in result.convergence] == [p.value for p in chosen]
     # alpha moved away from its initial ones

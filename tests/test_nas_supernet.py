@@ -12,7 +12,7 @@ from torch import nn
 
 from omnireid.models import AIN_BLOCKS, INPosition, OSBlock, OSNetArch, create_model
 from omnireid.models.supernet import (
-    SEARCH_SPACE,
+    NAS_CANDIDATES,
     MixedOSBlock,
     build_supernet,
     candidate_probabilities,
@@ -120,7 +120,7 @@ def _block(mode: str = "mixture") -> MixedOSBlock:
 
 def test_mixed_block_holds_four_separate_os_blocks() -> None:
     b = _block()
-    assert [c.in_position for c in b.candidates] == list(SEARCH_SPACE)
+    assert [c.in_position for c in b.candidates] == list(NAS_CANDIDATES)
     assert all(type(c) is OSBlock for c in b.candidates)
     ids = {id(p) for c in b.candidates for p in c.parameters()}
     assert len(ids) == sum(1 for c in b.candidates for _ in c.parameters())  # no sharing
@@ -281,7 +281,7 @@ def test_set_temperature_and_mode(supernet) -> None:
 def _set_choice(net, positions) -> None:
     for (_, block), pos in zip(net.mixed_blocks(), positions):
         alpha = torch.full((4,), 0.5)
-        alpha[list(SEARCH_SPACE).index(INPosition(pos))] = 1.2
+        alpha[list(NAS_CANDIDATES).index(INPosition(pos))] = 1.2
         block.alpha.data = alpha
 
 

@@ -25,7 +25,6 @@ object; everything below them takes plain values.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -34,12 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
-from omnireid.errors import ConfigError
+from omnireid.data.loaders import SAMPLERS
+from omnireid.data.spec import check_spec, check_unique_labels, parse_dataset_spec
+from omnireid.engine.optim import OPTIMIZERS, SCHEDULES
+from omnireid.engine.train import AMP_DTYPES
+from omnireid.errors import ConfigError, OmnireidError
+from omnireid.evaluation.distances import DISTANCE_METRICS
 from omnireid.files import write_text
-from omnireid.models.supernet import SEARCH_MODES
+from omnireid.models.supernet import NAS_MODES
 from omnireid.recipes import resolve_recipe
+from omnireid.registry import did_you_mean
 
 
 @dataclass
@@ -289,11 +295,6 @@ class NasConfig(_Recipe):
 # building from plain data, with checks
 
 
-def _suggest(name: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is list:
@@ -373,7 +374,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         key = str(key)
         here = f"{where}.{key}" if where else key
         if key not in names:
-            raise ConfigError(f"unknown key {here!r}.{_suggest(key, names)} Valid keys: {', '.join(names)}",
+            raise ConfigError(f"unknown key {here!r}.{did_you_mean(key, names)} Valid keys: {', '.join(names)}",
                               [here])
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -478,7 +479,7 @@ def _check_override_key(dotted: str, recipe: type | None = None) -> None:
             raise ConfigError(f"override key {dotted!r}: {'.'.join(parts[:i])} has no sub-keys")
         names = [f.name for f in dataclasses.fields(cls)]
         if p not in names:
-            raise ConfigError(f"unknown key {'.'.join(parts[:i + 1])!r}.{_suggest(p, names)} "
+            raise ConfigError(f"unknown key {'.'.join(parts[:i + 1])!r}.{did_you_mean(p, names)} "
                               f"Valid keys: {', '.join(names)}")
         cls = typing.get_type_hints(cls)[p]
         if typing.get_origin(cls) is dict:
@@ -580,13 +581,13 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
 
 
 _CHOICES = {
-    ("optim", "name"): ("amsgrad", "adam", "sgd", "rmsprop"),
-    ("sched", "name"): ("constant", "single_step", "multi_step", "cosine"),
-    ("train", "amp"): ("none", "bf16", "fp16"),
-    ("test", "dist_metric"): ("euclidean", "cosine"),
-    ("data", "sampler"): ("random", "identity", "camera", "dataset"),
+    ("optim", "name"): tuple(OPTIMIZERS),
+    ("sched", "name"): tuple(SCHEDULES),
+    ("train", "amp"): ("none", *AMP_DTYPES),
+    ("test", "dist_metric"): DISTANCE_METRICS,
+    ("data", "sampler"): tuple(SAMPLERS),
     ("data", "on_bad_image"): ("error", "skip"),
-    ("nas", "mode"): SEARCH_MODES,
+    ("nas", "mode"): NAS_MODES,
     ("nas", "arch_optim"): ARCH_OPTIMIZERS,
 }
 
@@ -610,7 +611,7 @@ def validate(cfg: Config | NasConfig) -> None:
             continue
         value = getattr(getattr(cfg, section), key)
         _check(value in choices, f"{section}.{key}={value!r} is not one of {', '.join(choices)}."
-               f"{_suggest(str(value), choices)}", f"{section}.{key}")
+               f"{did_you_mean(str(value), choices)}", f"{section}.{key}")
     d, t = cfg.data, cfg.train
     _check(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}", "optim.lr")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}",
@@ -669,9 +670,6 @@ def _validate_nas(nas: NasOptions) -> None:
 
 
 def _check_datasets(items: list, where: str) -> None:
-    from omnireid.data.spec import check_spec, check_unique_labels, parse_dataset_spec
-    from omnireid.errors import OmnireidError
-
     specs = []
     for i, item in enumerate(items):
         here = f"{where}[{i}]"
@@ -688,14 +686,10 @@ def _check_datasets(items: list, where: str) -> None:
 
 
 def _has_gpu() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
 def _device_ok(device: str) -> bool:
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
@@ -708,8 +702,6 @@ def _device_ok(device: str) -> bool:
 
 
 def _device_message(device: str) -> str:
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):

@@ -169,6 +169,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         writer = _RecordingWriter(fh)
         try:
+            # deferred import: omnireid.files serves the CLI's error handling, which must not
+            # import torch for `omnireid --help` (tests/test_package_imports.py)
             import torch
 
             torch.save(obj, writer)

@@ -1,14 +1,49 @@
-"""One small name -> builder registry, used for models, datasets and losses."""
+"""One small name -> builder registry (models, datasets, losses) and the one "did you mean" hint.
+
+Every set of names the library accepts (samplers, optimisers, schedules, backends, index kinds,
+config keys, recipes ...) lives in the module that implements it; an unknown name is reported with
+:func:`unknown_name_message` (near misses, then the valid names) whatever the set.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from omnireid.errors import UnknownNameError
+from omnireid.errors import UnknownNameError, UsageError
 
 T = TypeVar("T", bound=Callable[..., Any])
+V = TypeVar("V")
+
+
+def did_you_mean(name: str, valid: Iterable[str], n: int = 3) -> str:
+    """`` Did you mean 'a', 'b'?`` for the names of ``valid`` close to ``name`` (difflib), or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=n, cutoff=0.5)
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
+    """``unknown KIND 'name'. Did you mean ...? Valid names: a, b, c`` (the one wording)."""
+    valid = list(valid)
+    return f"unknown {kind} {name!r}.{did_you_mean(name, valid)} Valid names: {', '.join(valid)}"
+
+
+def lookup(kind: str, name: str, table: Mapping[str, V], error: type[Exception] = UsageError) -> V:
+    """``table[name]``, or ``error`` with :func:`unknown_name_message` (for plain dicts of
+    choices; a :class:`Registry` does the same with :class:`UnknownNameError`)."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise error(unknown_name_message(kind, name, table)) from None
+
+
+def check_name(kind: str, name: str, valid: Iterable[str], error: type[Exception] = UsageError) -> str:
+    """``name`` if it is one of ``valid``, else ``error`` with :func:`unknown_name_message`."""
+    valid = list(valid)
+    if name not in valid:
+        raise error(unknown_name_message(kind, name, valid))
+    return name
 
 
 class Registry(Generic[T]):
@@ -42,9 +77,7 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(self.names())}"
+        return unknown_name_message(self.kind, name, self.names())
 
     def names(self) -> list[str]:
         return list(self._items)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from omnireid.cli import CLIError
-from omnireid.cli.util import parse_size
+from omnireid.cli.util import parse_size, print_table
 
 
 def _rates(text: str) -> list[float]:
@@ -70,7 +70,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omnireid.cli.util import print_table
     from omnireid.inference import FeatureExtractor
     from omnireid.inference.verify import calibrate, default_calibration_path, load_labelled_set
 

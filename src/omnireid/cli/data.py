@@ -6,6 +6,8 @@ import argparse
 import os
 
 from omnireid.cli import CLIError
+from omnireid.cli.util import print_table
+from omnireid.data.summary import summarize, summary_dict
 from omnireid.files import write_json
 
 
@@ -62,10 +64,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from omnireid.cli.util import print_table
     from omnireid.data import load_dataset
-    from omnireid.data.summary import summarize, summary_dict
-
     options = parse_options(args.option)
     ds = load_dataset(args.name, args.root, combineall=args.combineall, **options)
     print(f"{ds.name}" + (f"  ({args.root})" if args.root else ""))

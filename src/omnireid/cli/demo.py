@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.util import positive_int
+from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.train import epoch_line
+from omnireid.cli.util import positive_int, print_table
+from omnireid.errors import UsageError
 from omnireid.files import write_json
 
 
 def demo_recipe() -> dict[str, Any]:
     """The packaged ``demo`` recipe (:mod:`omnireid.recipes`) as plain sections. It is also the
-    recipe ``benchmarks/synthetic_calibration.py`` calibrates the domain-shift benchmark with
+    recipe ``experiments/synthetic_calibration.py`` calibrates the domain-shift benchmark with
     (plain osnet_x0_25 only)."""
     from omnireid.config import read_recipe_file
 
@@ -25,38 +28,6 @@ def demo_recipe() -> dict[str, Any]:
 
 DEMO_MODELS = ("osnet_x0_25", "osnet_ain_x0_25")
 """Trained side by side with the same recipe: without and with instance normalisation."""
-
-TCMALLOC_CANDIDATES = (
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
-    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib64/libtcmalloc_minimal.so.4",
-)
-
-
-def find_tcmalloc() -> str | None:
-    """Path of an installed tcmalloc library, if any."""
-    return next((p for p in TCMALLOC_CANDIDATES if os.path.exists(p)), None)
-
-
-def reexec_with_tcmalloc(enabled: bool) -> None:
-    """Restart this command with tcmalloc preloaded (a faster allocator for eager PyTorch on the
-    CPU) when one is installed and it is not loaded yet. Only for a command started from the
-    shell (never inside another program, never under torchrun)."""
-    if not enabled or "tcmalloc" in os.environ.get("LD_PRELOAD", "") or "WORLD_SIZE" in os.environ:
-        return
-    if os.environ.get("OMNIREID_NO_TCMALLOC") or "pytest" in sys.modules:
-        return
-    if Path(sys.argv[0]).name not in ("omnireid", "__main__.py"):
-        return
-    lib = find_tcmalloc()
-    if lib is None:
-        return
-    env = dict(os.environ, LD_PRELOAD=":".join(filter(None, [lib, os.environ.get("LD_PRELOAD", "")])))
-    print(f"(using the tcmalloc allocator {lib} for speed; OMNIREID_NO_TCMALLOC=1 turns this off)",
-          flush=True)
-    os.execve(sys.executable, [sys.executable, "-m", "omnireid", *sys.argv[1:]], env)
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -125,8 +96,6 @@ def _shift_label(source: list[str], target: str) -> str:
 
 def print_side_by_side(report: dict) -> None:
     """The demo's table: one row per target, rank-1 and mAP of every model side by side."""
-    from omnireid.cli.util import print_table
-
     models = list(report["models"])
     headers = ["target", "what differs", "chance r1 %"]
     for m in models:
@@ -143,13 +112,8 @@ def print_side_by_side(report: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     reexec_with_tcmalloc(not args.no_tcmalloc)
-    import time
-
-    from omnireid.cli.train import epoch_line
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
-    from omnireid.errors import UsageError
-
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise UsageError("--models: give at least one model name")

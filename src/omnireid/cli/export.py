@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omnireid.inference.export import check_parity, export_int8, export_onnx, export_openvino
+    from omnireid.inference.export import export_int8, export_onnx, export_openvino
+    from omnireid.inference.runtime import check_parity
     from omnireid.models import create_model
     from omnireid.models.weights import preprocessing_of
 

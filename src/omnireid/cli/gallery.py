@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from omnireid.cli import CLIError
+from omnireid.cli.util import parse_size, print_table
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
@@ -199,7 +200,6 @@ def _queries(paths: list[str]) -> None:
 
 # ---------------------------------------------------------------------------- actions
 def run_add(args: argparse.Namespace) -> int:
-    from omnireid.cli.util import parse_size
     from omnireid.inference import FeatureExtractor
     from omnireid.inference.gallery import Gallery, locked
     from omnireid.inference.verify import Calibration
@@ -273,7 +273,6 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from omnireid.cli.util import print_table
     from omnireid.inference.gallery import Gallery
 
     gallery = Gallery.load(args.gallery, allow_random=args.allow_random_weights)
@@ -303,7 +302,6 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_assign(args: argparse.Namespace) -> int:
-    from omnireid.cli.util import print_table
     from omnireid.inference.gallery import Gallery, locked
 
     path = Path(args.gallery)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from omnireid.cli.util import non_negative_int, size_arg
 
@@ -22,8 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from omnireid.models import OSNet, create_model, model_complexity
     from omnireid.models.weights import load_weights, preprocessing_of
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.util import print_table
 from omnireid.errors import UsageError
 
 
@@ -45,10 +47,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omnireid.cli.demo import reexec_with_tcmalloc
-
     reexec_with_tcmalloc(True)
-    from omnireid.cli.util import print_table
     from omnireid.config import load_nas_config
     from omnireid.engine.nas import nas, nas_seeds
 

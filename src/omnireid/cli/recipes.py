@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from omnireid.cli import CLIError
+from omnireid.cli.util import print_table
+from omnireid.recipes import list_recipes, packaged_recipe
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,10 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omnireid.cli import CLIError
-    from omnireid.cli.util import print_table
-    from omnireid.recipes import list_recipes, packaged_recipe
-
     if args.action == "list":
         if args.name:
             raise CLIError(f"`recipes list` takes no name; did you mean `recipes show {args.name}`?")

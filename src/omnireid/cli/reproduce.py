@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
+from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.util import print_table
 from omnireid.errors import UsageError
 
 
@@ -63,12 +66,7 @@ def _folds(text: str, folds: tuple) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omnireid.cli.demo import reexec_with_tcmalloc
-
     reexec_with_tcmalloc(True)
-    import time
-
-    from omnireid.cli.util import print_table
     from omnireid.config import load_config, load_nas_config
     from omnireid.engine.reproduce import REPRODUCE_RECIPE, ReproducePlan, quick_plan, reproduce
     from omnireid.models.arch import OSNetArch

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                        f"{q_emb.shape[1]}-d ones: the gallery and the model disagree (re-extract the gallery "
                        "with this model, or search it with the model that made it)")
     if not record.get("normalized", True):
-        from omnireid.inference.extractor import l2_normalize
+        from omnireid.evaluation.distances import l2_normalize
 
         g_emb = l2_normalize(g_emb)
     index = build_index(g_emb, args.index, metric="ip")

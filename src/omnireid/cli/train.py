@@ -6,6 +6,10 @@ import argparse
 import os
 from typing import Any
 
+from omnireid.cli import CLIError
+from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.util import print_table
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -32,8 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def print_results(final: dict) -> None:
-    from omnireid.cli.util import print_table
-
     rows = [[name, f"{100 * m['rank1']:.1f}", f"{100 * m.get('rank5', float('nan')):.1f}",
              f"{100 * m['mAP']:.1f}"] for name, m in final.items()]
     if rows:
@@ -102,12 +104,11 @@ def print_start(info: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omnireid.cli.demo import reexec_with_tcmalloc
-
     if not args.print_config:
         reexec_with_tcmalloc(True)
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
+    from omnireid.progress import on_terminal  # imports tqdm, which `omnireid --help` need not
 
     overrides = list(args.overrides)
     if args.output:
@@ -119,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
     if args.resume and args.overwrite:
-        from omnireid.cli import CLIError
-
         raise CLIError("--resume and --overwrite exclude each other: resume a run, or replace it")
     resume = None
     if args.resume:
@@ -133,8 +132,6 @@ def run(args: argparse.Namespace) -> int:
 
     def on_batch(record: dict[str, Any]) -> None:
         print(batch_line(record), flush=True)
-
-    from omnireid.progress import on_terminal
 
     # on a terminal the progress bar shows the epoch under way; in a log, lines every N batches
     periodic = not args.quiet and not on_terminal() and cfg.train.print_freq > 0

@@ -22,7 +22,7 @@ _LAZY = {
     "ImageDecodeError": "omnireid.data.decode",
     "build_train_transform": "omnireid.data.transforms",
     "build_test_transform": "omnireid.data.transforms",
-    "normalize_batch": "omnireid.data.transforms",
+    "standardize_batch": "omnireid.data.transforms",
     "RandomIdentitySampler": "omnireid.data.samplers",
     "CameraBalancedSampler": "omnireid.data.samplers",
     "DatasetBalancedSampler": "omnireid.data.samplers",

@@ -8,6 +8,7 @@ with PIL's default) -- raises :class:`omnireid.errors.ImageError` (alias
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from omnireid.errors import ImageError
 logger = logging.getLogger(__name__)
 
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+#: File endings read as images (case-insensitive) wherever a folder is scanned: dataset readers,
+#: custom data and galleries. PIL decodes all of them; a gif or multi-page tiff gives its first frame.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 #: An image file could not be read (the message names the file and the reason).
 ImageDecodeError = ImageError
@@ -79,8 +84,6 @@ def read_image(path: str | Path) -> Image.Image:
 def check_pixel_count(path: str | Path, data: bytes) -> None:
     """Raise :class:`ImageDecodeError` if the image in ``data`` (read from ``path``) has more
     pixels than PIL's decompression-bomb limit; reads only the header."""
-    import io
-
     try:
         with Image.open(io.BytesIO(data)):
             pass

@@ -29,10 +29,19 @@ from omnireid.data.transforms import (
     build_train_transform,
 )
 from omnireid.errors import UsageError
+from omnireid.registry import lookup
 
 logger = logging.getLogger(__name__)
 
-SAMPLERS = ("identity", "random", "camera", "dataset")
+class LoadedImage(NamedTuple):
+    """One dataset item: the transformed image and its sample's labels (what :func:`collate`
+    stacks)."""
+
+    image: torch.Tensor
+    pid: int
+    camid: int
+    dsetid: int
+    path: str
 
 
 class BadImage(NamedTuple):
@@ -47,7 +56,7 @@ class Batch:
     """A collated batch.
 
     Attributes:
-        images: (B, 3, H, W) float32 (uint8 when the loader was built with ``normalize=False``).
+        images: (B, 3, H, W) float32 (uint8 when the loader was built with ``standardize=False``).
         pids, camids, dsetids: (B,) int64.
         paths: B file paths.
         skipped: the unreadable images left out of this batch (only with ``on_error="skip"``).
@@ -83,6 +92,7 @@ def _jpeg_decoder():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            # deferred import: whether this torchvision has the decoder is known only by trying
             from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # pragma: no cover - depends on the torchvision version
         return None
@@ -152,19 +162,21 @@ class ImageDataset(Dataset):
             return BadImage(exc.path, exc.reason)
         if self.transform is not None:
             img = self.transform(img)
-        return img, s.pid, s.camid, s.dsetid, s.path
+        return LoadedImage(img, s.pid, s.camid, s.dsetid, s.path)
 
 
-def collate(items: list) -> Batch:
+def collate(items: list[LoadedImage | BadImage]) -> Batch:
     """Stack dataset items into a :class:`Batch`; unreadable ones go to ``Batch.skipped``."""
-    good = [it for it in items if not isinstance(it, BadImage)]
+    good = [it for it in items if isinstance(it, LoadedImage)]
     skipped = [it for it in items if isinstance(it, BadImage)]
     if not good:
         empty = torch.zeros(0, dtype=torch.int64)
         return Batch(torch.zeros(0, 3, 1, 1), empty, empty.clone(), empty.clone(), [], skipped)
-    images = torch.stack([it[0] for it in good])
-    pids, camids, dsetids = (torch.tensor([it[k] for it in good], dtype=torch.int64) for k in (1, 2, 3))
-    return Batch(images, pids, camids, dsetids, [it[4] for it in good], skipped)
+    images = torch.stack([it.image for it in good])
+    pids = torch.tensor([it.pid for it in good], dtype=torch.int64)
+    camids = torch.tensor([it.camid for it in good], dtype=torch.int64)
+    dsetids = torch.tensor([it.dsetid for it in good], dtype=torch.int64)
+    return Batch(images, pids, camids, dsetids, [it.path for it in good], skipped)
 
 
 class ReIDLoader(DataLoader):
@@ -183,23 +195,44 @@ class ReIDLoader(DataLoader):
             yield batch
 
 
+def _identity_sampler(samples: Sequence[Sample], batch_size: int, *, num_instances: int,
+                      cameras_per_batch: int | None, **place: int) -> Sampler:
+    return RandomIdentitySampler([s.pid for s in samples], batch_size, num_instances, **place)
+
+
+def _random_sampler(samples: Sequence[Sample], batch_size: int, *, num_instances: int,
+                    cameras_per_batch: int | None, **place: int) -> Sampler:
+    return ShuffleSampler(len(samples), batch_size, **place)
+
+
+def _camera_sampler(samples: Sequence[Sample], batch_size: int, *, num_instances: int,
+                    cameras_per_batch: int | None, **place: int) -> Sampler:
+    return CameraBalancedSampler([s.camid for s in samples], batch_size, cameras_per_batch, **place)
+
+
+def _dataset_sampler(samples: Sequence[Sample], batch_size: int, *, num_instances: int,
+                     cameras_per_batch: int | None, **place: int) -> Sampler:
+    return DatasetBalancedSampler([s.dsetid for s in samples], batch_size, **place)
+
+
+#: The training samplers by name (``data.sampler`` in a recipe): each builder takes the samples,
+#: the batch size, the sampler options and ``seed``/``rank``/``world_size``.
+SAMPLERS: dict[str, Callable[..., Sampler]] = {
+    "identity": _identity_sampler,  # P identities x K images (torchreid's RandomIdentitySampler)
+    "random": _random_sampler,
+    "camera": _camera_sampler,
+    "dataset": _dataset_sampler,
+}
+
+
 def build_train_sampler(
     samples: Sequence[Sample], sampler: str, batch_size: int, *, num_instances: int = 4,
     cameras_per_batch: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
 ) -> Sampler:
-    """One of ``SAMPLERS``: ``identity`` (P x K), ``random``, ``camera``, ``dataset``."""
-    if sampler == "identity":
-        return RandomIdentitySampler([s.pid for s in samples], batch_size, num_instances,
-                                     seed=seed, rank=rank, world_size=world_size)
-    if sampler == "random":
-        return ShuffleSampler(len(samples), batch_size, seed=seed, rank=rank, world_size=world_size)
-    if sampler == "camera":
-        return CameraBalancedSampler([s.camid for s in samples], batch_size, cameras_per_batch,
-                                     seed=seed, rank=rank, world_size=world_size)
-    if sampler == "dataset":
-        return DatasetBalancedSampler([s.dsetid for s in samples], batch_size,
-                                      seed=seed, rank=rank, world_size=world_size)
-    raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    """One of :data:`SAMPLERS`: ``identity`` (P x K), ``random``, ``camera``, ``dataset``."""
+    build = lookup("sampler", sampler, SAMPLERS)
+    return build(samples, batch_size, num_instances=num_instances,
+                 cameras_per_batch=cameras_per_batch, seed=seed, rank=rank, world_size=world_size)
 
 
 def build_train_loader(
@@ -221,7 +254,7 @@ def build_train_loader(
     color_jitter: bool = False,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    normalize: bool = True,
+    standardize: bool = True,
     on_error: str = "raise",
     pin_memory: bool = False,
     persistent_workers: bool | None = None,
@@ -234,7 +267,7 @@ def build_train_loader(
     """
     transform = build_train_transform(
         height, width, random_flip=random_flip, random_crop=random_crop, random_erase=random_erase,
-        color_jitter=color_jitter, mean=mean, std=std, normalize=normalize)
+        color_jitter=color_jitter, mean=mean, std=std, standardize=standardize)
     dataset = ImageDataset(samples, transform, tensor_input=True, on_error=on_error)
     train_sampler = build_train_sampler(samples, sampler, batch_size, num_instances=num_instances,
                                         cameras_per_batch=cameras_per_batch, seed=seed, rank=rank,

@@ -15,12 +15,14 @@ it and suggests the nearest valid one.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
+from omnireid.data.datasets import load_dataset
+from omnireid.data.datasets.registry import check_reader_options, reader_options
 from omnireid.data.records import ReIDDataset
 from omnireid.errors import UsageError
 
@@ -81,8 +83,6 @@ def parse_dataset_list(text: str, where: str = "--data") -> list[DatasetSpec]:
     ``[{name: csv_manifest, root: b.csv, as: siteB}, market1501]``."""
     stripped = text.strip()
     if stripped.startswith(("[", "{")):
-        import yaml
-
         try:
             loaded = yaml.safe_load(stripped)
         except yaml.YAMLError as exc:
@@ -95,36 +95,10 @@ def parse_dataset_list(text: str, where: str = "--data") -> list[DatasetSpec]:
     return [parse_dataset_spec(item, f"{where}[{i}]") for i, item in enumerate(items)]
 
 
-def reader_options(name: str) -> tuple[list[str], bool]:
-    """The keyword options of reader ``name`` (each part of an ``a+b`` name) and whether it
-    accepts any keyword (``**options``)."""
-    from omnireid.data.datasets import DATASETS
-
-    names: list[str] = []
-    anything = False
-    for part in (n.strip() for n in name.split("+") if n.strip()):
-        params = list(inspect.signature(DATASETS.get(part)).parameters.values())[1:]  # skip root
-        for p in params:
-            if p.kind is inspect.Parameter.VAR_KEYWORD:
-                anything = True
-            elif p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-                names.append(p.name)
-    return names, anything
-
-
 def check_spec(spec: DatasetSpec, where: str = "dataset", spec_keys: bool = True) -> None:
     """Raise if the reader is unknown or an option is not one of the reader's (the message lists
     the valid keys, with ``name``/``root``/``as`` when ``spec_keys``)."""
-    valid, anything = reader_options(spec.name)
-    if anything:
-        return
-    for key in spec.options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=2, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            choices = ", ".join([*SPEC_KEYS, *valid] if spec_keys else valid) or "none"
-            raise UsageError(f"{where}: {key!r} is not an option of the {spec.name} reader.{hint} "
-                             f"Valid {'keys' if spec_keys else 'options'}: {choices}")
+    check_reader_options(spec.name, spec.options, where, SPEC_KEYS if spec_keys else ())
 
 
 def check_unique_labels(specs: Sequence[DatasetSpec], where: str) -> None:
@@ -146,8 +120,6 @@ def load_dataset_spec(
     ``defaults`` are reader options applied under the spec's own (e.g. the run's synthetic
     generator settings for the ``synthetic_*`` readers). The result carries the display name.
     """
-    from omnireid.data.datasets import load_dataset
-
     options = {**(defaults or {}), **spec.options}
     dataset = load_dataset(spec.name, spec.root if spec.root is not None else root,
                            combineall=combineall, **options)

@@ -2,7 +2,7 @@
 
 Training transforms work on ``uint8`` tensors ``(3, H, W)``; the test transform works on PIL
 images and reproduces torchreid's test preprocessing exactly (PIL bilinear resize, /255,
-normalisation), so published weights give their published features.
+mean/std standardisation), so published weights give their published features.
 """
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
+from omnireid.data.decode import to_rgb
 from omnireid.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_SIZE = (256, 128)  # (height, width) of the test transform
 
 
 def build_train_transform(
@@ -29,7 +33,7 @@ def build_train_transform(
     color_jitter: bool = False,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    normalize: bool = True,
+    standardize: bool = True,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The training augmentation pipeline (torchreid's options, as ``transforms.v2``).
 
@@ -39,16 +43,16 @@ def build_train_transform(
         random_crop: with probability 0.5 enlarge by 1.125 and crop back at a random place
             (torchreid's ``random_crop`` / ``Random2DTranslation``).
         random_erase: erase a random rectangle (area 2-40 %, aspect 0.3-3.3) with probability 0.5,
-            filled with the mean colour (0 after normalisation).
+            filled with the mean colour (0 after standardisation).
         color_jitter: brightness 0.2, contrast 0.15.
-        normalize: convert to float and normalise with ``mean``/``std``; ``False`` keeps uint8
-            (then normalise the batch yourself, e.g. with :func:`normalize_batch`).
+        standardize: convert to float and standardise with ``mean``/``std`` (``(x - mean) / std``);
+            ``False`` keeps uint8 (then standardise the batch yourself, e.g. with
+            :func:`standardize_batch`). (L2 normalisation of features is
+            :func:`omnireid.evaluation.distances.l2_normalize`, a different thing.)
 
     Returns:
         a callable: uint8 tensor ``(3, h, w)`` -> float32 ``(3, height, width)`` (or uint8).
     """
-    from torchvision.transforms import v2
-
     steps: list = [v2.Resize((height, width), antialias=True)]
     if random_flip:
         steps.append(v2.RandomHorizontalFlip(0.5))
@@ -57,12 +61,12 @@ def build_train_transform(
         steps.append(v2.RandomApply([v2.Resize(big, antialias=True), v2.RandomCrop((height, width))], p=0.5))
     if color_jitter:
         steps.append(v2.ColorJitter(brightness=0.2, contrast=0.15))
-    if normalize:
+    if standardize:
         steps.append(NormalizeUint8(mean, std))
         if random_erase:
             steps.append(RandomErase(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=0.0))
     elif random_erase:
-        raise UsageError("random_erase needs normalize=True (it erases to the mean colour)")
+        raise UsageError("random_erase needs standardize=True (it erases to the mean colour)")
     return v2.Compose(steps)
 
 
@@ -119,11 +123,28 @@ class RandomErase:
         return f"RandomErase(p={self.p}, scale={self.scale})"
 
 
-class TestTransform:
-    """torchreid's test preprocessing: PIL RGB -> bilinear resize to (w, h) -> /255 -> normalise.
+def preprocess(
+    img: Image.Image,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """PIL image -> standardised (mean/std) ``(3, H, W)`` float32 tensor (torchreid's test transform)."""
+    height, width = size
+    img = to_rgb(img)
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+    x = x.to(torch.float32).div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return x.sub_(m).div_(s)
 
-    A picklable wrapper around :func:`omnireid.inference.preprocess.preprocess` (the one
-    implementation of it). Call with a PIL image; returns float32 ``(3, height, width)``.
+
+class TestTransform:
+    """torchreid's test preprocessing: PIL RGB -> bilinear resize to (w, h) -> /255 -> mean/std.
+
+    A picklable wrapper around :func:`preprocess` (the one implementation of it). Call with a PIL image; returns float32 ``(3, height, width)``.
     """
 
     def __init__(self, height: int, width: int, mean: Sequence[float] = IMAGENET_MEAN,
@@ -132,8 +153,6 @@ class TestTransform:
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        from omnireid.inference.preprocess import preprocess
-
         return preprocess(img, (self.height, self.width), self.mean, self.std)
 
     def __repr__(self) -> str:
@@ -148,9 +167,9 @@ def build_test_transform(
     return TestTransform(height, width, mean, std)
 
 
-def normalize_batch(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+def standardize_batch(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` -> normalised float32 ``(B, 3, H, W)``."""
+    """uint8 ``(B, 3, H, W)`` -> standardised (mean/std) float32 ``(B, 3, H, W)``."""
     m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1) * 255.0
     return (images.float() - m) / s

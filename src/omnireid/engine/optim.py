@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from omnireid.errors import UsageError
+from omnireid.registry import did_you_mean, lookup
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("amsgrad", "adam", "sgd", "rmsprop")
-SCHEDULES = ("constant", "single_step", "multi_step", "cosine")
 
 
 def _top_level(name: str) -> str:
@@ -29,11 +28,39 @@ def _check_layer_names(model: nn.Module, names: Sequence[str], what: str) -> Non
     children = [n for n, _ in model.named_children()]
     for n in names:
         if n not in children:
-            import difflib
+            raise UsageError(f"{what}: the model has no layer {n!r}.{did_you_mean(n, children)} "
+                             f"Layers: {', '.join(children)}")
 
-            close = difflib.get_close_matches(n, children, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise UsageError(f"{what}: the model has no layer {n!r}.{hint} Layers: {', '.join(children)}")
+
+def _adam(groups: list[dict], lr: float, o: dict, kernel: dict) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=lr, betas=o["betas"], weight_decay=o["weight_decay"],
+                            amsgrad=False, **kernel)
+
+
+def _amsgrad(groups: list[dict], lr: float, o: dict, kernel: dict) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=lr, betas=o["betas"], weight_decay=o["weight_decay"],
+                            amsgrad=True, **kernel)
+
+
+def _sgd(groups: list[dict], lr: float, o: dict, kernel: dict) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"],
+                           nesterov=o["nesterov"], dampening=0.0, **kernel)
+
+
+def _rmsprop(groups: list[dict], lr: float, o: dict, kernel: dict) -> torch.optim.Optimizer:
+    # PyTorch has no fused RMSprop kernel: ``kernel`` is not passed on
+    return torch.optim.RMSprop(groups, lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"],
+                               alpha=o["rmsprop_alpha"])
+
+
+#: The optimisers by name (``optim.name`` in a recipe): ``builder(groups, lr, options, kernel)``.
+OPTIMIZERS: dict[str, Callable[[list[dict], float, dict, dict], torch.optim.Optimizer]] = {
+    "amsgrad": _amsgrad,
+    "adam": _adam,
+    "sgd": _sgd,
+    "rmsprop": _rmsprop,
+}
+_UNFUSED = frozenset({"rmsprop"})
 
 
 def build_optimizer(
@@ -67,8 +94,7 @@ def build_optimizer(
 
     Each parameter group remembers its base rate in ``group["initial_lr"]`` for the schedule.
     """
-    if name not in OPTIMIZERS:
-        raise UsageError(f"unknown optimiser {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    build = lookup("optimiser", name, OPTIMIZERS)
     module = model.module if hasattr(model, "module") else model
     if new_layers:
         _check_layer_names(module, new_layers, "optim.new_layers")
@@ -81,18 +107,11 @@ def build_optimizer(
     if new:
         groups.append({"params": new, "lr": lr * new_layers_lr_mult, "initial_lr": lr * new_layers_lr_mult})
     if fused is None:
-        fused = name != "rmsprop" and _can_fuse(base + new)
+        fused = name not in _UNFUSED and _can_fuse(base + new)
     kernel = {"fused": True} if fused else {}
-    if name in ("amsgrad", "adam"):
-        opt = torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay,
-                               amsgrad=name == "amsgrad", **kernel)
-    elif name == "sgd":
-        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                              nesterov=nesterov, dampening=0.0, **kernel)
-    else:
-        opt = torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                  alpha=rmsprop_alpha)
-    return opt
+    options = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
+               "betas": betas, "rmsprop_alpha": rmsprop_alpha}
+    return build(groups, lr, options, kernel)
 
 
 def _can_fuse(params: list[torch.Tensor]) -> bool:
@@ -142,6 +161,39 @@ class OptimizerSet:
             opt.load_state_dict(st)
 
 
+def _constant(epoch: int, max_epoch: int, **_: object) -> float:
+    return 1.0
+
+
+def _single_step(epoch: int, max_epoch: int, *, stepsize: Sequence[int], gamma: float,
+                 **_: object) -> float:
+    if not stepsize or stepsize[0] <= 0:
+        raise UsageError("single_step needs a positive stepsize")
+    return gamma ** (epoch // stepsize[0])
+
+
+def _multi_step(epoch: int, max_epoch: int, *, stepsize: Sequence[int], gamma: float,
+                **_: object) -> float:
+    return gamma ** sum(1 for m in stepsize if epoch >= m)
+
+
+def _cosine(epoch: int, max_epoch: int, *, warmup_epochs: int, min_factor: float,
+            **_: object) -> float:
+    span = max(1, max_epoch - warmup_epochs)
+    t = min(epoch - warmup_epochs, span)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t / span))
+
+
+#: The learning-rate schedules by name (``sched.name`` in a recipe); each gives the factor of
+#: the base rate at an epoch after warm-up (see :func:`lr_factor`).
+SCHEDULES: dict[str, Callable[..., float]] = {
+    "constant": _constant,
+    "single_step": _single_step,
+    "multi_step": _multi_step,
+    "cosine": _cosine,
+}
+
+
 def lr_factor(
     epoch: int,
     name: str,
@@ -165,19 +217,9 @@ def lr_factor(
     """
     if warmup_epochs > 0 and epoch < warmup_epochs:
         return warmup_factor + (1.0 - warmup_factor) * epoch / warmup_epochs
-    if name == "constant":
-        return 1.0
-    if name == "single_step":
-        if not stepsize or stepsize[0] <= 0:
-            raise UsageError("single_step needs a positive stepsize")
-        return gamma ** (epoch // stepsize[0])
-    if name == "multi_step":
-        return gamma ** sum(1 for m in stepsize if epoch >= m)
-    if name == "cosine":
-        span = max(1, max_epoch - warmup_epochs)
-        t = min(epoch - warmup_epochs, span)
-        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t / span))
-    raise UsageError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+    factor = lookup("schedule", name, SCHEDULES)
+    return factor(epoch, max_epoch, stepsize=stepsize, gamma=gamma, warmup_epochs=warmup_epochs,
+                  min_factor=min_factor)
 
 
 class EpochLR:
@@ -185,8 +227,7 @@ class EpochLR:
     at the start of each epoch. Stateless apart from its options."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, name: str, max_epoch: int, **options) -> None:
-        if name not in SCHEDULES:
-            raise UsageError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+        lookup("schedule", name, SCHEDULES)
         self.optimizer = optimizer
         self.name = name
         self.max_epoch = max_epoch

@@ -44,7 +44,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from omnireid.config import NasConfig, load_config, load_nas_config
 from omnireid.data.synthetic_domains import SINGLE_SOURCE, leave_one_out_splits
+from omnireid.engine.checkpoint import BEST, LAST
+from omnireid.engine.fit import fit, load_sources
+from omnireid.engine.nas import environment, nas
 from omnireid.engine.run_folder import claim_run_folder, fingerprint_of
 from omnireid.errors import UsageError
 from omnireid.evaluation.claims import (
@@ -53,8 +59,10 @@ from omnireid.evaluation.claims import (
     SINGLE_SOURCE_SHIFTS,
     evaluate_claims,
 )
+from omnireid.evaluation.paper_numbers import PAPER_NUMBERS
 from omnireid.files import write_json
 from omnireid.models.arch import AIN_BLOCKS, IBN_BLOCKS, OSNetArch, make_arch
+from omnireid.viz.reproduce_report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +103,6 @@ def default_benchmark() -> Benchmark:
     (:class:`omnireid.config.NasConfig`: ``synthetic_a`` and ``synthetic_c``, generator version
     3: other people, other cameras), which no setting evaluates on, so the search of a
     reproduction with ``search_seed`` 1 is the default search with seed 1."""
-    from omnireid.config import NasConfig
-
     return Benchmark(
         source=f"synthetic_{SINGLE_SOURCE['source']}",
         shift_targets={k: tuple(f"synthetic_{t}" for t in v) for k, v in SINGLE_SOURCE["targets"].items()},
@@ -238,10 +244,6 @@ def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch:
     A finished cell (``cell.json`` present) is read back; an interrupted one resumes from
     ``last.pt``.
     """
-    from omnireid.config import load_config
-    from omnireid.engine.checkpoint import BEST, LAST
-    from omnireid.engine.fit import fit
-
     c = Cell(cell["model"], tuple(cell["sources"]), tuple(cell["targets"]), int(cell["seed"]))
     out = Path(folder)
     done = out / "cell.json"
@@ -266,12 +268,9 @@ def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch:
     return record
 
 
-def run_search(nas_overrides: Sequence[str], folder: str, threads: int) -> dict[str, Any]:
+def run_nas(nas_overrides: Sequence[str], folder: str, threads: int) -> dict[str, Any]:
     """The architecture search of a reproduction (in a worker process); returns the child spec
     and the search's convergence summary."""
-    from omnireid.config import load_nas_config
-    from omnireid.engine.nas import nas
-
     cfg = load_nas_config(None, [*nas_overrides, f"train.output_dir={folder}",
                                  f"train.num_threads={threads}", "train.progress=false"])
     result = nas(cfg)
@@ -281,8 +280,6 @@ def run_search(nas_overrides: Sequence[str], folder: str, threads: int) -> dict[
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -389,9 +386,6 @@ def reproduce(
     Raises:
         omnireid.errors.RunFolderError: the folder is in use or holds another run.
     """
-    from omnireid.evaluation.paper_numbers import PAPER_NUMBERS
-    from omnireid.viz.reproduce_report import write_report
-
     folder = Path(folder)
     say = on_progress or (lambda line: logger.info("%s", line))
     jobs = max(1, int(jobs))
@@ -430,7 +424,7 @@ def reproduce(
                                     *plan.nas_overrides]
                 if data_root:
                     search_overrides.append(f"data.root={data_root}")
-                f = pool.submit(run_search, search_overrides, str(folder / "search"), threads)
+                f = pool.submit(run_nas, search_overrides, str(folder / "search"), threads)
                 pending[f] = ("search", None)
             waiting = [c for c in cells if c.model == "child" and child is None]
             for c in cells:
@@ -477,9 +471,6 @@ def reproduce(
 
 def _steps_per_epoch(plan: ReproducePlan, data_root: str | None) -> int:
     """One pass over the single source's training set, in whole batches."""
-    from omnireid.config import load_config
-    from omnireid.engine.fit import load_sources
-
     overrides = [*plan.recipe_overrides, f"data.sources=[{plan.benchmark.source}]"]
     if data_root:
         overrides.append(f"data.root={data_root}")
@@ -495,8 +486,6 @@ def _cell_line(i: int, total: int, cell: Cell, record: Mapping[str, Any]) -> str
 
 def _run_info(plan: ReproducePlan, records: Mapping[str, Any], search: dict[str, Any] | None, t0: float,
               jobs: int, threads: int, steps: int, resumed: bool) -> dict[str, Any]:
-    from omnireid.engine.nas import environment
-
     cpu = sum(r["cpu_seconds"] for r in records.values()) + (search or {}).get("cpu_seconds", 0.0)
     return {"plan": plan.to_dict(), "steps_per_epoch": steps, "jobs": jobs, "threads_per_job": threads,
             "wall_seconds_this_session": time.time() - t0, "resumed": resumed,
@@ -511,4 +500,4 @@ def _write_json(path: Path, obj: Any) -> None:
 
 __all__ = ["Benchmark", "Cell", "MODELS", "MODEL_LABELS", "REPRODUCE_RECIPE", "ReproducePlan",
            "ReproduceResult", "SETTINGS", "cell_rows", "collect_rows", "default_benchmark", "model_arch",
-           "plan_cells", "quick_plan", "reproduce", "run_cell", "run_search", "summarize"]
+           "plan_cells", "quick_plan", "reproduce", "run_cell", "run_nas", "summarize"]

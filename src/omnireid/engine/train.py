@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,8 +133,6 @@ def train_one_epoch(
             step, so the weights stay as they were), or a BatchNorm statistic became NaN/inf
             (after the step that made it so); under DDP every rank stops together.
     """
-    import time
-
     start, cpu_start = time.perf_counter(), time.process_time()
     total = max_steps if max_steps > 0 else len(loader)  # type: ignore[arg-type]
     bar = progress_bar(total=total, desc=f"epoch {epoch + 1}", unit="batch", enabled=progress)

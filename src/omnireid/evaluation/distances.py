@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from omnireid.errors import UsageError
+from omnireid.registry import lookup
 
 Metric = Literal["euclidean", "cosine"]
-METRICS: tuple[str, ...] = ("euclidean", "cosine")
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
@@ -72,6 +72,12 @@ def cosine_distance(input1: np.ndarray | torch.Tensor, input2: np.ndarray | torc
     return (1 - torch.mm(a, b.t())).numpy()
 
 
+#: The distance metrics of evaluation (``test.dist_metric``) and their functions. Gallery indexes
+#: score with their own :data:`omnireid.inference.index.INDEX_METRICS` (inner product or squared L2).
+DISTANCES = {"euclidean": euclidean_squared_distance, "cosine": cosine_distance}
+DISTANCE_METRICS: tuple[str, ...] = tuple(DISTANCES)
+
+
 def compute_distance_matrix(
     input1: np.ndarray | torch.Tensor,
     input2: np.ndarray | torch.Tensor,
@@ -83,13 +89,10 @@ def compute_distance_matrix(
     ``normalize=True`` scales the features to unit length first (torchreid's
     ``normalize_feature``), which makes squared euclidean equal to twice the cosine distance.
     """
-    if metric not in METRICS:
-        raise UsageError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
+    distance = lookup("distance metric", metric, DISTANCES)
     if normalize:
         input1, input2 = l2_normalize(input1), l2_normalize(input2)
-    if metric == "euclidean":
-        return euclidean_squared_distance(input1, input2)
-    return cosine_distance(input1, input2)
+    return distance(input1, input2)
 
 
 def _check_dims(a: torch.Tensor, b: torch.Tensor) -> None:

@@ -32,9 +32,12 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+import torch
 
 from omnireid.errors import UsageError
+from omnireid.evaluation.distances import DISTANCE_METRICS, compute_distance_matrix
 from omnireid.extras import require
+from omnireid.registry import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +128,7 @@ def re_ranking_features(
     Returns:
         (Q, G) float32 re-ranked distances.
     """
-    import torch
-
-    from omnireid.evaluation.distances import METRICS, compute_distance_matrix
-
-    if metric not in METRICS:
-        raise UsageError(f"unknown distance metric {metric!r}; expected one of {METRICS}")
+    check_name("distance metric", metric, DISTANCE_METRICS)
     q = np.ascontiguousarray(q_feats, dtype=np.float32)
     g = np.ascontiguousarray(g_feats, dtype=np.float32)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
@@ -194,8 +192,6 @@ def _re_rank(
 
 def _squared(raw: np.ndarray):
     """Squared distances as a float32 tensor (float32 input squared in place)."""
-    import torch
-
     if raw.dtype == np.float32:
         return torch.from_numpy(raw).square_()
     return torch.from_numpy(np.power(raw, 2).astype(np.float32))
@@ -213,8 +209,6 @@ def _nearest(block, num, num_q, k1, k2, block_size, out):
     Ordering by the squared distance orders by ``od`` too (dividing by the row maximum keeps
     the order); only ties that the division creates are checked on the ``od`` values.
     """
-    import torch
-
     width = min(k1 + 1, num)
     cuts = sorted({c for c in (k2, int(np.around(k1 / 2.0)) + 1, k1 + 1) if c < num})
     take = min(k1 + 2, num)

@@ -4,7 +4,8 @@ and fast CPU paths.
 Heavy optional packages (faiss, onnx, onnxruntime, openvino) are imported only where used.
 """
 
-from omnireid.inference.extractor import ExtractResult, FeatureExtractor, l2_normalize
+from omnireid.evaluation.distances import l2_normalize
+from omnireid.inference.extractor import ExtractResult, FeatureExtractor
 from omnireid.inference.fuse import fold_batchnorm, optimize_for_inference
 from omnireid.inference.gallery import Gallery, GalleryError
 from omnireid.inference.preprocess import open_rgb, preprocess

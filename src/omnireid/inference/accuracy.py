@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from omnireid.errors import UsageError
+from omnireid.evaluation import evaluate_rank
+from omnireid.evaluation.distances import compute_distance_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +65,6 @@ class GateResult:
 def retrieval_metrics(features: np.ndarray, pids: np.ndarray, camids: np.ndarray) -> tuple[float, float, int]:
     """Rank-1 and mAP in percent, and the number of queries, of cosine retrieval with camera 0
     as queries and every other camera as the gallery. ``features``: ``(N, D)``."""
-    from omnireid.evaluation import evaluate_rank
-    from omnireid.evaluation.distances import compute_distance_matrix
-
     q = camids == camids.min()
     if q.all() or not q.any():
         raise UsageError("the gate crops need at least two cameras")

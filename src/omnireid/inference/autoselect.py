@@ -39,7 +39,15 @@ from torch import nn
 from omnireid.errors import UsageError
 from omnireid.files import write_json
 from omnireid.inference.accuracy import GATE_SEED, check_accuracy
+from omnireid.inference.export import export_onnx
+from omnireid.inference.inputs import to_model_input
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from omnireid.inference.quantize import (
+    array_digest,
+    calibration_batch,
+    quantize_onnx_int8,
+    synthetic_crops,
+)
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
     PRECISIONS,
@@ -193,9 +201,6 @@ def _exact(out: np.ndarray, ref: np.ndarray) -> tuple[bool, float]:
 
 
 def _gate_batch(gate_crops, size, mean, std):
-    from omnireid.inference.inputs import to_model_input
-    from omnireid.inference.quantize import synthetic_crops
-
     crops = gate_crops if gate_crops is not None else synthetic_crops(GATE_IDS, 2, seed=GATE_SEED)
     batch = torch.stack([to_model_input(x, size, mean, std, name=f"gate crop #{i}")
                          for i, x in enumerate(crops.images)]).numpy()
@@ -263,8 +268,6 @@ def select_backend(
     digest = model_digest(model)
     calib_digest = None
     if calibration is not None:
-        from omnireid.inference.quantize import array_digest
-
         calib_digest = array_digest(calibration)
     key = {"version": CACHE_VERSION, "model": digest, "size": list(size), "batch": batch_size,
            "threads": threads, "device": str(device), "cpu": cpu_signature(),
@@ -342,16 +345,12 @@ class _Builder:
         self.folder, self.calibration, self.calib_digest = folder, calibration, calib_digest
 
     def onnx(self) -> Path:
-        from omnireid.inference.export import export_onnx
-
         path = self.folder / "model.onnx"
         if not path.is_file():
             export_onnx(self.model, path, self.size)
         return path
 
     def int8(self) -> Path:
-        from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
-
         path = self.folder / f"model-int8-{self.calib_digest or 'synthetic'}.onnx"
         if not path.is_file():
             calib = self.calibration

@@ -7,11 +7,11 @@ Exported graphs take ``images``: ``(N, 3, H, W)`` float32 normalised crops (dyna
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from torch import nn
 from omnireid.extras import require
 from omnireid.files import atomic_path
 from omnireid.inference.fuse import EmbeddingModel, fold_batchnorm
+from omnireid.inference.quantize import quantize_onnx_int8
 from omnireid.models.weights import preprocessing_of
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ OUTPUT_NAME = "embeddings"
 
 def _export_ready(model: nn.Module) -> nn.Module:
     """Eval-mode copy on CPU with BatchNorm folded and plain-tensor output."""
-    import copy
-
     m = copy.deepcopy(model).cpu().float().eval()
     if getattr(m, "classifier", None) is not None:
         m.classifier = None
@@ -57,8 +56,8 @@ def export_onnx(
     """
     require("onnx", "deploy", "exporting to ONNX")
     path = Path(path)
-    size = size or preprocessing_of(model).input_size
     m = _export_ready(model)
+    size = size or preprocessing_of(model).input_size
     x = torch.randn(2, 3, *size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -86,15 +85,19 @@ def export_openvino(
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size)
-        ov_model = ov.convert_model(str(onnx_path))
-        with atomic_path(path) as tmp_xml, atomic_path(path.with_suffix(".bin")) as tmp_bin:
-            try:
-                ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
-                os.replace(tmp_xml.with_suffix(".bin"), tmp_bin)
-            finally:
-                tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
+        _save_ir(ov, ov.convert_model(str(onnx_path)), path)
     logger.info("wrote %s", path)
     return path
+
+
+def _save_ir(ov, ov_model, path: Path) -> None:
+    """Write OpenVINO IR, ``path`` (``.xml``) and its ``.bin``, each atomically."""
+    with atomic_path(path) as tmp_xml, atomic_path(path.with_suffix(".bin")) as tmp_bin:
+        try:
+            ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
+            os.replace(tmp_xml.with_suffix(".bin"), tmp_bin)  # OpenVINO names the .bin itself
+        finally:
+            tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
 
 
 def export_int8(
@@ -107,8 +110,6 @@ def export_int8(
     see :mod:`omnireid.inference.quantize`): a QDQ ``.onnx``, or OpenVINO IR for a ``.xml``
     path (the same quantised graph converted; OpenVINO keeps it as FakeQuantize operations).
     ``size`` as for :func:`export_onnx`."""
-    from omnireid.inference.quantize import quantize_onnx_int8
-
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, Path(tmp) / "model.onnx", size)
@@ -116,57 +117,6 @@ def export_int8(
             return quantize_onnx_int8(fp32, path, calibration)
         ov = require("openvino", "openvino", "an int8 OpenVINO model")
         qdq = quantize_onnx_int8(fp32, Path(tmp) / "model-int8.onnx", calibration)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_xml = path.with_name(f".{path.stem}.tmp.xml")
-        ov.save_model(ov.convert_model(str(qdq)), str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp_xml, path)
+        _save_ir(ov, ov.convert_model(str(qdq)), path)
     logger.info("wrote %s", path)
     return path
-
-
-@dataclass
-class ParityReport:
-    """Exported model vs PyTorch on the same random batches."""
-
-    path: str
-    backend: str
-    batch_sizes: list[int]
-    max_abs_diff: float
-    max_abs_value: float
-    min_cosine: float = 1.0
-
-
-@torch.no_grad()
-def check_parity(
-    model: nn.Module,
-    path: str | os.PathLike,
-    size: tuple[int, int] | None = None,
-    batch_sizes: tuple[int, ...] = (1, 3),
-    seed: int = 0,
-) -> ParityReport:
-    """Run the exported file (ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``) and PyTorch
-    on the same seeded random inputs (``size``: default the model's recorded input size);
-    report the largest absolute embedding difference."""
-    from omnireid.inference.accuracy import cosine_rows
-    from omnireid.inference.runtime import make_runner
-
-    path = Path(path)
-    size = size or preprocessing_of(model).input_size
-    backend = "openvino" if path.suffix == ".xml" else "onnxruntime"
-    runner = make_runner(backend, path)
-    ref_model = model.cpu().float().eval()
-    gen = torch.Generator().manual_seed(seed)
-    worst = 0.0
-    largest = 0.0
-    min_cos = 1.0
-    for b in batch_sizes:
-        x = torch.randn(b, 3, *size, generator=gen)
-        ref = ref_model(x).embedding.numpy()
-        out = runner(x.numpy())
-        if out.shape != ref.shape:
-            raise ValueError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
-        worst = max(worst, float(np.abs(out - ref).max()))
-        largest = max(largest, float(np.abs(ref).max()))
-        min_cos = min(min_cos, float(cosine_rows(out, ref).min()))
-    return ParityReport(str(path), backend, list(batch_sizes), worst, largest, min_cos)

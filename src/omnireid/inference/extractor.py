@@ -15,8 +15,11 @@ from PIL import Image
 from torch import nn
 
 from omnireid.errors import UsageError
-from omnireid.evaluation.distances import flip_average
+from omnireid.evaluation.distances import flip_average, l2_normalize
+from omnireid.inference.accuracy import AccuracyGateError
+from omnireid.inference.autoselect import gate_runner, select_backend
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
+from omnireid.inference.quantize import calibration_batch
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
     BACKENDS,
@@ -24,18 +27,14 @@ from omnireid.inference.runtime import (
     TorchRunner,
     make_runner,
 )
+from omnireid.models import create_model
+from omnireid.models.weights import load_weights, preprocessing_of
 from omnireid.progress import progress_bar
 
 if TYPE_CHECKING:
     from omnireid.inference.quantize import LabelledCrops
 
 logger = logging.getLogger(__name__)
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation of an ``(N, D)`` array (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -126,9 +125,6 @@ class FeatureExtractor:
         gate_crops: LabelledCrops | None = None,
         channels_last: bool = False,
     ) -> None:
-        from omnireid.models import create_model
-        from omnireid.models.weights import load_weights, preprocessing_of
-
         if backend != "auto" and backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose from auto, "
                              f"{', '.join(BACKENDS)}")
@@ -166,12 +162,8 @@ class FeatureExtractor:
             raise UsageError(f"backend {backend!r} runs on the CPU only")
         calib = None
         if (precision == "int8" and backend == "auto") or backend.endswith("-int8"):
-            from omnireid.inference.quantize import calibration_batch
-
             calib = calibration_batch(calibration, self.size, self.mean, self.std)
         if backend == "auto":
-            from omnireid.inference.autoselect import select_backend
-
             self.selection = select_backend(
                 self.model, self.size, batch_size, precision, device=self.device,
                 num_threads=num_threads, micro_batch=micro_batch, calibration=calib,
@@ -199,9 +191,6 @@ class FeatureExtractor:
                     self.device)
 
     def _gate(self, backend: str, gate_crops: LabelledCrops | None = None) -> None:
-        from omnireid.inference.accuracy import AccuracyGateError
-        from omnireid.inference.autoselect import gate_runner
-
         result = gate_runner(self.model, self._runner, BACKEND_PRECISION[backend], self.size,
                              self.mean, self.std, gate_crops)
         if not result.passed:

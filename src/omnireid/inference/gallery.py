@@ -35,14 +35,15 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.data.decode import IMAGE_EXTENSIONS
 from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from omnireid.errors import DataError, MissingFileError
 from omnireid.files import atomic_write
-from omnireid.inference.provenance import check_same_model, model_record
+from omnireid.inference.index import load_faiss, topk
+from omnireid.inference.provenance import check_same_model, model_record, weights_digest
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 FORMAT = "omnireid-gallery"
 FORMAT_VERSION = 2
 #: Galleries of at least this many entries are searched with FAISS (when installed).
@@ -325,20 +326,16 @@ class Gallery:
         if self.faiss_min_size is None or len(self) < self.faiss_min_size:
             return "exact"
         try:
-            from omnireid.inference.index import _faiss
-
-            _faiss()
+            load_faiss()
         except ImportError:
             return "exact"
         return "faiss-ivf"
 
     def _faiss_index(self):
-        from omnireid.inference.index import _faiss
-
         if (self._faiss is not None and len(self) <= RETRAIN_GROWTH * self._faiss_trained_size
                 and self._faiss.ntotal == len(self)):
             return self._faiss
-        faiss = _faiss()
+        faiss = load_faiss()
         x = self._unit
         nlist = max(1, min(int(4 * np.sqrt(len(x))), len(x) // 39 or 1))
         quantizer = faiss.IndexFlatIP(self.dim)
@@ -358,8 +355,6 @@ class Gallery:
 
     def search(self, queries: np.ndarray, k: int = 10) -> SearchHits:
         """The ``k`` nearest entries of each of the ``(Q, D)`` query embeddings."""
-        from omnireid.inference.index import topk
-
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None]
@@ -478,9 +473,7 @@ class Gallery:
         index_blob = np.zeros(0, np.uint8)
         index_info = None
         if self._faiss is not None and self._faiss.ntotal == len(self):
-            from omnireid.inference.index import _faiss
-
-            index_blob = np.asarray(_faiss().serialize_index(self._faiss))
+            index_blob = np.asarray(load_faiss().serialize_index(self._faiss))
             index_info = {"kind": "faiss-ivf", "trained_size": self._faiss_trained_size,
                           "nlist": int(self._faiss.nlist), "nprobe": int(self._faiss.nprobe)}
         labels = np.array(self.labels, dtype=str) if self.labels else np.zeros(0, "<U1")
@@ -563,9 +556,7 @@ class Gallery:
             raise GalleryError(f"{path}: {exc}") from None
         info = header.get("index")
         if blob.size and info and gallery.index_kind == "faiss-ivf":
-            from omnireid.inference.index import _faiss
-
-            index = _faiss().deserialize_index(blob)
+            index = load_faiss().deserialize_index(blob)
             index.nprobe = int(info.get("nprobe", 16))
             if index.ntotal == len(gallery):
                 gallery._faiss = index
@@ -592,8 +583,6 @@ class Gallery:
                   "normalized": old.get("normalized", True), "backend": old.get("backend"),
                   "legacy": True}
         if weights and Path(weights).is_file():
-            from omnireid.inference.provenance import weights_digest
-
             record["weights_sha256"] = weights_digest(weights)
             record["weights"] = str(Path(weights).resolve())
         if record["random_weights"] and not allow_random:
@@ -659,7 +648,7 @@ def find_images(source: str | os.PathLike) -> tuple[Path, list[str]]:
     text = str(source)
     if os.path.isdir(text):
         root = Path(text)
-        files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     elif glob.has_magic(text):
         parts = Path(text).parts
         fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,14 @@ import numpy as np
 from omnireid.errors import DataError, MissingFileError, UsageError
 from omnireid.extras import require
 from omnireid.files import atomic_write
+from omnireid.registry import check_name, lookup
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("ip", "l2")
+#: How an index scores a match: ``ip`` (inner product, higher is better) or ``l2`` (squared
+#: euclidean distance, lower is better). Evaluation's distances are
+#: :data:`omnireid.evaluation.distances.DISTANCE_METRICS`.
+INDEX_METRICS = ("ip", "l2")
 FAISS_KINDS = ("flat", "ivf", "hnsw")
 
 
@@ -83,8 +88,7 @@ class ExactIndex:
     kind = "exact"
 
     def __init__(self, dim: int, metric: str = "ip", chunk: int = 65536) -> None:
-        if metric not in METRICS:
-            raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
+        check_name("index metric", metric, INDEX_METRICS)
         self.dim = dim
         self.metric = metric
         self.chunk = chunk
@@ -162,7 +166,8 @@ def _pad(result: SearchResult, k: int) -> SearchResult:
     return SearchResult(idx, val)
 
 
-def _faiss():
+def load_faiss():
+    """The faiss module, or :class:`~omnireid.errors.MissingExtraError` naming ``omnireid[index]``."""
     return require("faiss", "index", "the FAISS index")
 
 
@@ -184,11 +189,9 @@ class FaissIndex:
     def __init__(self, dim: int, kind: str = "flat", metric: str = "ip", nlist: int | None = None,
                  nprobe: int = 16, hnsw_m: int = 32, ef_search: int = 128,
                  ef_construction: int = 200) -> None:
-        if kind not in FAISS_KINDS:
-            raise UsageError(f"kind must be one of {FAISS_KINDS}, got {kind!r}")
-        if metric not in METRICS:
-            raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
-        self.faiss = _faiss()
+        check_name("FAISS index kind", kind, FAISS_KINDS)
+        check_name("index metric", metric, INDEX_METRICS)
+        self.faiss = load_faiss()
         self.dim, self.kind, self.metric = dim, kind, metric
         self.nlist, self.nprobe = nlist, nprobe
         self.hnsw_m, self.ef_search, self.ef_construction = hnsw_m, ef_search, ef_construction
@@ -266,6 +269,20 @@ class FaissIndex:
 GalleryIndex = ExactIndex | FaissIndex
 
 
+def _faiss_builder(kind: str) -> Callable[..., GalleryIndex]:
+    def build(dim: int, metric: str, **options) -> GalleryIndex:
+        return FaissIndex(dim, kind, metric, **options)
+
+    return build
+
+
+#: The index kinds by name (``omnireid search --index``): ``builder(dim, metric, **options)``.
+INDEX_KINDS: dict[str, Callable[..., GalleryIndex]] = {
+    "exact": ExactIndex,
+    **{f"faiss-{kind}": _faiss_builder(kind) for kind in FAISS_KINDS},
+}
+
+
 def build_index(vectors: np.ndarray, backend: str = "exact", metric: str = "ip",
                 **options) -> GalleryIndex:
     """Build an index over ``(N, D)`` vectors.
@@ -273,14 +290,9 @@ def build_index(vectors: np.ndarray, backend: str = "exact", metric: str = "ip",
     ``backend``: ``"exact"``, ``"faiss-flat"``, ``"faiss-ivf"`` or ``"faiss-hnsw"``; ``options``
     go to :class:`ExactIndex` / :class:`FaissIndex`.
     """
+    build = lookup("index backend", backend, INDEX_KINDS)
     x = _as_matrix(vectors, None, "vectors")
-    if backend == "exact":
-        index: GalleryIndex = ExactIndex(x.shape[1], metric, **options)
-    elif backend.startswith("faiss-") and backend[6:] in FAISS_KINDS:
-        index = FaissIndex(x.shape[1], backend[6:], metric, **options)
-    else:
-        raise UsageError(f"unknown index backend {backend!r}; choose exact, "
-                         + ", ".join(f"faiss-{k}" for k in FAISS_KINDS))
+    index = build(x.shape[1], metric, **options)
     index.add(x)
     return index
 

@@ -1,6 +1,6 @@
 """Turning whatever a caller holds (paths, PIL images, arrays, tensors) into model input.
 
-Every image goes through :func:`omnireid.inference.preprocess.preprocess`, the one preprocessing
+Every image goes through :func:`omnireid.data.transforms.preprocess`, the one preprocessing
 implementation shared with evaluation, so the same crop gives the same embedding whichever way it
 was handed in.
 """
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omnireid.data.decode import to_rgb
 from omnireid.errors import UsageError
 from omnireid.inference.preprocess import (
     DEFAULT_SIZE,
@@ -21,7 +22,6 @@ from omnireid.inference.preprocess import (
     IMAGENET_STD,
     open_rgb,
     preprocess,
-    to_rgb,
 )
 
 #: One image as accepted by the extractor.

@@ -1,24 +1,20 @@
-"""Test-time preprocessing, identical to torchreid's test transform.
+"""Test-time preprocessing for inference: open an image file, then torchreid's test transform.
 
-torchreid evaluates with ``Resize((H, W))`` on a PIL image (bilinear), ``ToTensor`` (scale to
-[0, 1]) and ``Normalize(mean, std)``. Published weights give published features only with this
-exact pipeline, so evaluation, extraction and export all use it.
+The transform itself (:func:`omnireid.data.transforms.preprocess`: bilinear ``Resize((H, W))``
+on a PIL image, scale to [0, 1], mean/std) lives in ``omnireid.data`` because training-time
+evaluation uses it too; it is re-exported here with its defaults so inference code has one
+import.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
-import numpy as np
-import torch
 from PIL import Image
 
-from omnireid.data.decode import read_image, to_rgb
-from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from omnireid.data.decode import read_image
+from omnireid.data.transforms import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, preprocess
 from omnireid.errors import MissingFileError
-
-DEFAULT_SIZE = (256, 128)  # (height, width)
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
@@ -34,19 +30,4 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     return read_image(path)
 
 
-def preprocess(
-    img: Image.Image,
-    size: tuple[int, int] = DEFAULT_SIZE,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> torch.Tensor:
-    """PIL image -> normalised ``(3, H, W)`` float32 tensor (torchreid's test transform)."""
-    height, width = size
-    img = to_rgb(img)
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-    x = x.to(torch.float32).div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return x.sub_(m).div_(s)
+__all__ = ["DEFAULT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "open_rgb", "preprocess"]

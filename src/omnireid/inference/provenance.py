@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from omnireid.errors import CheckpointError
+from omnireid.inference.extractor import FeatureExtractor
+from omnireid.models.weights import sha256_of
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -26,8 +28,6 @@ class ModelMismatchError(CheckpointError):
 
 def weights_digest(path: str | os.PathLike) -> str:
     """sha256 of a checkpoint file (cached per path, size and modification time)."""
-    from omnireid.models.weights import sha256_of
-
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
@@ -155,8 +155,6 @@ def extractor_for_record(record: dict[str, Any], base: str | os.PathLike,
 
     ``options`` go to the extractor (``backend``, ``device``, ``batch_size`` ...).
     """
-    from omnireid.inference.extractor import FeatureExtractor
-
     path = Path(weights) if weights is not None else resolve_weights(record, base)
     extractor = FeatureExtractor(record["model"], weights=path, size=tuple(record["input"]),
                                  mean=record["mean"], std=record["std"], **options)

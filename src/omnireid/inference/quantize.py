@@ -27,9 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from omnireid.data.synthetic import DOMAIN_STYLES
+from omnireid.data.synthetic_render import (
+    apply_camera,
+    make_camera,
+    make_identity,
+    render_person,
+)
 from omnireid.errors import DataError, UsageError
 from omnireid.extras import require
+from omnireid.files import atomic_path
+from omnireid.inference.inputs import describe, to_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +67,6 @@ def synthetic_crops(num_ids: int = 32, num_cameras: int = 2, seed: int = CALIBRA
                     domain: str = "a", size: tuple[int, int] = (128, 64)) -> LabelledCrops:
     """``num_ids * num_cameras`` crops of ``size`` (H, W), every identity once in every camera,
     drawn deterministically from ``seed`` by the synthetic benchmark's renderer (no files)."""
-    from omnireid.data.synthetic import DOMAIN_STYLES
-    from omnireid.data.synthetic_render import (
-        apply_camera,
-        make_camera,
-        make_identity,
-        render_person,
-    )
-
     if num_ids < 1 or num_cameras < 1:
         raise ValueError(f"need at least one identity and one camera, got {num_ids}, {num_cameras}")
     style = DOMAIN_STYLES[domain]
@@ -133,11 +135,9 @@ def quantize_onnx_int8(
             return None if chunk is None else {input_name: chunk}
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as tmp_out:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(onnx_path), str(pre))
-        tmp_out = out_path.with_name(f".{out_path.stem}.tmp.onnx")
         # the quantiser logs one INFO line per copied bias on the root logger; hold those back
         root = logging.getLogger()
         level = root.level
@@ -149,7 +149,6 @@ def quantize_onnx_int8(
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             root.setLevel(level)
-        os.replace(tmp_out, out_path)
     logger.info("wrote int8 model %s (calibrated on %d crops)", out_path, len(calibration))
     return out_path
 
@@ -163,10 +162,6 @@ def calibration_batch(
 ) -> np.ndarray:
     """Preprocessed ``(N, 3, H, W)`` calibration crops: ``images`` (anything the extractor
     accepts; at most ``limit``, evenly spaced) or, for ``None``, the synthetic crops."""
-    import torch
-
-    from omnireid.inference.inputs import describe, to_model_input
-
     if images is None:
         images = synthetic_crops().images
         logger.info("calibrating on %d synthetic crops; crops like the ones the model will see "

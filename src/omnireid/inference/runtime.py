@@ -32,10 +32,14 @@ work). Every image is computed independently either way; only the kernels' block
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,18 +48,15 @@ from torch import nn
 
 from omnireid.errors import UsageError
 from omnireid.extras import require
-from omnireid.inference.preprocess import DEFAULT_SIZE
+from omnireid.inference.accuracy import cosine_rows
+from omnireid.inference.export import export_onnx
+from omnireid.inference.fuse import EmbeddingModel, optimize_for_inference
+from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
+from omnireid.models.weights import preprocessing_of
+from omnireid.registry import lookup
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("eager", "fused", "bf16", "onnxruntime", "openvino", "openvino-bf16",
-            "onnxruntime-int8", "openvino-int8")
-
-BACKEND_PRECISION = {"eager": "fp32", "fused": "fp32", "onnxruntime": "fp32", "openvino": "fp32",
-                     "bf16": "bf16", "openvino-bf16": "bf16",
-                     "onnxruntime-int8": "int8", "openvino-int8": "int8"}
-"""The arithmetic of each backend: ``fp32`` paths give the eager model's embeddings to float
-rounding; ``bf16`` and ``int8`` ones change them and are checked by an accuracy gate."""
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -79,8 +80,6 @@ def cpu_has_bf16() -> bool:
 
 def available_backends() -> list[str]:
     """Backends usable in this environment (optional packages installed, CPU support)."""
-    import importlib.util
-
     out = ["eager", "fused"]
     if cpu_has_bf16():
         out.append("bf16")
@@ -99,8 +98,6 @@ def available_backends() -> list[str]:
 def widest_activation(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> int:
     """Number of values in the largest tensor any submodule of ``model`` outputs for one ``size``
     image (one forward pass of a single image on the CPU, with hooks, on a copy of the model)."""
-    import copy
-
     probe = copy.deepcopy(model).cpu().float().eval()
     widest = 0
 
@@ -147,8 +144,6 @@ class TorchRunner:
         self.channels_last = channels_last
         self.micro_batch = micro_batch
         if dtype != torch.float32:  # casting is in place: keep the caller's model as it is
-            import copy
-
             model = copy.deepcopy(model)
         self.model = model.to(self.device, dtype).eval()
         if channels_last:
@@ -216,10 +211,6 @@ def freeze_for_cpu(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> nn
     """TorchScript trace + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` of a
     channels-last fp32 model (oneDNN weight prepacking, conv+ReLU fusion). Works for any batch
     size. Returns ``model`` unchanged, with a log message, where TorchScript is unavailable."""
-    import warnings
-
-    from omnireid.inference.fuse import EmbeddingModel
-
     x = torch.randn(2, 3, *size).contiguous(memory_format=torch.channels_last)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -257,52 +248,153 @@ def make_runner(
     with :func:`auto_micro_batch` for ``fused`` and ``bf16`` on the CPU and leaves ``eager`` and
     other devices whole; an int forces that size; ``None`` runs whole batches.
     """
-    from omnireid.inference.fuse import optimize_for_inference
-
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    device = torch.device(device or "cpu")
     if isinstance(micro_batch, str) and micro_batch != "auto":
         raise UsageError(f"micro_batch must be 'auto', an int or None, got {micro_batch!r}")
-    if backend in ("eager", "fused", "bf16"):
-        if not isinstance(model, nn.Module):
-            raise UsageError(f"backend {backend!r} needs a PyTorch model, got {model!r}")
-        dtype = torch.bfloat16 if backend == "bf16" else torch.float32
-        if micro_batch == "auto":
-            micro_batch = (auto_micro_batch(model, size)
-                           if backend != "eager" and device.type == "cpu" else None)
-        if backend == "eager":
-            return TorchRunner(model, device, micro_batch=micro_batch)
-        fast = optimize_for_inference(model, channels_last=device.type == "cpu")
-        if backend == "fused":
-            runner = TorchRunner(fast, device, channels_last=device.type == "cpu",
-                                 micro_batch=micro_batch)
-            if device.type == "cpu":
-                runner.model = freeze_for_cpu(runner.model, size)
-            return runner
-        if device.type == "cpu" and not cpu_has_bf16():
-            logger.warning("this CPU has no native bf16 support; bf16 will be slow")
-        return TorchRunner(fast, device, dtype=dtype, channels_last=device.type == "cpu",
-                           micro_batch=micro_batch)
+    build = lookup("backend", backend, BACKEND_TABLE).build
+    return build(model, size=size, device=torch.device(device or "cpu"), num_threads=num_threads,
+                 cache_dir=cache_dir, micro_batch=micro_batch, calibration=calibration)
 
-    path: Path
+
+def _torch_model(name: str, model: nn.Module | str | os.PathLike) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"backend {name!r} needs a PyTorch model, got {model!r}")
+    return model
+
+
+def _cpu_micro_batch(model: nn.Module, size: tuple[int, int], device: torch.device,
+                     micro_batch: int | str | None) -> int | None:
+    """``"auto"``: :func:`auto_micro_batch` on the CPU, whole batches elsewhere."""
+    if micro_batch != "auto":
+        return micro_batch  # type: ignore[return-value]
+    return auto_micro_batch(model, size) if device.type == "cpu" else None
+
+
+def _eager(model, *, device: torch.device, micro_batch, **_) -> Runner:
+    model = _torch_model("eager", model)
+    return TorchRunner(model, device, micro_batch=None if micro_batch == "auto" else micro_batch)
+
+
+def _fused(model, *, size, device: torch.device, micro_batch, **_) -> Runner:
+    model = _torch_model("fused", model)
+    micro_batch = _cpu_micro_batch(model, size, device, micro_batch)
+    cpu = device.type == "cpu"
+    runner = TorchRunner(optimize_for_inference(model, channels_last=cpu), device,
+                         channels_last=cpu, micro_batch=micro_batch)
+    if cpu:
+        runner.model = freeze_for_cpu(runner.model, size)
+    return runner
+
+
+def _bf16(model, *, size, device: torch.device, micro_batch, **_) -> Runner:
+    model = _torch_model("bf16", model)
+    micro_batch = _cpu_micro_batch(model, size, device, micro_batch)
+    cpu = device.type == "cpu"
+    fast = optimize_for_inference(model, channels_last=cpu)
+    if cpu and not cpu_has_bf16():
+        logger.warning("this CPU has no native bf16 support; bf16 will be slow")
+    return TorchRunner(fast, device, dtype=torch.bfloat16, channels_last=cpu, micro_batch=micro_batch)
+
+
+def _exported(model, size, cache_dir, calibration, int8: bool) -> Path:
+    """The ONNX file to run: ``model`` itself when it is a path, else exported to ``cache_dir``
+    (or a temporary folder); quantised to int8 when ``int8`` and it is not already."""
     folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="omnireid-"))
-    if isinstance(model, nn.Module):
-        from omnireid.inference.export import export_onnx
-
-        path = export_onnx(model, folder / "model.onnx", size)
-    else:
-        path = Path(model)
-    if backend.endswith("-int8") and not is_quantized(path):
-        from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
-        from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
-
+    path = export_onnx(model, folder / "model.onnx", size) if isinstance(model, nn.Module) else Path(model)
+    if int8 and not is_quantized(path):
         if calibration is None:
             calibration = calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD)
         path = quantize_onnx_int8(path, folder / "model-int8.onnx", calibration)
-    if backend in ("onnxruntime", "onnxruntime-int8"):
-        return OrtRunner(path, num_threads)
-    return OpenVINORunner(path, num_threads, bf16=backend == "openvino-bf16")
+    return path
+
+
+def _onnxruntime(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads)
+
+
+def _onnxruntime_int8(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads)
+
+
+def _openvino(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads)
+
+
+def _openvino_bf16(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads,
+                          bf16=True)
+
+
+def _openvino_int8(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way of running a model: its arithmetic (``fp32`` paths give the eager model's
+    embeddings to float rounding; ``bf16`` and ``int8`` ones change them and are checked by an
+    accuracy gate) and the function that builds its runner."""
+
+    precision: str
+    build: Callable[..., Runner]
+
+
+#: The backends by name (see the table at the top of this module).
+BACKEND_TABLE: dict[str, Backend] = {
+    "eager": Backend("fp32", _eager),
+    "fused": Backend("fp32", _fused),
+    "bf16": Backend("bf16", _bf16),
+    "onnxruntime": Backend("fp32", _onnxruntime),
+    "openvino": Backend("fp32", _openvino),
+    "openvino-bf16": Backend("bf16", _openvino_bf16),
+    "onnxruntime-int8": Backend("int8", _onnxruntime_int8),
+    "openvino-int8": Backend("int8", _openvino_int8),
+}
+BACKENDS: tuple[str, ...] = tuple(BACKEND_TABLE)
+BACKEND_PRECISION: dict[str, str] = {name: b.precision for name, b in BACKEND_TABLE.items()}
+
+
+@dataclass
+class ParityReport:
+    """Exported model vs PyTorch on the same random batches."""
+
+    path: str
+    backend: str
+    batch_sizes: list[int]
+    max_abs_diff: float
+    max_abs_value: float
+    min_cosine: float = 1.0
+
+
+@torch.no_grad()
+def check_parity(
+    model: nn.Module,
+    path: str | os.PathLike,
+    size: tuple[int, int] | None = None,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    seed: int = 0,
+) -> ParityReport:
+    """Run the exported file (ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``) and PyTorch
+    on the same seeded random inputs (``size``: default the model's recorded input size);
+    report the largest absolute embedding difference."""
+    path = Path(path)
+    size = size or preprocessing_of(model).input_size
+    backend = "openvino" if path.suffix == ".xml" else "onnxruntime"
+    runner = make_runner(backend, path)
+    ref_model = model.cpu().float().eval()
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    largest = 0.0
+    min_cos = 1.0
+    for b in batch_sizes:
+        x = torch.randn(b, 3, *size, generator=gen)
+        ref = ref_model(x).embedding.numpy()
+        out = runner(x.numpy())
+        if out.shape != ref.shape:
+            raise ValueError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
+        worst = max(worst, float(np.abs(out - ref).max()))
+        largest = max(largest, float(np.abs(ref).max()))
+        min_cos = min(min_cos, float(cosine_rows(out, ref).min()))
+    return ParityReport(str(path), backend, list(batch_sizes), worst, largest, min_cos)
 
 
 def is_quantized(path: str | os.PathLike) -> bool:

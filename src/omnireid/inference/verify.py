@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.data import load_dataset
 from omnireid.errors import DataError
 from omnireid.evaluation.verification import (
     DEFAULT_FPRS,
@@ -158,8 +159,6 @@ def load_labelled_set(source: str | os.PathLike, dataset: str | None = None,
             left out.
         options: passed to the reader (e.g. ``split_id``).
     """
-    from omnireid.data import load_dataset
-
     src = Path(source)
     if dataset is None:
         if src.is_dir():

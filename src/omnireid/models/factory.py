@@ -13,6 +13,7 @@ from omnireid.models.arch import AIN_BLOCKS, IBN_BLOCKS, OSNetArch, make_arch
 from omnireid.models.layers import INPosition
 from omnireid.models.osnet import OSNet
 from omnireid.models.resnet import ResNetReID
+from omnireid.models.weights import load_weights
 from omnireid.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -107,7 +108,5 @@ def create_model(
     """
     model = MODELS.get(name)(num_classes=num_classes, **kw)
     if weights is not None:
-        from omnireid.models.weights import load_weights
-
         load_weights(model, weights)
     return model

@@ -22,7 +22,7 @@ Two cheaper modes (not in the paper):
 * ``single_path`` runs only the candidate picked by the hard Gumbel sample of each step; a
   straight-through estimator scales its output by ``1 + w - stop_grad(w)`` (value 1, gradient of
   the soft weight ``w``), so ``alpha`` receives gradients while one candidate is computed and
-  stored for the backward pass. Limitation (measured, see docs/search.md): that gradient only
+  stored for the backward pass. Limitation (measured, see docs/nas.md): that gradient only
   sees the *scale* of the block output, and where the next layer is a batch-normalised
   convolution (conv2-2 -> pool2, conv3-2 -> pool3, conv4-2 -> conv5) batch norm removes the
   scale, so those blocks' ``alpha`` get no usable gradient (~1e-7); switching among four
@@ -45,12 +45,13 @@ from omnireid.errors import UsageError
 from omnireid.models.arch import OSNetArch, make_arch
 from omnireid.models.layers import INPosition, OSBlock
 from omnireid.models.osnet import OSNet
+from omnireid.registry import check_name
 
 #: The candidates of every searchable block, in the order of their ``alpha`` entries.
-SEARCH_SPACE: tuple[INPosition, ...] = (
+NAS_CANDIDATES: tuple[INPosition, ...] = (
     INPosition.NONE, INPosition.INSIDE, INPosition.AFTER, INPosition.BOTH,
 )
-SEARCH_MODES = ("mixture", "single_path", "two_path")
+NAS_MODES = ("mixture", "single_path", "two_path")
 EPS = 1e-12
 
 
@@ -128,14 +129,14 @@ class MixedOSBlock(nn.Module):
 
     Args:
         in_channels, out_channels: block width in and out.
-        candidates: the IN placements to choose from (default :data:`SEARCH_SPACE`).
+        candidates: the IN placements to choose from (default :data:`NAS_CANDIDATES`).
         affine: learnable scale/shift in the candidates' instance norms (off in the search).
         mode: ``"mixture"`` (weighted sum of all candidates, the paper), ``"single_path"`` or
             ``"two_path"`` (see the module docstring).
         share_weights: the candidates use one set of convolutions (and one batch norm after the
             last 1x1 convolution) and differ only in their instance norms. Not the paper's
             choice (it keeps four separate blocks); it lets the sampled modes train the network
-            (every step updates the same convolutions), see docs/search.md.
+            (every step updates the same convolutions), see docs/nas.md.
 
     In evaluation mode no noise is drawn: ``mixture`` uses the noise-free softmax at the current
     temperature, the other modes the candidate with the largest ``alpha``.
@@ -145,7 +146,7 @@ class MixedOSBlock(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        candidates: Sequence[INPosition | str] = SEARCH_SPACE,
+        candidates: Sequence[INPosition | str] = NAS_CANDIDATES,
         affine: bool = False,
         mode: str = "mixture",
         share_weights: bool = False,
@@ -206,8 +207,7 @@ def _tie_candidates(blocks: list[OSBlock]) -> None:
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in SEARCH_MODES:
-        raise UsageError(f"unknown search mode {mode!r}; choose from {', '.join(SEARCH_MODES)}")
+    check_name("NAS mode", mode, NAS_MODES)
     return mode
 
 
@@ -236,7 +236,7 @@ class OSNetSupernet(OSNet):
         num_classes: training identities (the search loss is identity classification).
         width: channel width multiplier of the supernet (1.0 = the paper's x1_0).
         feature_dim: embedding size.
-        candidates: the IN placements of every block (default :data:`SEARCH_SPACE`).
+        candidates: the IN placements of every block (default :data:`NAS_CANDIDATES`).
         mode: ``"mixture"``, ``"single_path"`` or ``"two_path"``.
         affine_norms: keep learnable scale/shift in normalisation layers (the paper: no).
         share_weights: candidates share their convolutions (see :class:`MixedOSBlock`; the
@@ -248,7 +248,7 @@ class OSNetSupernet(OSNet):
         num_classes: int,
         width: float = 1.0,
         feature_dim: int = 512,
-        candidates: Sequence[INPosition | str] = SEARCH_SPACE,
+        candidates: Sequence[INPosition | str] = NAS_CANDIDATES,
         mode: str = "mixture",
         affine_norms: bool = False,
         share_weights: bool = False,
@@ -293,7 +293,7 @@ class OSNetSupernet(OSNet):
         return self._search_mode
 
     def set_mode(self, mode: str) -> None:
-        """Switch every block to ``mode`` (one of :data:`SEARCH_MODES`)."""
+        """Switch every block to ``mode`` (one of :data:`NAS_MODES`)."""
         self._search_mode = _check_mode(mode)
         for _, b in self.mixed_blocks():
             b.mode = mode
@@ -335,7 +335,7 @@ def build_supernet(
     width: float = 1.0,
     feature_dim: int = 512,
     mode: str = "mixture",
-    candidates: Sequence[INPosition | str] = SEARCH_SPACE,
+    candidates: Sequence[INPosition | str] = NAS_CANDIDATES,
     affine_norms: bool = False,
     share_weights: bool = False,
 ) -> OSNetSupernet:

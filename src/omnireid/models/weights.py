@@ -21,10 +21,12 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -157,25 +159,22 @@ def identify_weights(path: str | os.PathLike,
 # scalar needs numpy's ``scalar`` reconstructor and dtype classes, which ``weights_only=True``
 # refuses by default. These are the only globals allowed beyond torch's defaults, and the
 # reconstructor is wrapped so that it builds numeric scalars only (no object dtype).
+try:
+    from numpy._core.multiarray import scalar as _numpy_scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import scalar as _numpy_scalar
+
 _NUMERIC_DTYPES = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
                    "Float16", "Float32", "Float64")
 
 
 def _numeric_scalar(dtype: object, data: object = None) -> object:
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise pickle.UnpicklingError(f"refused a numpy scalar of dtype {dtype!r}: only numbers are allowed")
-    return scalar(dtype) if data is None else scalar(dtype, data)
+    return _numpy_scalar(dtype) if data is None else _numpy_scalar(dtype, data)
 
 
 def _numpy_scalar_globals() -> list:
-    import numpy as np
-
     allowed: list = [(_numeric_scalar, "numpy.core.multiarray.scalar"),
                      (_numeric_scalar, "numpy._core.multiarray.scalar"), np.dtype]
     dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
@@ -258,8 +257,6 @@ def _looks_like_torch_file(path: str | os.PathLike) -> bool:
 
 def describe_file(path: str | os.PathLike) -> str:
     """What a file that torch cannot load looks like, from its first bytes."""
-    import zipfile
-
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)

@@ -11,13 +11,13 @@ wherever they accept a path::
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from omnireid.errors import MissingFileError
+from omnireid.registry import did_you_mean
 
 SUFFIX = ".yaml"
 
@@ -65,9 +65,7 @@ def packaged_recipe(name: str) -> Path:
     path = _folder() / f"{stem}{SUFFIX}"
     if os.sep in stem or "/" in stem or not path.is_file():
         names = recipe_names()
-        close = difflib.get_close_matches(stem, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise MissingFileError(f"no packaged recipe named {name!r}.{hint} "
+        raise MissingFileError(f"no packaged recipe named {name!r}.{did_you_mean(stem, names)} "
                                 f"Packaged recipes: {', '.join(names)} (`omnireid recipes`)")
     return path
 

@@ -104,8 +104,10 @@ def _claim_html(claim: Mapping[str, Any]) -> str:
 
 
 def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
-                summary: Sequence[Mapping[str, Any]], info: Mapping[str, Any], plot: str | None) -> str:
-    """The whole report as one self-contained HTML page (the plot inlined as PNG data)."""
+                summary: Sequence[Mapping[str, Any]], info: Mapping[str, Any], plot: str | None,
+                no_plot: str = "not drawn") -> str:
+    """The whole report as one self-contained HTML page (the plot inlined as PNG data; without
+    one, ``no_plot`` says why)."""
     settings = [s for s in _SETTINGS if any(e["setting"] == s for e in summary)]
     head = ["model", *(_SETTING_LABELS[s] for s in settings)]
     plan = info.get("plan", {})
@@ -131,7 +133,7 @@ def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str,
     if plot:
         out.append(f"<img alt='rank-1 per setting' src='data:image/png;base64,{plot}'>")
     else:
-        out.append("<p>(no plot: matplotlib is not installed; pip install omnireid[viz])</p>")
+        out.append(f"<p>(no plot: {html.escape(no_plot)})</p>")
     if search:
         out.append(f"<p>Searched child: {html.escape(', '.join(search['arch']['blocks']))} "
                    f"(search: {search.get('steps')} steps, {search.get('seconds', 0):.0f} s wall; every block "
@@ -157,14 +159,15 @@ def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str,
 def write_report(folder: str | os.PathLike, claims, rows, summary, info) -> Path:
     """Write ``results.png`` (when matplotlib is installed) and ``report.html`` into ``folder``."""
     folder = Path(folder)
-    plot_b64 = None
+    plot_b64, no_plot = None, "not drawn"
     try:
         png = plot_results(summary, folder / "results.png")
         plot_b64 = base64.b64encode(png.read_bytes()).decode()
-    except ImportError as exc:
+    except ImportError as exc:  # the missing extra, named by omnireid.extras.require
         logger.warning("no plot: %s", exc)
+        no_plot = str(exc)
     path = folder / "report.html"
-    write_text(path, report_html(claims, rows, summary, info, plot_b64))
+    write_text(path, report_html(claims, rows, summary, info, plot_b64, no_plot))
     return path
 
 

@@ -26,9 +26,8 @@ from omnireid.data.datasets import (  # noqa: E402, F401  (registration side eff
     synthetic,
     viper,
 )
-from omnireid.data.datasets.registry import DATASETS
+from omnireid.data.datasets.registry import DATASETS, check_reader_options
 from omnireid.data.records import ReIDDataset
-from omnireid.data.spec import DatasetSpec, check_spec
 from omnireid.errors import UsageError
 
 
@@ -59,7 +58,7 @@ def load_dataset(
     reader = DATASETS.get(names[0])
     if root is None and not synthetic.is_synthetic(names[0]):
         raise UsageError(f"dataset {name!r} needs a data root (root=...)")
-    check_spec(DatasetSpec(names[0], options=kwargs), f"dataset {names[0]!r}", spec_keys=False)
+    check_reader_options(names[0], kwargs, f"dataset {names[0]!r}")
     dataset = reader(root, **kwargs)
     if combineall:
         dataset = combine_all(dataset)

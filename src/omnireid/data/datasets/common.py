@@ -10,13 +10,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omnireid.data.decode import IMAGE_EXTENSIONS
 from omnireid.data.records import ReIDDataset, Sample
 from omnireid.errors import DataError, DatasetLayoutError
 from omnireid.files import write_json
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 # Market-1501 / DukeMTMC-reID file names: "0002_c1s1_000451_03.jpg" -> pid 2, camera 1.
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
@@ -121,11 +120,6 @@ def parse_market_folder(
 # Split files (the JSON files written next to the small datasets)
 
 
-def write_json_atomic(obj: object, path: Path) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    write_json(path, obj, indent=1)
-
-
 def read_json(path: Path) -> object:
     try:
         with open(path) as f:
@@ -153,7 +147,7 @@ def load_or_create_splits(
         logger.debug("%s: using split file %s", what, path)
         return splits
     splits = create()
-    write_json_atomic(splits, path)
+    write_json(path, splits, indent=1)
     logger.info("%s: wrote %d splits to %s", what, len(splits), path)
     return splits
 

@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from omnireid.data.datasets.common import (
     DatasetLayoutError,
@@ -76,8 +77,6 @@ def _loadmat(path: Path) -> dict:
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
     with atomic_path(path, durable=False) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
 

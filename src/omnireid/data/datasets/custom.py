@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 
 from omnireid.data.datasets.common import (
-    IMAGE_EXTENSIONS,
     ParseReport,
     list_images,
     parse_market_folder,
@@ -56,6 +55,7 @@ from omnireid.data.datasets.common import (
     require_file,
 )
 from omnireid.data.datasets.registry import DATASETS
+from omnireid.data.decode import IMAGE_EXTENSIONS
 from omnireid.data.records import UNKNOWN_CAMERA, ReIDDataset, Sample
 from omnireid.errors import DataError, DatasetLayoutError, UsageError
 

@@ -14,9 +14,9 @@ and prints one table (case, expected, outcome, message) with totals. Cases marke
 feature the code does not have yet (e.g. self-describing gallery files) and are counted apart while
 not merged.
 
-    python benchmarks/fault_injection.py                       # the `omnireid` on PATH
-    python benchmarks/fault_injection.py --cli "python -m omnireid" --only manifest
-    python benchmarks/fault_injection.py --markdown docs/fault_injection_results.md
+    python checks/fault_injection.py                       # the `omnireid` on PATH
+    python checks/fault_injection.py --cli "python -m omnireid" --only manifest
+    python checks/fault_injection.py --markdown docs/fault_injection_results.md
 
 The disk-full and read-only cases mount small tmpfs folders when run as root (Linux); otherwise
 they use a file-size limit (disk full) and a folder without write permission (read-only).

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from omnireid.cli import main
-from omnireid.inference.export import check_parity, export_onnx, export_openvino
-from omnireid.inference.runtime import make_runner
+from omnireid.inference.export import export_onnx, export_openvino
+from omnireid.inference.runtime import check_parity, make_runner
 from omnireid.models import create_model, save_weights
 from tests.test_inference_fuse import randomize_norms
 

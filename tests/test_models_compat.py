@@ -17,8 +17,7 @@ from omnireid.evaluation import compute_distance_matrix
 from omnireid.inference import FeatureExtractor
 from omnireid.models import create_model
 from omnireid.models.weights import read_checkpoint, sha256_of
-from tests.conftest import require_file
-from tests.tolerance import (
+from tests._tolerance import (
     MAP_WIDTH,
     assert_within,
     cosine_slack,
@@ -26,6 +25,7 @@ from tests.tolerance import (
     metric_interval,
     rank_width,
 )
+from tests.conftest import require_file
 
 
 def _manifest(compat_dir: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
@@ -82,7 +82,7 @@ def _cam_split_interval(compat_dir: Path, feats: np.ndarray, name: str):
 def test_osnet_x0_25_msmt17_metrics_match_torchreid(compat_dir: Path, msmt_features, name) -> None:
     """torchreid's rank-1/5/10/20 and mAP (computed on another machine, stored in reference.json)
     lie inside the interval that rounding and our features' difference allow, and that interval
-    is narrow (tests/tolerance.py: at most 4 of 451 queries for rank-k, 0.3 mAP points). A wrong model
+    is narrow (tests/_tolerance.py: at most 4 of 451 queries for rank-k, 0.3 mAP points). A wrong model
     or a wrong evaluator moves the metrics by whole points and falls outside."""
     ref = json.loads(require_file(compat_dir / "reference.json").read_text())
     expected = ref["files"]["features_osnet_x0_25_msmt17.npy"]["metrics_cam0_query_vs_cam1_gallery"][name]

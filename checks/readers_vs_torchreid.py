@@ -7,7 +7,7 @@ torchreid writes its split file first and omnireid reads that same file. CUHK03 
 a cuhk-03.mat by each library separately (torchreid's missing ``scipy.misc.imsave`` is supplied
 with PIL) and the results compared.
 
-Usage: PYTHONPATH=src python benchmarks/check_readers_vs_torchreid.py [--torchreid-python PATH]
+Usage: PYTHONPATH=src python checks/readers_vs_torchreid.py [--torchreid-python PATH]
 """
 
 from __future__ import annotations

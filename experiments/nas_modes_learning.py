@@ -5,7 +5,7 @@ search's starting temperature 10; prints the training accuracy after each step a
 the architecture-weight gradient per block (mean |d loss / d alpha| over the steps). A plain
 OSNet x0_25 with the search's conv1 IN and non-affine norms is the baseline.
 
-    python benchmarks/nas_modes_learning.py
+    python experiments/nas_modes_learning.py
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ into ``summary.json`` (mean and sample standard deviation over seeds; the fracti
 kept on each unseen domain) and prints the tables.
 
 Usage:
-    PYTHONPATH=src python benchmarks/synthetic_calibration.py                       # everything
-    PYTHONPATH=src python benchmarks/synthetic_calibration.py --settings p1s1 --seeds 1
-    PYTHONPATH=src python benchmarks/synthetic_calibration.py --table
+    PYTHONPATH=src python experiments/synthetic_calibration.py                       # everything
+    PYTHONPATH=src python experiments/synthetic_calibration.py --settings p1s1 --seeds 1
+    PYTHONPATH=src python experiments/synthetic_calibration.py --table
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def main() -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (exploration only)")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
-    p.add_argument("--out-dir", default="benchmarks/results/domain_shift_calibration")
+    p.add_argument("--out-dir", default="experiments/results/domain_shift_calibration")
     p.add_argument("--no-histogram", action="store_true")
     p.add_argument("--table", action="store_true", help="only aggregate the runs already saved")
     args = p.parse_args()
