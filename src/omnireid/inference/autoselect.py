@@ -5,7 +5,7 @@ For ``precision="fp32"`` only exact paths qualify: their embeddings must lie wit
 value when that exceeds 1: trained OSNet embeddings reach values in the hundreds). ``"bf16"``
 also admits the bf16 paths and ``"int8"`` the int8 ones, each only when it passes its accuracy
 gate (:mod:`omnireid.inference.accuracy`). Among the qualifying paths the fastest, measured on
-this machine at (at most 16 images of) the batch size asked for, wins.
+this machine at (at most :data:`MEASURE_MAX_BATCH` images of) the batch size asked for, wins.
 
 The decision is cached as JSON in ``$OMNIREID_CACHE/autoselect`` (default
 ``~/.cache/omnireid/autoselect``; ``$OMNIREID_AUTOSELECT_CACHE`` moves only this cache) under a key made of everything the measurement depends on:
@@ -29,6 +29,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,8 +61,22 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 EXACT_TOLERANCE = 1e-4
-MEASURE_BUDGET_S = 3.0
-MEASURE_MAX_BATCH = 16
+MEASURE_BUDGET_S = 2.0
+"""Seconds of timing (warm-ups included) after which :func:`measure_throughput` starts no
+further round."""
+MEASURE_MAX_BATCH = 8
+"""Images per timed call. On the AMD EPYC measured (benchmarks/README.md, "auto's first
+decision") fused, onnxruntime and openvino ranked the same at 4, 8 and 16 images for
+osnet_x1_0 and osnet_x0_25 at 256x128; 8 is also ``fused``'s micro-batch there (2 threads), so
+a timed call sees the steady state of every path at half the cost of 16."""
+DOMINATED_BY = {"fused": "onnxruntime"}
+"""Default candidates that are not built when the path they map to builds and is exact.
+``fused`` (TorchScript tracing and freezing: the most expensive candidate to build, 1.5-3 s for
+osnet_x1_0 here) ran slower than ``onnxruntime`` at fp32 in every measurement on x86 so far:
+1.1-2.2x on AMD EPYC (benchmarks/README.md, 1 and 2 threads, batch 16 and 64) and 1.7x on Intel
+Sapphire Rapids. Only applies on x86 and when ``candidates`` is not given."""
+DROP_FACTOR = 4.0
+"""A runner whose warm-up is this many times slower than the quickest one's is not timed."""
 GATE_IDS = 64
 """Identities of the synthetic gate crops (two cameras each: 64 queries, 64 gallery images)."""
 
@@ -165,31 +180,43 @@ def _key_digest(key: dict) -> str:
 
 
 def measure_throughput(runners: dict[str, Runner], x: np.ndarray,
-                       budget_s: float = MEASURE_BUDGET_S) -> dict[str, float]:
-    """Images/s of each runner on ``x``.
+                       budget_s: float = MEASURE_BUDGET_S,
+                       clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Images/s of each runner on ``x``, within a hard time budget.
 
-    One warm-up call each (two for TorchScript, which specialises on a new shape), one timed
-    round; runners more than twice as slow as the fastest then stop (their rate is that round's),
-    and the rest run further interleaved rounds while the total stays within ``budget_s`` (at
-    most seven); the median round counts.
+    Every runner gets one warm-up call (two for TorchScript's ``fused``, which specialises on a
+    new shape). A runner whose warm-up took more than :data:`DROP_FACTOR` times the quickest
+    one's is not timed further (its rate is its last warm-up call's: it cannot win). The rest
+    get one timed round each, interleaved; a runner more than twice as slow as the fastest in
+    that round then stops, and the others run further rounds (at most seven) only while less
+    than ``budget_s`` has passed since the first warm-up. The median round counts.
+
+    So the measurement costs at most ``budget_s`` plus one round, or the warm-ups plus one
+    round where those alone take longer; :func:`select_backend` keeps each call short by timing
+    at most :data:`MEASURE_MAX_BATCH` images. ``clock`` is the timer (tests pass a fake one).
     """
     times: dict[str, list[float]] = {name: [] for name in runners}
+    warm: dict[str, float] = {}
+    start = clock()
     for name, run in runners.items():
         for _ in range(2 if name == "fused" else 1):
+            t = clock()
             run(x)
-    start = time.perf_counter()
-    active = list(runners)
+            warm[name] = clock() - t
+    quickest = min(warm.values())
+    active = [n for n in runners if warm[n] <= DROP_FACTOR * quickest]
     rounds = 0
-    while rounds < 2 or (rounds < 7 and time.perf_counter() - start < budget_s):
+    while rounds < 1 or (rounds < 7 and clock() - start < budget_s):
         for name in active:
-            t = time.perf_counter()
+            t = clock()
             runners[name](x)
-            times[name].append(time.perf_counter() - t)
+            times[name].append(clock() - t)
         rounds += 1
         if rounds == 1 and len(active) > 1:
             best = min(times[n][0] for n in active)
             active = [n for n in active if times[n][0] <= 2 * best]
-    return {name: len(x) / statistics.median(t) for name, t in times.items()}
+    return {name: len(x) / (statistics.median(t) if t else max(warm[name], 1e-9))
+            for name, t in times.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,8 +325,13 @@ def select_backend(
                 logger.info("backend auto: %s (cached decision, %s)", sel.reason, cache_file)
                 return sel
 
-    cands, runners = _build_candidates(names, build)
-    _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std)
+    skipped, prebuilt, probe_ref = [], {}, None
+    if candidates is None:
+        skipped, prebuilt, probe_ref = _skip_dominated(names, build, model, size)
+        names = [n for n in names if n not in {c.backend for c in skipped}]
+    cands, runners = _build_candidates(names, build, prebuilt)
+    _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std, probe_ref)
+    cands += skipped
     timed = {c.backend: runners[c.backend] for c in cands if c.eligible}
     if not timed:  # nothing qualifies: eager is exact by definition
         timed = {"eager": make_runner("eager", model, size, micro_batch=micro_batch)}
@@ -366,12 +398,46 @@ class _Builder:
         return make_runner(backend, path, self.size, num_threads=self.threads)
 
 
-def _build_candidates(names, build) -> tuple[list[Candidate], dict[str, Runner]]:
+def _skip_dominated(names: list[str], build, model: nn.Module, size: tuple[int, int]
+                    ) -> tuple[list[Candidate], dict[str, Runner], np.ndarray | None]:
+    """The default candidates not worth building: each path of :data:`DOMINATED_BY` whose
+    dominating path builds and is exact (checked here, on the probe batch). Returns the skipped
+    candidates (with a note), the runners built on the way and eager's output on the probe."""
+    todo = {slow: fast for slow, fast in DOMINATED_BY.items() if slow in names and fast in names}
+    if not todo or not _on_x86():
+        return [], {}, None
+    prebuilt, skipped = {}, []
+    x = _probe(size)
+    ref = None
+    for slow, fast in todo.items():
+        try:
+            if fast not in prebuilt:
+                prebuilt[fast] = build(fast)
+            if ref is None:
+                ref = make_runner("eager", model, size)(x)
+            exact, _ = _exact(prebuilt[fast](x), ref)
+        except Exception as exc:  # noqa: BLE001 - then the slower path is built as usual
+            logger.info("backend %s: %s; building %s too", fast, exc, slow)
+            prebuilt.pop(fast, None)
+            continue
+        if exact:
+            skipped.append(Candidate(slow, BACKEND_PRECISION[slow], eligible=False,
+                                     note=f"not built: {fast} is exact and was faster on "
+                                          "every x86 CPU measured"))
+    return skipped, prebuilt, ref
+
+
+def _on_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def _build_candidates(names, build, prebuilt: dict[str, Runner] | None = None
+                      ) -> tuple[list[Candidate], dict[str, Runner]]:
     cands, runners = [], {}
     for name in names:
         cand = Candidate(name, BACKEND_PRECISION[name])
         try:
-            runners[name] = build(name)
+            runners[name] = (prebuilt or {}).get(name) or build(name)
         except Exception as exc:  # noqa: BLE001 - a backend that fails to build is skipped
             cand.eligible = False
             cand.note = f"failed to build: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -391,10 +457,13 @@ def gate_runner(model: nn.Module, runner: Runner, precision: str,
     return check_accuracy(ref, _features(runner, batch), crops.pids, crops.camids, precision)
 
 
-def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std) -> None:
-    """Exactness of every candidate on a probe batch; the accuracy gate for bf16/int8 ones."""
+def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std,
+                      ref: np.ndarray | None = None) -> None:
+    """Exactness of every candidate on a probe batch (``ref``: eager's output on it, computed
+    when not given); the accuracy gate for bf16/int8 ones."""
     x = _probe(size)
-    ref = make_runner("eager", model, size)(x)
+    if ref is None:
+        ref = make_runner("eager", model, size)(x)
     for c in cands:
         if not c.eligible:
             continue
