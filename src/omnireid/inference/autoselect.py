@@ -15,7 +15,12 @@ ONNX Runtime and OpenVINO, the precision and the candidates. Any change gives a 
 new CPU or an upgraded library measures again. Exported and quantised graphs are cached beside
 it (``models/``), keyed by the weights and input size (and calibration crops).
 
-Timing takes :data:`MEASURE_BUDGET_S` seconds at most on top of building the candidates; a
+What the first decision costs is kept small: only candidates that can meet the precision are
+built (fp32 builds no bf16 or int8 path and never quantises); the ONNX file is exported once and
+shared by ONNX Runtime and OpenVINO; ``fused``, the most expensive candidate to build, is left
+out when ``onnxruntime`` is exact (:data:`DOMINATED_BY`); the exactness check runs on two images;
+and timing, warm-ups included, starts no round after :data:`MEASURE_BUDGET_S` seconds, on at
+most :data:`MEASURE_MAX_BATCH` images a call. ``benchmarks/bench_autoselect.py`` measures it. A
 cached decision builds only the chosen path (and re-checks that an fp32 path is exact).
 """
 
