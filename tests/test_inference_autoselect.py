@@ -290,3 +290,29 @@ def test_selection_times_a_small_batch_within_the_budget(model, monkeypatch, tmp
     autoselect.select_backend(model, SIZE, 3, cache_dir=tmp_path, candidates=["eager"],
                               use_cache=False)
     assert seen == [(autoselect.MEASURE_MAX_BATCH, 1.5), (3, autoselect.MEASURE_BUDGET_S)]
+
+
+def test_one_off_work_runs_on_one_thread_and_the_count_is_restored(model, monkeypatch,
+                                                                     tmp_path) -> None:
+    seen: list = []
+    real_export = autoselect.export_onnx
+
+    def export(*args, **kwargs):
+        seen.append(("export", torch.get_num_threads()))
+        return real_export(*args, **kwargs)
+
+    def measure(runners, x, budget_s=0.0):
+        seen.append(("measure", torch.get_num_threads()))
+        return {name: 1.0 for name in runners}
+
+    monkeypatch.setattr(autoselect, "export_onnx", export)
+    monkeypatch.setattr(autoselect, "measure_throughput", measure)
+    torch.set_num_threads(2)
+    try:
+        sel = autoselect.select_backend(model, SIZE, 4, cache_dir=tmp_path, use_cache=False,
+                                        candidates=["onnxruntime"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    # the export traced on one thread; the paths were timed with the count asked for
+    assert seen == [("export", 1), ("measure", 2)] and sel.backend == "onnxruntime"

@@ -26,6 +26,7 @@ cached decision builds only the chosen path (and re-checks that an fp32 path is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -319,7 +320,7 @@ def select_backend(
                 ok = True
                 if BACKEND_PRECISION[chosen] == "fp32":
                     x = _probe(size)
-                    ok, _ = _exact(runner(x), make_runner("eager", model, size)(x))
+                    ok, _ = _exact(runner(x), _eager_probe(model, size, x))
             except Exception as exc:  # noqa: BLE001 - a cached choice that no longer builds
                 logger.info("cached choice %s no longer builds (%s); measuring again", chosen, exc)
                 ok = False
@@ -373,6 +374,31 @@ def _probe(size: tuple[int, int]) -> np.ndarray:
     return np.random.default_rng(1).standard_normal((2, 3, *size)).astype(np.float32)
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run PyTorch on one intra-op thread for a while (process-wide), then restore the count.
+
+    For the one-off work of a decision (tracing the ONNX export, eager's output on the two-image
+    probe): that is mostly Python-side graph building, on which a second thread gains nothing,
+    while on a machine whose cores are busy with other jobs two OpenMP threads wait on each
+    other. Measured on the loaded AMD EPYC (benchmarks/README.md): the osnet_x1_0 export took
+    0.8 CPU s on one thread and 6.6 on two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _eager_probe(model: nn.Module, size: tuple[int, int], x: np.ndarray) -> np.ndarray:
+    """Eager's embeddings of the probe batch ``x`` (one thread: see :func:`one_torch_thread`;
+    the thread count changes only the rounding, by about 1e-7, far inside
+    :data:`EXACT_TOLERANCE`)."""
+    with one_torch_thread():
+        return make_runner("eager", model, size)(x)
+
+
 class _Builder:
     """Builds runners, exporting (and quantising) once into the cache folder."""
 
@@ -384,7 +410,8 @@ class _Builder:
     def onnx(self) -> Path:
         path = self.folder / "model.onnx"
         if not path.is_file():
-            export_onnx(self.model, path, self.size)
+            with one_torch_thread():
+                export_onnx(self.model, path, self.size)
         return path
 
     def int8(self) -> Path:
@@ -419,7 +446,7 @@ def _skip_dominated(names: list[str], build, model: nn.Module, size: tuple[int, 
             if fast not in prebuilt:
                 prebuilt[fast] = build(fast)
             if ref is None:
-                ref = make_runner("eager", model, size)(x)
+                ref = _eager_probe(model, size, x)
             exact, _ = _exact(prebuilt[fast](x), ref)
         except Exception as exc:  # noqa: BLE001 - then the slower path is built as usual
             logger.info("backend %s: %s; building %s too", fast, exc, slow)
@@ -468,7 +495,7 @@ def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, 
     when not given); the accuracy gate for bf16/int8 ones."""
     x = _probe(size)
     if ref is None:
-        ref = make_runner("eager", model, size)(x)
+        ref = _eager_probe(model, size, x)
     for c in cands:
         if not c.eligible:
             continue
