@@ -43,7 +43,9 @@ PHASES = [  # (module, attribute, label); what is missing in a tree is left out
     ("omnireid.inference.runtime", "OpenVINORunner", "openvino compile"),
     ("omnireid.inference.runtime", "freeze_for_cpu", "fused: trace + freeze"),
     ("omnireid.inference.runtime", "auto_micro_batch", "fused: micro-batch probe"),
-    ("omnireid.inference.autoselect", "_check_candidates", "exactness check / gates"),
+    ("omnireid.inference.autoselect", "_check_candidates", "exactness check / gates"),  # before
+    ("omnireid.inference.autoselect", "_check_exact", "exactness check"),
+    ("omnireid.inference.autoselect", "_choose", "accuracy gates"),
     ("omnireid.inference.autoselect", "measure_throughput", "timing rounds"),
 ]
 

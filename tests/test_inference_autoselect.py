@@ -316,3 +316,29 @@ def test_one_off_work_runs_on_one_thread_and_the_count_is_restored(model, monkey
         torch.set_num_threads(1)
     # the export traced on one thread; the paths were timed with the count asked for
     assert seen == [("export", 1), ("measure", 2)] and sel.backend == "onnxruntime"
+
+
+def test_paths_slower_than_the_choice_are_not_gated(model, monkeypatch, tmp_path) -> None:
+    gated: list = []
+    real_check = autoselect.check_accuracy
+
+    def check(reference, features, pids, camids, precision):
+        gated.append(precision)
+        return real_check(reference, features, pids, camids, precision)
+
+    monkeypatch.setattr(autoselect, "check_accuracy", check)
+    # the exact path is the fastest: the int8 one is timed but never gated
+    monkeypatch.setattr(autoselect, "measure_throughput",
+                        fixed_speeds({"fused": 900.0, "onnxruntime-int8": 100.0}))
+    sel = autoselect.select_backend(model, SIZE, 8, "int8", cache_dir=tmp_path, use_cache=False,
+                                    candidates=["fused", "onnxruntime-int8"])
+    int8 = next(c for c in sel.candidates if c.backend == "onnxruntime-int8")
+    assert sel.backend == "fused" and gated == [] and int8.gate is None
+    assert "not gated" in int8.note
+    # faster, it is gated (and, passing, taken)
+    monkeypatch.setattr(autoselect, "measure_throughput",
+                        fixed_speeds({"fused": 100.0, "onnxruntime-int8": 900.0}))
+    sel = autoselect.select_backend(model, SIZE, 8, "int8", cache_dir=tmp_path, use_cache=False,
+                                    candidates=["fused", "onnxruntime-int8"])
+    assert gated == ["int8"] and sel.backend == "onnxruntime-int8"
+    assert sel.candidates[1].gate["passed"]

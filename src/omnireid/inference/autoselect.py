@@ -336,19 +336,22 @@ def select_backend(
         skipped, prebuilt, probe_ref = _skip_dominated(names, build, model, size)
         names = [n for n in names if n not in {c.backend for c in skipped}]
     cands, runners = _build_candidates(names, build, prebuilt)
-    _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std, probe_ref)
+    _check_exact(model, size, cands, runners, probe_ref)
     cands += skipped
-    timed = {c.backend: runners[c.backend] for c in cands if c.eligible}
-    if not timed:  # nothing qualifies: eager is exact by definition
-        timed = {"eager": make_runner("eager", model, size, micro_batch=micro_batch)}
-        cands.append(Candidate("eager", "fp32", max_abs_diff=0.0))
-        runners.update(timed)
     x = np.random.default_rng(0).standard_normal(
         (min(batch_size, MEASURE_MAX_BATCH), 3, *size)).astype(np.float32)
-    speeds = measure_throughput(timed, x, budget_s)
-    for c in cands:
-        c.images_per_s = float(speeds.get(c.backend, 0.0))
-    best = max(timed, key=lambda b: speeds[b])
+    timed = {c.backend: runners[c.backend] for c in cands if c.eligible}
+    best = None
+    if timed:
+        speeds = measure_throughput(timed, x, budget_s)
+        for c in cands:
+            c.images_per_s = float(speeds.get(c.backend, 0.0))
+        best = _choose(cands, runners, speeds, model, size, gate_crops, mean, std)
+    if best is None:  # nothing qualifies: eager is exact by definition
+        runners["eager"] = make_runner("eager", model, size, micro_batch=micro_batch)
+        speed = measure_throughput({"eager": runners["eager"]}, x, budget_s)["eager"]
+        cands.append(Candidate("eager", "fp32", float(speed), max_abs_diff=0.0))
+        best = "eager"
     reason = _reason(best, precision, cands, batch_size, threads, size)
     seconds = time.perf_counter() - start
     sel = Selection(best, BACKEND_PRECISION[best], reason, cands, False, seconds,
@@ -489,10 +492,9 @@ def gate_runner(model: nn.Module, runner: Runner, precision: str,
     return check_accuracy(ref, _features(runner, batch), crops.pids, crops.camids, precision)
 
 
-def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std,
-                      ref: np.ndarray | None = None) -> None:
+def _check_exact(model, size, cands, runners, ref: np.ndarray | None = None) -> None:
     """Exactness of every candidate on a probe batch (``ref``: eager's output on it, computed
-    when not given); the accuracy gate for bf16/int8 ones."""
+    when not given); fp32 candidates that are not exact become ineligible."""
     x = _probe(size)
     if ref is None:
         ref = _eager_probe(model, size, x)
@@ -503,21 +505,40 @@ def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, 
         if c.precision == "fp32" and not exact:
             c.eligible = False
             c.note = f"not exact: max |diff| to eager {c.max_abs_diff:.1e}"
-    gated = [c for c in cands if c.eligible and c.precision != "fp32"]
-    if not gated:
-        return
-    batch, crops = _gate_batch(gate_crops, size, mean, std)
-    exact_ref = next((runners[c.backend] for c in cands
-                      if c.eligible and c.precision == "fp32"), None)
-    reference = _features(exact_ref or make_runner("eager", model, size), batch)
-    for c in gated:
-        result = check_accuracy(reference, _features(runners[c.backend], batch), crops.pids,
+
+
+def _choose(cands, runners, speeds, model, size, gate_crops, mean, std) -> str | None:
+    """The fastest timed path that qualifies, fastest first: an fp32 one (already exact) is
+    taken as it comes; a bf16/int8 one only if it passes its accuracy gate, run here, so that
+    paths slower than the one taken are never gated (their note says so). None if none
+    qualifies."""
+    by_name = {c.backend: c for c in cands}
+    order = sorted(speeds, key=lambda n: -speeds[n])
+    reference = crops = batch = None
+    best = None
+    for name in order:
+        c = by_name[name]
+        if c.precision == "fp32":
+            best = name
+            break
+        if reference is None:
+            batch, crops = _gate_batch(gate_crops, size, mean, std)
+            exact = [n for n in order if by_name[n].precision == "fp32"]
+            reference = _features(runners[exact[0]] if exact
+                                  else make_runner("eager", model, size), batch)
+        result = check_accuracy(reference, _features(runners[name], batch), crops.pids,
                                 crops.camids, c.precision)
         c.gate = result.to_dict()
-        if not result.passed:
-            c.eligible = False
-            c.note = f"accuracy gate failed: {result.reason}"
-            logger.info("backend %s refused: %s", c.backend, c.note)
+        if result.passed:
+            best = name
+            break
+        c.eligible = False
+        c.note = f"accuracy gate failed: {result.reason}"
+        logger.info("backend %s refused: %s", name, c.note)
+    for name in order[order.index(best) + 1:] if best else []:
+        if by_name[name].precision != "fp32":
+            by_name[name].note = f"not gated: slower than {best}"
+    return best
 
 
 def _reason(best: str, precision: str, cands: list[Candidate], batch_size: int, threads: int,
