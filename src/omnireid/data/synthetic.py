@@ -35,15 +35,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from omnireid.data.synthetic_domains import CAMERA_STYLES, POPULATIONS, SHIFT_DOMAINS, SHIFT_VERSION
 from omnireid.data.synthetic_render import (
@@ -59,6 +62,7 @@ from omnireid.data.synthetic_render import (
     render_person,
 )
 from omnireid.errors import UsageError
+from omnireid.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +223,6 @@ def _rng(spec: SyntheticSpec, kind: int, *index: int) -> np.random.Generator:
 
 
 def _save_jpeg(array: np.ndarray, path: Path, quality: int) -> None:
-    from PIL import Image
-
     Image.fromarray(array).save(path, format="JPEG", quality=quality)
 
 
@@ -300,15 +302,13 @@ def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
 
 def _render_range(spec: SyntheticSpec, out: Path, start: int, stop: int, progress: bool = False) -> dict[str, int]:
     """Draw and write plan entries ``start:stop``; every image depends only on its plan index."""
-    from tqdm import tqdm
-
     scene = _scene(spec)
     identities: dict[int, Identity] = {}
     counts = {"train": 0, "query": 0, "gallery": 0, "distractor": 0, "junk": 0}
     plan = _plan(spec)
     k = scene.supersample
     size = (spec.height * k, spec.width * k)
-    for number in tqdm(range(start, stop), desc=f"synthetic_{spec.domain}", disable=not progress):
+    for number in progress_bar(range(start, stop), desc=f"synthetic_{spec.domain}", unit="image", enabled=progress):
         pid, split, cam, n = plan[number]
         rng = _rng(spec, _IMAGE, number)
         photo_rng = _rng(spec, _IMAGE_PHOTO, number) if scene.own_photo_stream else rng
@@ -337,9 +337,6 @@ def _render_all(spec: SyntheticSpec, out: Path, progress: bool, workers: int) ->
     total = len(_plan(spec))
     if workers <= 1 or total < 200:
         return _render_range(spec, out, 0, total, progress)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     bounds = np.linspace(0, total, workers + 1).astype(int)
     counts: dict[str, int] = {}
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 PATTERNS = ("solid", "hstripes", "vstripes", "checks", "twotone", "logo", "diagonal")
 BOTTOMS = ("trousers", "shorts", "skirt")
@@ -429,8 +430,6 @@ def apply_camera(img: np.ndarray, camera: Camera, rng: np.random.Generator) -> n
     Returns:
         (H, W, 3) uint8.
     """
-    from PIL import Image, ImageFilter
-
     H, W = img.shape[:2]
     gain = camera.gain * rng.uniform(0.9, 1.1)
     grey = img.mean(axis=2, keepdims=True)

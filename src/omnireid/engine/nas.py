@@ -67,6 +67,7 @@ from omnireid.errors import UsageError
 from omnireid.files import write_text
 from omnireid.models.arch import OSNetArch
 from omnireid.models.supernet import OSNetSupernet, build_supernet, temperature_at
+from omnireid.viz.nas_plot import plot_nas_probabilities, plot_nas_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -452,8 +453,6 @@ def save_nas(result: NasResult, folder: str | os.PathLike, plot: bool = True) ->
     png: Path | None = None
     if plot and result.history:
         try:
-            from omnireid.viz.nas_plot import plot_nas_probabilities
-
             png = plot_nas_probabilities(result, folder / "probabilities.png")
         except ImportError as exc:
             logger.warning("no probability plot: %s", exc)
@@ -506,8 +505,6 @@ def nas_seeds(config: NasConfig, seeds: Sequence[int], *, overwrite: bool = Fals
         _write_text(out / "search.json", json.dumps(both.to_dict(), indent=2) + "\n")
         if plot:
             try:
-                from omnireid.viz.nas_plot import plot_nas_seeds
-
                 plot_nas_seeds(results, out / "seeds.png")
             except ImportError as exc:
                 logger.warning("no seeds plot: %s", exc)
