@@ -117,7 +117,7 @@ def main() -> None:
                              f"train.eval_freq={a.eval_freq}", "train.progress=false",
                              "train.num_threads=1", *extra, *a.overrides], base=demo_recipe())
     rows: list[dict] = []
-    real_train, real_eval = fit_module.train_one_epoch, fit_module.evaluate_model
+    real_train, real_eval = fit_module.train_one_epoch, fit_module.evaluate
     step_time = {"s": 0.0, "t0": 0.0}
     hooked = set()
 
@@ -160,7 +160,7 @@ def main() -> None:
         rows.append(row)
         return stats
 
-    def evaluate_model(*args, **kw):
+    def evaluate(*args, **kw):
         w0, c0 = time.perf_counter(), time.process_time()
         result = real_eval(*args, **kw)
         rows[-1]["eval_wall"] += time.perf_counter() - w0
@@ -168,7 +168,7 @@ def main() -> None:
         return result
 
     fit_module.train_one_epoch = train_one_epoch
-    fit_module.evaluate_model = evaluate_model
+    fit_module.evaluate = evaluate
     t0 = time.perf_counter()
     fit_module.fit(cfg)
     total = time.perf_counter() - t0

@@ -23,3 +23,20 @@ def rank1_map(q: np.ndarray, g: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarr
         precision = hits / np.arange(1, len(match) + 1)
         aps.append(float((precision * match).sum() / match.sum()))
     return float(np.mean(r1)), float(np.mean(aps))
+
+
+def plain_features(model, paths, size: tuple[int, int], batch_size: int = 64) -> np.ndarray:
+    """(N, D) raw embeddings by the plainest loop there is (torchreid's test preprocessing, then
+    the model in eval mode), independent of FeatureExtractor: the reference the extraction
+    loop and the evaluation path are checked against."""
+    import torch
+
+    from omnireid.inference.preprocess import open_rgb, preprocess
+
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(paths), batch_size):
+            x = torch.stack([preprocess(open_rgb(p), size) for p in paths[start:start + batch_size]])
+            chunks.append(model(x).embedding.numpy())
+    return np.concatenate(chunks)

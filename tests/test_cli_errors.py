@@ -198,7 +198,7 @@ def test_an_html_page_under_a_known_checkpoint_name_is_named_as_such(tmp_path):
     from omnireid.errors import CheckpointError
     from omnireid.models.weights import KNOWN_WEIGHTS, read_checkpoint
 
-    name = sorted(KNOWN_WEIGHTS)[0]
+    name = min(w.filename for w in KNOWN_WEIGHTS.values())
     path = tmp_path / name
     path.write_text("<html><body>quota exceeded</body></html>")
     with pytest.raises(CheckpointError, match=rf"{name}: sha256 .* it is not a checkpoint at all: an HTML page"):

@@ -11,6 +11,8 @@ from PIL import Image
 
 from omnireid.cli import main
 
+from .inference_helpers import plain_features
+
 SIZE = "64x32"
 
 
@@ -68,14 +70,13 @@ def test_cross_domain_tables_json_and_report(data_root, weights, tmp_path, capsy
     # the numbers equal an independent run of the same steps
     from omnireid.data import load_dataset
     from omnireid.evaluation import compute_distance_matrix, evaluate_rank_reference
-    from omnireid.inference.extract import extract_features
     from omnireid.models import create_model
 
     model = create_model("osnet_x0_25", weights=str(weights))
     for name in ("market1501", "dukemtmcreid"):
         ds = load_dataset(name, data_root)
-        qf = extract_features(model, [s.path for s in ds.query], size=(64, 32))
-        gf = extract_features(model, [s.path for s in ds.gallery], size=(64, 32))
+        qf = plain_features(model, [s.path for s in ds.query], size=(64, 32))
+        gf = plain_features(model, [s.path for s in ds.gallery], size=(64, 32))
         ref = evaluate_rank_reference(
             compute_distance_matrix(qf, gf),
             np.array([s.pid for s in ds.query]), np.array([s.pid for s in ds.gallery]),
@@ -131,3 +132,31 @@ def test_data_without_cameras_uses_no_camera_protocol_and_says_so(weights, tmp_p
     assert "no camera ids" in printed and "no_camera" in printed
     assert main([*common, "--protocol", "market"]) == 2
     assert "same-camera filter cannot apply" in capsys.readouterr().err
+
+
+def test_size_defaults_to_the_input_size_of_known_weights(data_root, weights, tmp_path, monkeypatch):
+    """Weights registered as known at 32x16 are evaluated at 32x16 without --size; --size wins."""
+    from omnireid.models.weights import KNOWN_WEIGHTS, KnownWeights, Preprocessing, sha256_of
+
+    entry = KnownWeights("w-known.pth", sha256_of(weights), "osnet_x0_25", "tiny", 0,
+                         Preprocessing((32, 16)))
+    monkeypatch.setitem(KNOWN_WEIGHTS, entry.key, entry)
+    common = ["eval", "--model", "osnet_x0_25", "--weights", str(weights), "--data", "market1501",
+              "--root", str(data_root), "--num-vis", "0", "--backend", "eager"]
+    assert main([*common, "--output", str(tmp_path / "a")]) == 0
+    assert main([*common, "--output", str(tmp_path / "b"), "--size", SIZE]) == 0
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert a["settings"]["size"] == [32, 16] and b["settings"]["size"] == [64, 32]
+    # the numbers are those of 32x16 inputs
+    from omnireid.data import load_dataset
+    from omnireid.evaluation import compute_distance_matrix, evaluate_rank_reference
+    from omnireid.models import create_model
+
+    model = create_model("osnet_x0_25", weights=str(weights))
+    ds = load_dataset("market1501", data_root)
+    d = compute_distance_matrix(plain_features(model, [s.path for s in ds.query], (32, 16)),
+                                plain_features(model, [s.path for s in ds.gallery], (32, 16)))
+    ref = evaluate_rank_reference(d, np.array([s.pid for s in ds.query]), np.array([s.pid for s in ds.gallery]),
+                                  np.array([s.camid for s in ds.query]), np.array([s.camid for s in ds.gallery]))
+    assert a["targets"]["market1501"]["mAP"] == pytest.approx(ref.mAP, abs=1e-6)

@@ -257,12 +257,33 @@ def test_cuhk03_single_shot_equals_market_when_one_image_per_identity():
 def test_splits_average_each_split():
     splits = [SplitInputs(*random_case(s, num_q=10, num_g=40, num_ids=10)) for s in range(3)]
     res = evaluate_splits(splits, max_rank=5)
-    singles = [evaluate_rank(*vars(s).values(), max_rank=5) for s in splits]
+    singles = [evaluate_rank(s.distmat, s.q_pids, s.g_pids, s.q_camids, s.g_camids, max_rank=5)
+               for s in splits]
     assert res.mAP == pytest.approx(np.mean([r.mAP for r in singles]))
     np.testing.assert_allclose(res.cmc, np.mean([r.cmc for r in singles], axis=0))
     assert res.summary()["num_splits"] == 3
     with pytest.raises(ValueError):
         evaluate_splits([])
+
+
+def test_splits_carry_their_own_query_gallery_index():
+    """Under no_camera each split leaves out its own query images (a shared index would leave out
+    the wrong gallery entries in the second split)."""
+    splits = []
+    for seed in range(2):
+        d, q_pids, g_pids, _, _ = random_case(seed, num_q=8, num_g=30, num_ids=6)
+        qgi = np.random.default_rng(seed + 10).permutation(30)[:8]
+        g_pids[qgi] = q_pids  # each query image sits in the gallery at qgi
+        d[np.arange(8), qgi] = 0.0  # and is its own nearest neighbour
+        splits.append(SplitInputs(d, q_pids, g_pids, None, None, qgi))
+    res = evaluate_splits(splits, max_rank=5, protocol="no_camera")
+    singles = [evaluate_rank(s.distmat, s.q_pids, s.g_pids, None, None, 5, protocol="no_camera",
+                             query_gallery_index=s.query_gallery_index) for s in splits]
+    assert [r.mAP for r in res.splits] == [r.mAP for r in singles]
+    # leaving the query out matters: with it in, every query would be right at rank 1
+    assert res.rank(1) < 1.0
+    with pytest.raises(ValueError, match="its own"):
+        evaluate_splits(splits, protocol="no_camera", query_gallery_index=splits[0].query_gallery_index)
 
 
 # --- real material: torchreid's own numbers on real features ------------------------------------

@@ -165,3 +165,180 @@ def test_extractor_defaults_to_auto(model, monkeypatch, tmp_path) -> None:
     assert list((tmp_path / "autoselect").glob("*.json"))
     with pytest.raises(ValueError, match="precision"):
         FeatureExtractor(model, size=SIZE, precision="fp8")
+
+
+def recording_make_runner(monkeypatch, built: list, inexact: tuple[str, ...] = ()):
+    """Replace the runner factory autoselect uses by one that records each backend it builds
+    (and adds 1e-3 to the outputs of the backends in ``inexact``)."""
+    def make(backend, *args, **kwargs):
+        built.append(backend)
+        runner = make_runner(backend, *args, **kwargs)  # the real one, not an earlier stand-in
+        return (lambda x: runner(x) + 1e-3) if backend in inexact else runner
+
+    monkeypatch.setattr(autoselect, "make_runner", make)
+
+
+def test_fp32_builds_no_candidate_that_cannot_be_exact(model, monkeypatch, tmp_path) -> None:
+    # every backend "installed", the bf16/int8 ones even named explicitly: fp32 builds none of
+    # them and never quantises
+    built: list = []
+    recording_make_runner(monkeypatch, built)
+    monkeypatch.setattr(autoselect, "available_backends", lambda: list(autoselect.BACKEND_PRECISION))
+
+    def no_quantiser(*args, **kwargs):
+        raise AssertionError("the fp32 decision quantised a model")
+
+    monkeypatch.setattr(autoselect, "quantize_onnx_int8", no_quantiser)
+    monkeypatch.setattr(autoselect, "measure_throughput", fixed_speeds({"onnxruntime": 9.0}))
+    for candidates in (None, list(autoselect.BACKEND_PRECISION)):
+        built.clear()
+        sel = autoselect.select_backend(model, SIZE, 8, "fp32", cache_dir=tmp_path,
+                                        candidates=candidates, use_cache=False)
+        assert built, "nothing was built"
+        assert {autoselect.BACKEND_PRECISION[b] for b in built} == {"fp32"}, built
+        assert {c.precision for c in sel.candidates} == {"fp32"}
+        assert sel.backend == "onnxruntime" and sel.precision == "fp32"
+
+
+def test_fused_is_built_only_when_onnxruntime_is_not_exact(model, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(autoselect, "_on_x86", lambda: True)
+    monkeypatch.setattr(autoselect, "available_backends",
+                        lambda: ["eager", "fused", "onnxruntime"])
+    monkeypatch.setattr(autoselect, "measure_throughput",
+                        fixed_speeds({"fused": 5.0, "onnxruntime": 9.0}))
+    built: list = []
+    recording_make_runner(monkeypatch, built)
+    sel = autoselect.select_backend(model, SIZE, 8, "fp32", cache_dir=tmp_path, use_cache=False)
+    assert "fused" not in built and sel.backend == "onnxruntime"
+    fused = next(c for c in sel.candidates if c.backend == "fused")
+    assert not fused.eligible and "not built" in fused.note and "fused" in sel.reason
+    # onnxruntime off by 1e-3: fused is built after all, and taken
+    built.clear()
+    recording_make_runner(monkeypatch, built, inexact=("onnxruntime",))
+    sel = autoselect.select_backend(model, SIZE, 8, "fp32", cache_dir=tmp_path, use_cache=False)
+    assert "fused" in built and sel.backend == "fused"
+    # candidates named by the caller are all built
+    built.clear()
+    recording_make_runner(monkeypatch, built)
+    sel = autoselect.select_backend(model, SIZE, 8, "fp32", cache_dir=tmp_path, use_cache=False,
+                                    candidates=["fused", "onnxruntime"])
+    assert "fused" in built and sel.backend == "onnxruntime"
+
+
+class FakeClock:
+    """A timer that advances only when a fake runner "works"."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_runner(clock: FakeClock, costs, calls: list, name: str):
+    """A runner taking ``costs[i]`` fake seconds on its i-th call (the last one thereafter)."""
+    def run(x):
+        clock.now += costs[min(len(calls_of(calls, name)), len(costs) - 1)]
+        calls.append(name)
+        return np.zeros((len(x), 4), np.float32)
+    return run
+
+
+def calls_of(calls: list, name: str) -> list:
+    return [c for c in calls if c == name]
+
+
+def test_measurement_keeps_to_its_budget() -> None:
+    x = np.zeros((8, 3, *SIZE), np.float32)
+
+    def measure(costs: dict, budget: float):
+        clock, calls = FakeClock(), []
+        runners = {n: fake_runner(clock, c, calls, n) for n, c in costs.items()}
+        rates = autoselect.measure_throughput(runners, x, budget, clock=clock)
+        return rates, {n: len(calls_of(calls, n)) for n in costs}, clock.now
+
+    # 1/8 s a call (exact in binary): warm-ups (two for fused) take 0.5 s, a round of three
+    # 0.375 s; a round starts only before 1.25 s have passed, so two rounds are timed and the
+    # clock stops at 1.25 s
+    rates, n, elapsed = measure({"fused": [0.125], "a": [0.125], "b": [0.125]}, 1.25)
+    assert n == {"fused": 4, "a": 3, "b": 3} and elapsed == 1.25
+    assert rates == pytest.approx({"fused": 64.0, "a": 64.0, "b": 64.0})
+    # warm-ups alone over the budget: still exactly one timed round each, nothing more
+    rates, n, elapsed = measure({"fused": [1.0], "a": [1.0]}, 0.5)
+    assert n == {"fused": 3, "a": 2} and elapsed == pytest.approx(5.0)
+    # a path whose warm-up is more than DROP_FACTOR times the quickest is not timed again,
+    # its rate is its warm-up's; a path more than twice as slow in round one stops after it
+    slow = 1.01 * autoselect.DROP_FACTOR * 0.1
+    rates, n, _ = measure({"a": [0.1], "slow": [slow], "half": [0.1, 0.25]}, 10.0)
+    assert n["slow"] == 1 and rates["slow"] == pytest.approx(8 / slow)
+    assert n["half"] == 2 and rates["half"] == pytest.approx(8 / 0.25)
+    # a generous budget: seven rounds at most; the median round counts
+    rates, n, _ = measure({"a": [0.5, 0.1, 0.1, 0.3, 0.2, 0.2, 0.2, 0.2]}, 1e6)
+    assert n == {"a": 8} and rates["a"] == pytest.approx(8 / 0.2)
+
+
+def test_selection_times_a_small_batch_within_the_budget(model, monkeypatch, tmp_path) -> None:
+    seen: list = []
+
+    def measure(runners, x, budget_s=0.0):
+        seen.append((len(x), budget_s))
+        return {name: 1.0 for name in runners}
+
+    monkeypatch.setattr(autoselect, "measure_throughput", measure)
+    autoselect.select_backend(model, SIZE, 64, cache_dir=tmp_path, candidates=["eager"],
+                              use_cache=False, budget_s=1.5)
+    autoselect.select_backend(model, SIZE, 3, cache_dir=tmp_path, candidates=["eager"],
+                              use_cache=False)
+    assert seen == [(autoselect.MEASURE_MAX_BATCH, 1.5), (3, autoselect.MEASURE_BUDGET_S)]
+
+
+def test_one_off_work_runs_on_one_thread_and_the_count_is_restored(model, monkeypatch,
+                                                                     tmp_path) -> None:
+    seen: list = []
+    real_export = autoselect.export_onnx
+
+    def export(*args, **kwargs):
+        seen.append(("export", torch.get_num_threads()))
+        return real_export(*args, **kwargs)
+
+    def measure(runners, x, budget_s=0.0):
+        seen.append(("measure", torch.get_num_threads()))
+        return {name: 1.0 for name in runners}
+
+    monkeypatch.setattr(autoselect, "export_onnx", export)
+    monkeypatch.setattr(autoselect, "measure_throughput", measure)
+    torch.set_num_threads(2)
+    try:
+        sel = autoselect.select_backend(model, SIZE, 4, cache_dir=tmp_path, use_cache=False,
+                                        candidates=["onnxruntime"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    # the export traced on one thread; the paths were timed with the count asked for
+    assert seen == [("export", 1), ("measure", 2)] and sel.backend == "onnxruntime"
+
+
+def test_paths_slower_than_the_choice_are_not_gated(model, monkeypatch, tmp_path) -> None:
+    gated: list = []
+    real_check = autoselect.check_accuracy
+
+    def check(reference, features, pids, camids, precision):
+        gated.append(precision)
+        return real_check(reference, features, pids, camids, precision)
+
+    monkeypatch.setattr(autoselect, "check_accuracy", check)
+    # the exact path is the fastest: the int8 one is timed but never gated
+    monkeypatch.setattr(autoselect, "measure_throughput",
+                        fixed_speeds({"fused": 900.0, "onnxruntime-int8": 100.0}))
+    sel = autoselect.select_backend(model, SIZE, 8, "int8", cache_dir=tmp_path, use_cache=False,
+                                    candidates=["fused", "onnxruntime-int8"])
+    int8 = next(c for c in sel.candidates if c.backend == "onnxruntime-int8")
+    assert sel.backend == "fused" and gated == [] and int8.gate is None
+    assert "not gated" in int8.note
+    # faster, it is gated (and, passing, taken)
+    monkeypatch.setattr(autoselect, "measure_throughput",
+                        fixed_speeds({"fused": 100.0, "onnxruntime-int8": 900.0}))
+    sel = autoselect.select_backend(model, SIZE, 8, "int8", cache_dir=tmp_path, use_cache=False,
+                                    candidates=["fused", "onnxruntime-int8"])
+    assert gated == ["int8"] and sel.backend == "onnxruntime-int8"
+    assert sel.candidates[1].gate["passed"]

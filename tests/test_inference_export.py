@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx  # noqa: F401  (the dev extra installs the deploy packages; missing must fail)
+import onnx  # the dev extra installs the deploy packages; missing must fail
 import onnxruntime  # noqa: F401
 import openvino  # noqa: F401
 import pytest
@@ -97,3 +97,19 @@ def test_int8_export_openvino_and_gate(tmp_path, capsys) -> None:
     assert "accuracy gate" in capsys.readouterr().err
     assert not (tmp_path / "bad.onnx").exists()  # refused: not left to be deployed
     assert not json.loads((tmp_path / "bad.export.json").read_text())["gate"]["passed"]
+
+
+def test_export_takes_the_input_size_of_known_weights(tmp_path, monkeypatch, capsys) -> None:
+    from omnireid.models.weights import KNOWN_WEIGHTS, KnownWeights, Preprocessing, sha256_of
+
+    torch.manual_seed(0)
+    weights = save_weights(create_model("osnet_x0_25"), tmp_path / "w.pth")
+    entry = KnownWeights("w-known.pth", sha256_of(weights), "osnet_x0_25", "tiny", 0,
+                         Preprocessing((48, 24)))
+    monkeypatch.setitem(KNOWN_WEIGHTS, entry.key, entry)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "osnet_x0_25", "--weights", str(weights), "-o", str(out)]) == 0
+    report = json.loads(out.with_suffix(".export.json").read_text())
+    assert report["input"] == [48, 24]
+    dims = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [3, 48, 24]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import omnireid
-from omnireid.inference import FeatureExtractor, extract_features
+from omnireid.inference import FeatureExtractor
 from omnireid.models import create_model
 
 # numerics of the fast paths depend on the instruction set: also run with AVX2 forced (make test-isa)
@@ -100,11 +100,11 @@ def test_grayscale(model) -> None:
         np.testing.assert_allclose(fe([image]), ref, atol=1e-5)
 
 
-def test_fast_backend_and_extract_features_agree(model, crops, reference) -> None:
+def test_fast_backend_and_eager_batches_agree(model, crops, reference) -> None:
     fused = FeatureExtractor(model, size=SIZE, backend="fused", normalize=False)(crops)
     np.testing.assert_allclose(fused, reference, atol=1e-4)
-    plain = extract_features(model, crops, batch_size=2, size=SIZE)
-    np.testing.assert_allclose(plain, reference, atol=1e-5)
+    eager = FeatureExtractor(model, size=SIZE, backend="eager", normalize=False, batch_size=2)(crops)
+    np.testing.assert_allclose(eager, reference, atol=1e-5)
 
 
 def test_model_by_name_with_weights(tmp_path) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from omnireid.evaluation import compute_distance_matrix
-from omnireid.inference.extract import extract_features
+from omnireid.inference import FeatureExtractor
 from omnireid.models import create_model
 from omnireid.models.weights import read_checkpoint, sha256_of
 from tests._tolerance import (
@@ -37,6 +37,12 @@ def _manifest(compat_dir: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
     return paths, np.array([int(r["pid"]) for r in rows]), np.array([int(r["camid"]) for r in rows])
 
 
+
+def _embed(model, paths, batch_size: int = 64) -> np.ndarray:
+    """Raw embeddings through the library's one extraction loop (eager PyTorch)."""
+    return FeatureExtractor(model, backend="eager", normalize=False, batch_size=batch_size)(paths)
+
+
 def test_reference_hashes(compat_dir: Path) -> None:
     ref = json.loads(require_file(compat_dir / "reference.json").read_text())
     for rel, digest in ref["sha256"].items():
@@ -47,7 +53,7 @@ def test_reference_hashes(compat_dir: Path) -> None:
 def msmt_features(compat_dir: Path) -> np.ndarray:
     paths, _, _ = _manifest(compat_dir)
     model = create_model("osnet_x0_25", weights=require_file(compat_dir / "weights/osnet_x0_25_msmt17.pth"))
-    return extract_features(model, paths, batch_size=128)
+    return _embed(model, paths, batch_size=128)
 
 
 def test_osnet_x0_25_msmt17_features_match_torchreid(compat_dir: Path, msmt_features) -> None:
@@ -92,7 +98,7 @@ def test_metric_interval_rejects_another_model(compat_dir: Path) -> None:
     the MSMT17 model's, do not reproduce torchreid's MSMT17 metrics."""
     paths, _, _ = _manifest(compat_dir)
     model = create_model("osnet_x0_25", weights=require_file(compat_dir / "weights/osnet_x0_25_market1501.pth"))
-    other = extract_features(model, paths, batch_size=128)
+    other = _embed(model, paths, batch_size=128)
     ref = json.loads(require_file(compat_dir / "reference.json").read_text())
     expected = ref["files"]["features_osnet_x0_25_msmt17.npy"]["metrics_cam0_query_vs_cam1_gallery"]["cosine"]
     reference = np.load(require_file(compat_dir / "cuhk03_pair1_val/features_osnet_x0_25_msmt17.npy"))
@@ -109,7 +115,7 @@ def test_osnet_x0_25_market1501_features_match_torchreid(compat_dir: Path) -> No
     paths, _, _ = _manifest(compat_dir)
     model = create_model("osnet_x0_25", weights=require_file(compat_dir / "weights/osnet_x0_25_market1501.pth"))
     ref = np.load(require_file(compat_dir / "cuhk03_pair1_val/features_osnet_x0_25_market1501.npy"))
-    feats = extract_features(model, paths[:128])
+    feats = _embed(model, paths[:128])
     assert np.abs(feats - ref[:128]).max() <= 1e-4
 
 
@@ -124,7 +130,7 @@ def test_random_calibrated_checkpoints_reproduce_torchreid(compat_dir: Path, mod
     weights = require_file(compat_dir / "weights" / f"{stem}.pth")
     model = create_model(model_name, weights=weights)
     ref = np.load(require_file(compat_dir / "weights" / f"{stem}_features_first64.npy"))
-    feats = extract_features(model, paths[:64])
+    feats = _embed(model, paths[:64])
     assert np.abs(feats - ref).max() <= 1e-4
 
 

@@ -137,7 +137,7 @@ def test_wrong_model_reports_shape_mismatch(tmp_path) -> None:
 
 
 def test_known_file_with_wrong_hash_is_rejected(tmp_path) -> None:
-    name = next(iter(KNOWN_WEIGHTS))
+    name = next(iter(KNOWN_WEIGHTS.values())).filename
     path = tmp_path / name
     torch.save(create_model("osnet_x0_25").state_dict(), path)
     with pytest.raises(WeightsError, match=re.escape(name) + ".*sha256"):
@@ -154,3 +154,90 @@ def test_garbage_file_named(tmp_path) -> None:
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(WeightsError, match="garbage.pth"):
         read_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# known checkpoints: keyed by model and tag, recognised by hash, their preprocessing attached
+
+
+@pytest.fixture
+def known_tiny(tmp_path, monkeypatch):
+    """A checkpoint registered as known (model osnet_x0_25, tag 'tinyset') with a preprocessing
+    unlike the defaults: 64x32 input, mean 0.5, std 0.25."""
+    from omnireid.models.weights import KnownWeights, Preprocessing, sha256_of
+
+    torch.manual_seed(5)
+    path = save_weights(create_model("osnet_x0_25"), tmp_path / "published.pth")
+    pre = Preprocessing((64, 32), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    entry = KnownWeights("published.pth", sha256_of(path), "osnet_x0_25", "tinyset", 0, pre)
+    monkeypatch.setitem(KNOWN_WEIGHTS, entry.key, entry)
+    return path, entry
+
+
+def test_known_weights_are_keyed_by_model_and_tag():
+    from omnireid.errors import UnknownNameError
+    from omnireid.models.weights import known_weights
+
+    assert KNOWN_WEIGHTS and all(key == (w.model, w.tag) for key, w in KNOWN_WEIGHTS.items())
+    assert known_weights("osnet_x0_25", "msmt17").filename == "osnet_x0_25_msmt17.pth"
+    with pytest.raises(UnknownNameError, match="osnet_x0_25/msmt17"):
+        known_weights("osnet_x0_25", "duke")
+
+
+def test_a_renamed_known_checkpoint_is_recognised_by_its_hash(known_tiny, tmp_path):
+    from omnireid.models.weights import preprocessing_of
+
+    path, entry = known_tiny
+    renamed = tmp_path / "whatever-name.pt"
+    renamed.write_bytes(path.read_bytes())
+    model = create_model("osnet_x0_25")
+    report = load_weights(model, renamed)
+    assert report.sha256_verified and report.known == entry
+    assert preprocessing_of(model) == entry.preprocessing
+    assert preprocessing_of(model).input_size == (64, 32)
+
+
+def test_an_unknown_checkpoint_leaves_the_default_preprocessing(tmp_path):
+    from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from omnireid.models.weights import preprocessing_of
+
+    path = save_weights(create_model("osnet_x0_25"), tmp_path / "mine.pth")
+    model = create_model("osnet_x0_25")
+    report = load_weights(model, path)
+    assert not report.sha256_verified and report.known is None
+    pre = preprocessing_of(model)
+    assert (pre.input_size, pre.mean, pre.std) == ((256, 128), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_a_file_that_is_not_the_expected_known_checkpoint_is_refused(known_tiny, tmp_path):
+    path, entry = known_tiny
+    other = save_weights(create_model("osnet_x0_25"), tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="osnet_x0_25/tinyset"):
+        load_weights(create_model("osnet_x0_25"), other, expect=entry)
+    assert load_weights(create_model("osnet_x0_25"), path, expect=entry).known == entry
+    # a file under the known name with other bytes is refused whatever its content
+    forged = tmp_path / "sub" / "published.pth"
+    forged.parent.mkdir()
+    forged.write_bytes(other.read_bytes())
+    with pytest.raises(WeightsError, match="published.pth.*sha256"):
+        load_weights(create_model("osnet_x0_25"), forged)
+
+
+def test_the_extractor_takes_size_and_normalisation_from_known_weights(known_tiny):
+    import numpy as np
+
+    from omnireid.inference import FeatureExtractor
+    from omnireid.inference.preprocess import preprocess
+
+    path, entry = known_tiny
+    fe = FeatureExtractor("osnet_x0_25", weights=path, backend="eager", normalize=False)
+    assert fe.size == (64, 32) and fe.mean == (0.5, 0.5, 0.5) and fe.std == (0.25, 0.25, 0.25)
+    crop = np.random.default_rng(0).integers(0, 256, (80, 40, 3), dtype=np.uint8)
+    from PIL import Image
+
+    x = preprocess(Image.fromarray(crop), (64, 32), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    with torch.no_grad():
+        expected = fe.model(x[None]).embedding.numpy()
+    np.testing.assert_allclose(fe([crop]), expected, atol=1e-5)  # same math, one forward each
+    # the caller's choice wins
+    assert FeatureExtractor("osnet_x0_25", weights=path, backend="eager", size=(32, 16)).size == (32, 16)

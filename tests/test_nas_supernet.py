@@ -328,7 +328,7 @@ def test_searched_ain_child_loads_torchreid_osnet_ain_weights(compat_dir, supern
     """The derived AIN child reproduces torchreid's osnet_ain_x0_25 features."""
     import csv
 
-    from omnireid.inference.extract import extract_features
+    from omnireid.inference import FeatureExtractor
 
     root = compat_dir / "cuhk03_pair1_val"
     with open(require_file(root / "manifest.csv")) as fh:
@@ -338,6 +338,6 @@ def test_searched_ain_child_loads_torchreid_osnet_ain_weights(compat_dir, supern
     ref = np.load(require_file(compat_dir / "weights" / f"{stem}_features_first64.npy"))[:16]
     _set_choice(supernet, AIN_BLOCKS)
     child = create_model("osnet", arch=supernet.derive(), width=0.25, weights=weights)
-    feats = extract_features(child, paths)
+    feats = FeatureExtractor(child, backend="eager", normalize=False)(paths)
     assert np.abs(feats - ref).max() <= 1e-4
     assert not math.isnan(float(feats.sum()))

@@ -70,23 +70,15 @@ def chance_rank1(query: list, gallery: list) -> float:
 def _ranked_pictures(result, cfg, out: Path) -> dict[str, list[str]]:
     import numpy as np
 
-    from omnireid.evaluation.rank import removed_gallery
     from omnireid.viz.ranked import save_ranked_lists
 
     pictures = {}
     for name, ev in result.evaluations.items():
         if ev.distmat is None or ev.result is None:
             continue
-        q_pids = np.array([s.pid for s in ev.query])
-        g_pids = np.array([s.pid for s in ev.gallery])
-        q_cams = np.array([s.camid for s in ev.query])
-        g_cams = np.array([s.camid for s in ev.gallery])
-        index = {s.path: i for i, s in enumerate(ev.gallery)}
-        qgi = np.array([index.get(s.path, -1) for s in ev.query])
-        removed = [removed_gallery(ev.result.protocol, i, q_pids[i], q_cams[i], g_pids, g_cams, qgi)
-                   for i in range(len(ev.query))]
         saved = save_ranked_lists(ev.distmat, [s.path for s in ev.query], [s.path for s in ev.gallery],
-                                  q_pids, g_pids, removed, ev.result.query_ap, out / "ranked" / name,
+                                  np.array([s.pid for s in ev.query]), np.array([s.pid for s in ev.gallery]),
+                                  ev.removed(), ev.result.query_ap, out / "ranked" / name,
                                   topk=10, num_queries=5, size=(2 * cfg.data.height, 2 * cfg.data.width))
         pictures[name] = [str(p.path) for p in saved]
     return pictures

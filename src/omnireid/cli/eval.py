@@ -1,7 +1,7 @@
 """`omnireid eval`: evaluate a model on one or more re-ID datasets.
 
-Extracts query and gallery features (progress bar), computes distances, optionally re-ranks,
-prints one table per target (and a cross-domain table for several targets), writes
+Evaluates each target through :func:`omnireid.engine.evaluate.evaluate` (the one evaluation
+path), prints one table per target (and a cross-domain table for several targets), writes
 ``results.json`` and an HTML report with ranked-list pictures of the worst queries.
 """
 
@@ -22,8 +22,6 @@ from omnireid.cli.util import device_arg, non_negative_int, positive_int, size_a
 from omnireid.files import write_json
 
 logger = logging.getLogger(__name__)
-
-TABLE_RANKS = (1, 5, 10, 20)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: market, or no_camera for data without camera ids")
     p.add_argument("--all-splits", action="store_true",
                    help="for datasets with random splits (VIPeR, GRID, CUHK01...): average over all")
-    p.add_argument("--size", type=size_arg, default=(256, 128), help="input HEIGHTxWIDTH (default 256x128)")
+    p.add_argument("--size", type=size_arg, default=None,
+                   help="input HEIGHTxWIDTH (default: the input size of known --weights, else 256x128)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", type=device_arg, default=None,
                    help="torch device (default: cuda if available, else cpu)")
@@ -90,13 +89,12 @@ def run(args: argparse.Namespace) -> int:
         load_dataset_spec,
         parse_dataset_list,
     )
-    from omnireid.engine.evaluate import check_evaluable
+    from omnireid.engine.evaluate import TABLE_RANKS, check_evaluable, evaluate
     from omnireid.files import make_dirs
     from omnireid.models import create_model
     from omnireid.models.weights import load_weights
     from omnireid.viz import ReportSection, write_report
 
-    size = args.size
     specs = parse_dataset_list(args.data)
     for i, spec in enumerate(specs):
         check_spec(spec, f"--data[{i}]")
@@ -122,13 +120,24 @@ def run(args: argparse.Namespace) -> int:
                   f"{', ' + extra if extra else ''})")
     else:
         print("note: no --weights given, evaluating randomly initialised weights")
-    model = _extractor(model.to(device).eval(), args, size, device)
+    model = _extractor(model.to(device).eval(), args, args.size, device)
+    size = model.size
 
     targets = []
     for spec, dataset in datasets:
         name = dataset.name
         start = time.perf_counter()
-        summary, pictures, splits, skipped = _evaluate_target(model, spec, dataset, args, size, device, out_dir)
+        if not dataset.has_cameras and args.protocol in ("auto", "no_camera"):
+            print(f"{name}: no camera ids in this data, so the same-camera filter cannot apply; "
+                  "protocol no_camera (only the query image itself is left out of its gallery)")
+        ev = evaluate(model, dataset, splits=_other_splits(spec, dataset, args),
+                      dist_metric=args.dist, normalize_feature=args.normalize, rerank=args.rerank,
+                      flip=args.flip, protocol=args.protocol, max_rank=args.max_rank,
+                      keep_distmat=True, progress=True,
+                      on_error="skip" if args.on_bad_image == "skip" else "raise")
+        pictures = _pictures(ev, args, out_dir)
+        summary = {k: v for k, v in ev.metrics.items() if k != "skipped_images"}
+        splits, skipped = ev.num_splits, [(b.path, b.reason) for b in ev.skipped]
         targets.append(Target(name, summary, pictures, time.perf_counter() - start, splits, skipped))
         print(f"\n{name}" + (f" (mean of {splits} splits)" if splits > 1 else ""))
         if skipped:
@@ -203,136 +212,30 @@ def _extractor(model, args, size, device):
     return fe
 
 
-def _evaluate_target(model, spec, dataset, args, size, device, out_dir):
+def _other_splits(spec, dataset, args):
+    """With --all-splits, the dataset's further random splits (read one at a time)."""
     from dataclasses import replace
 
     from omnireid.data.spec import load_dataset_spec
 
-    name = dataset.name
-    skipped: list = []
     num_splits = int(dataset.extra.get("num_splits", 1)) if args.all_splits else 1
-    if num_splits > 1:
-        from omnireid.evaluation import SplitResult
-
-        results = [_evaluate_split(model, dataset, args, size, device, out_dir, name, True, skipped)]
-        for split_id in range(1, num_splits):
-            split = load_dataset_spec(replace(spec, options={**spec.options, "split_id": split_id}), root=args.root)
-            results.append(_evaluate_split(model, split, args, size, device, out_dir, name, False, skipped))
-        ranks = [r[0] for r in results]
-        length = min(len(r.cmc) for r in ranks)
-        averaged = SplitResult(
-            cmc=np.mean([r.cmc[:length] for r in ranks], axis=0),
-            mAP=float(np.mean([r.mAP for r in ranks])),
-            mINP=float(np.mean([r.mINP for r in ranks])),
-            splits=ranks,
-        )
-        return averaged.summary(TABLE_RANKS), results[0][1], num_splits, skipped
-    result, pictures = _evaluate_split(model, dataset, args, size, device, out_dir, name, True, skipped)
-    return result.summary(TABLE_RANKS), pictures, 1, skipped
+    return (load_dataset_spec(replace(spec, options={**spec.options, "split_id": i}), root=args.root)
+            for i in range(1, num_splits))
 
 
-def _evaluate_split(model, dataset, args, size, device, out_dir, name, draw, skipped):
-    from omnireid.engine.evaluate import check_evaluable
-    from omnireid.evaluation import evaluate_rank
-    from omnireid.evaluation.distances import compute_distance_matrix, l2_normalize
-    from omnireid.evaluation.rank import removed_gallery
-    from omnireid.evaluation.rerank import re_ranking_features
+def _pictures(ev, args, out_dir):
+    """Ranked-list pictures of the worst queries of the first split (``--num-vis``)."""
     from omnireid.viz import save_ranked_lists
 
-    check_evaluable(dataset, "--data")
-    bad: list = []
-    qf, q_keep = embed(model, [s.path for s in dataset.query], size, args.batch_size, args.flip,
-                       f"{name} query", args.on_bad_image, bad)
-    gf, g_keep = embed(model, [s.path for s in dataset.gallery], size, args.batch_size, args.flip,
-                       f"{name} gallery", args.on_bad_image, bad)
-    query = [dataset.query[i] for i in q_keep]
-    gallery = [dataset.gallery[i] for i in g_keep]
-    skipped.extend(b for b in bad if b not in skipped)
-    if not query or not gallery:
-        raise CLIError(f"{name}: after leaving out {len(bad)} unreadable image(s), {len(query)} query and "
-                       f"{len(gallery)} gallery images are left: nothing to evaluate")
-    q_paths = [s.path for s in query]
-    g_paths = [s.path for s in gallery]
-    q_pids = np.array([s.pid for s in query])
-    g_pids = np.array([s.pid for s in gallery])
-    q_cams = np.array([s.camid for s in query])
-    g_cams = np.array([s.camid for s in gallery])
-    if args.normalize:
-        qf, gf = l2_normalize(qf), l2_normalize(gf)
-    if args.rerank:
-        distmat = re_ranking_features(qf, gf, args.dist)
-    else:
-        distmat = compute_distance_matrix(qf, gf, args.dist)
-
-    protocol = args.protocol
-    if protocol == "auto":
-        protocol = "market" if dataset.has_cameras else "no_camera"
-    if not dataset.has_cameras:
-        if protocol in ("market", "cuhk03"):
-            raise CLIError(f"dataset {name!r} has no camera ids: the {protocol} protocol's "
-                           "same-camera filter cannot apply; use --protocol no_camera")
-        print(f"{name}: no camera ids in this data, so the same-camera filter cannot apply; "
-              "protocol no_camera (only the query image itself is left out of its gallery)")
-    qgi = None
-    if protocol == "no_camera":
-        where = {p: i for i, p in enumerate(g_paths)}
-        qgi = np.array([where.get(p, -1) for p in q_paths])
-    result = evaluate_rank(
-        distmat, q_pids, g_pids, q_cams, g_cams, args.max_rank,
-        protocol=protocol, query_gallery_index=qgi,
+    if args.num_vis <= 0:
+        return []
+    return save_ranked_lists(
+        ev.distmat, [s.path for s in ev.query], [s.path for s in ev.gallery],
+        np.array([s.pid for s in ev.query]), np.array([s.pid for s in ev.gallery]), ev.removed(),
+        ev.result.query_ap, out_dir / "ranked" / _safe(ev.dataset), topk=args.topk,
+        num_queries=args.num_vis,
     )
-    pictures = []
-    if draw and args.num_vis > 0:
-        removed = [
-            removed_gallery(protocol, i, q_pids[i], q_cams[i], g_pids, g_cams,
-                            qgi if qgi is not None else np.full(len(q_pids), -1))
-            for i in range(len(q_pids))
-        ]
-        pictures = save_ranked_lists(
-            distmat, q_paths, g_paths, q_pids, g_pids, removed, result.query_ap,
-            out_dir / "ranked" / _safe(name), topk=args.topk, num_queries=args.num_vis,
-        )
-    return result, pictures
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def embed(extractor, paths, size, batch_size, flip, desc, on_bad_image="error",
-          bad: list | None = None) -> tuple[np.ndarray, list[int]]:
-    """(M, D) float32 features from ``extractor`` (a FeatureExtractor giving raw embeddings) of
-    the readable images and their positions in ``paths``; with ``flip`` the mean of the image's
-    and its mirror's. Unreadable images raise (``error``) or are left out and appended to
-    ``bad`` as ``(path, reason)`` (``skip``)."""
-    import torch
-
-    from omnireid.errors import ImageError
-    from omnireid.inference.preprocess import open_rgb, preprocess
-    from omnireid.progress import progress_bar
-
-    chunks, keep = [], []
-    with torch.no_grad(), progress_bar(total=len(paths), unit="img", desc=desc) as bar:
-        for start in range(0, len(paths), batch_size):
-            images = []
-            for i, p in enumerate(paths[start : start + batch_size], start):
-                try:
-                    images.append(preprocess(open_rgb(p), size))
-                except (ImageError, FileNotFoundError) as exc:
-                    if on_bad_image == "error":
-                        raise
-                    if bad is not None:
-                        bad.append((str(p), getattr(exc, "reason", None) or str(exc)))
-                    continue
-                keep.append(i)
-            bar.update(min(batch_size, len(paths) - start))
-            if not images:
-                continue
-            batch = torch.stack(images)
-            feats = extractor.embed_batch(batch)
-            if flip:
-                feats = (feats + extractor.embed_batch(batch.flip(3).contiguous())) / 2
-            chunks.append(feats)
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32), keep
-    return np.concatenate(chunks).astype(np.float32), keep

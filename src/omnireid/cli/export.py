@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="int8: folder, file or glob of crops like the ones the model will see "
                         "(at most 128, evenly spaced, are used; default: synthetic crops)")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx, or .xml for IR)")
-    p.add_argument("--input", type=size_arg, default=(256, 128), help="input size HxW (default 256x128)")
+    p.add_argument("--input", type=size_arg, default=None,
+                   help="input size HxW (default: the input size of known --weights, else 256x128)")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="fp32: largest allowed |exported - PyTorch| (default 1e-4)")
     p.set_defaults(func=run)
@@ -38,16 +39,18 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.inference.export import export_int8, export_onnx, export_openvino
     from omnireid.inference.runtime import check_parity
     from omnireid.models import create_model
+    from omnireid.models.weights import preprocessing_of
 
-    size = args.input
     if args.tolerance <= 0:
         raise CLIError(f"--tolerance must be > 0, got {args.tolerance:g}")
     model = create_model(args.model, weights=args.weights).eval()
+    own = preprocessing_of(model)  # what known weights were trained with
+    size = args.input or own.input_size
     gate = None
     calib_source = None
     try:
         if args.precision == "int8":
-            calibration, calib_source = _calibration(args.calibration, size)
+            calibration, calib_source = _calibration(args.calibration, size, own.mean, own.std)
             output = Path(args.output)
             if args.format == "openvino" and output.suffix != ".xml":
                 output = output.with_suffix(".xml")
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         from omnireid.inference.autoselect import gate_runner
         from omnireid.inference.runtime import make_runner
 
-        gate = gate_runner(model, make_runner(report.backend, path), "int8", size)
+        gate = gate_runner(model, make_runner(report.backend, path), "int8", size, own.mean,
+                           own.std)
         print(f"int8 accuracy gate ({gate.num_queries} synthetic queries, fp32 in the same run): "
               f"{'passed' if gate.passed else 'FAILED'}: {gate.reason}")
     summary = {"path": str(path), "format": args.format, "precision": args.precision,
@@ -89,16 +93,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibration(source: str | None, size: tuple[int, int]):
+def _calibration(source: str | None, size: tuple[int, int], mean, std):
     """Preprocessed calibration crops and a description of where they came from."""
     from omnireid.inference.gallery import find_images
-    from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from omnireid.inference.quantize import calibration_batch
 
     if source is None:
-        return calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD), "synthetic crops"
+        return calibration_batch(None, size, mean, std), "synthetic crops"
     root, rel = find_images(source)
     if not rel:
         raise CLIError(f"no calibration images found in {source}")
-    batch = calibration_batch([root / p for p in rel], size, IMAGENET_MEAN, IMAGENET_STD)
+    batch = calibration_batch([root / p for p in rel], size, mean, std)
     return batch, f"{len(batch)} of {len(rel)} images in {source}"

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Show a model's IN placement, parameters and mult-adds; "
                                           "with --weights, also load and check a checkpoint.")
     p.add_argument("name", help="model name (see `omnireid models`) or an arch spec JSON file")
-    p.add_argument("--input", type=size_arg, default=(256, 128), help="input size HxW (default 256x128)")
+    p.add_argument("--input", type=size_arg, default=None,
+                   help="input size HxW (default: the input size of known --weights, else 256x128)")
     p.add_argument("--num-classes", type=non_negative_int, default=0, help="classifier size to include")
     p.add_argument("--weights", help="checkpoint to load and report on")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -23,14 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from omnireid.models import OSNet, create_model, model_complexity
-    from omnireid.models.weights import load_weights
+    from omnireid.models.weights import load_weights, preprocessing_of
 
     if args.name.endswith(".json") or Path(args.name).is_file():
         model = create_model("osnet", num_classes=args.num_classes, arch=args.name)
     else:
         model = create_model(args.name, num_classes=args.num_classes)
     report = load_weights(model, args.weights) if args.weights else None
-    size = args.input
+    size = args.input or preprocessing_of(model).input_size
     c = model_complexity(model, size)
     info = {
         "name": args.name,
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         info["weights"] = {"path": report.source, "layout": report.layout,
                            "sha256_verified": report.sha256_verified,
-                           "dropped_classifier": report.dropped_classifier}
+                           "dropped_classifier": report.dropped_classifier,
+                           "known": f"{report.known.model}/{report.known.tag}" if report.known else None}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -60,4 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         print(f"  weights               {report.source} (layout {report.layout}"
               f"{', sha256 verified' if report.sha256_verified else ''})")
+        if report.known is not None:
+            pre = report.known.preprocessing
+            print(f"  known checkpoint      {report.known.model}/{report.known.tag}: input "
+                  f"{pre.input_size[0]}x{pre.input_size[1]}, mean {pre.mean}, std {pre.std}")
     return 0

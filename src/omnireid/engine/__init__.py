@@ -22,7 +22,7 @@ _LAZY = {
     "set_trainable": "omnireid.engine.optim",
     "atomic_torch_save": "omnireid.engine.checkpoint",
     "load_checkpoint": "omnireid.engine.checkpoint",
-    "evaluate_model": "omnireid.engine.evaluate",
+    "evaluate": "omnireid.engine.evaluate",
     "ModelEvaluation": "omnireid.engine.evaluate",
     "init_distributed": "omnireid.engine.ddp",
     "NasResult": "omnireid.engine.nas",

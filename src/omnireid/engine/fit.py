@@ -71,7 +71,7 @@ from omnireid.engine.ddp import (
     cleanup_distributed,
     init_distributed,
 )
-from omnireid.engine.evaluate import ModelEvaluation, check_evaluable, evaluate_model
+from omnireid.engine.evaluate import ModelEvaluation, check_evaluable, evaluate
 from omnireid.engine.metrics_log import MetricsLogger, plot_curves
 from omnireid.engine.optim import EpochLR, build_optimizer, set_trainable
 from omnireid.engine.run_folder import RunFolder
@@ -539,8 +539,8 @@ def _evaluate(run: _Run, epoch: int, record: dict[str, Any], new_bad: dict[str, 
         eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
         last_epoch = epoch + 1 == cfg.train.max_epoch
         run.evaluations = {
-            ds.name: evaluate_model(
-                _unwrap(run.model), ds, height=cfg.data.height, width=cfg.data.width,
+            ds.name: evaluate(
+                _unwrap(run.model), ds, size=(cfg.data.height, cfg.data.width),
                 batch_size=cfg.test.batch_size, dist_metric=cfg.test.dist_metric,
                 normalize_feature=cfg.test.normalize_feature, device=run.device,
                 channels_last=cfg.train.channels_last, keep_distmat=last_epoch, progress=run.progress,

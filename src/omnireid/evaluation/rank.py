@@ -432,13 +432,15 @@ def _ap_float64(pos: np.ndarray, n_valid: int) -> float:
 
 @dataclass(frozen=True)
 class SplitInputs:
-    """One random split's arrays, as :func:`evaluate_rank` takes them."""
+    """One random split's arrays, as :func:`evaluate_rank` takes them (``query_gallery_index``:
+    this split's, for ``protocol="no_camera"``)."""
 
     distmat: np.ndarray
     q_pids: np.ndarray
     g_pids: np.ndarray
     q_camids: np.ndarray | None
     g_camids: np.ndarray | None
+    query_gallery_index: np.ndarray | None = None
 
 
 def evaluate_splits(
@@ -448,12 +450,15 @@ def evaluate_splits(
 
     This is how VIPeR, GRID and CUHK01 (single-shot, 10 random identity splits) are reported.
     The CMC curves are cut to the shortest split before averaging. ``kwargs`` go to
-    :func:`evaluate_rank`.
+    :func:`evaluate_rank`; each split's own ``query_gallery_index`` goes with it.
     """
     if not splits:
         raise UsageError("evaluate_splits needs at least one split")
+    if "query_gallery_index" in kwargs:
+        raise UsageError("evaluate_splits: give each split its own SplitInputs.query_gallery_index")
     results = [
-        evaluate_rank(s.distmat, s.q_pids, s.g_pids, s.q_camids, s.g_camids, max_rank, **kwargs)
+        evaluate_rank(s.distmat, s.q_pids, s.g_pids, s.q_camids, s.g_camids, max_rank,
+                      query_gallery_index=s.query_gallery_index, **kwargs)
         for s in splits
     ]
     length = min(len(r.cmc) for r in results)

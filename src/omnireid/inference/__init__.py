@@ -5,7 +5,6 @@ Heavy optional packages (faiss, onnx, onnxruntime, openvino) are imported only w
 """
 
 from omnireid.evaluation.distances import l2_normalize
-from omnireid.inference.extract import extract_features
 from omnireid.inference.extractor import ExtractResult, FeatureExtractor
 from omnireid.inference.fuse import fold_batchnorm, optimize_for_inference
 from omnireid.inference.gallery import Gallery, GalleryError
@@ -15,6 +14,6 @@ from omnireid.inference.verify import Calibration, Verifier, calibrate
 
 __all__ = [
     "BoxEmbedder", "Calibration", "ExtractResult", "FeatureExtractor", "Gallery", "GalleryError",
-    "TrackBank", "Verifier", "calibrate", "extract_features", "fold_batchnorm", "l2_normalize",
+    "TrackBank", "Verifier", "calibrate", "fold_batchnorm", "l2_normalize",
     "open_rgb", "optimize_for_inference", "preprocess",
 ]

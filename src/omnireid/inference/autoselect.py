@@ -5,7 +5,7 @@ For ``precision="fp32"`` only exact paths qualify: their embeddings must lie wit
 value when that exceeds 1: trained OSNet embeddings reach values in the hundreds). ``"bf16"``
 also admits the bf16 paths and ``"int8"`` the int8 ones, each only when it passes its accuracy
 gate (:mod:`omnireid.inference.accuracy`). Among the qualifying paths the fastest, measured on
-this machine at (at most 16 images of) the batch size asked for, wins.
+this machine at (at most :data:`MEASURE_MAX_BATCH` images of) the batch size asked for, wins.
 
 The decision is cached as JSON in ``$OMNIREID_CACHE/autoselect`` (default
 ``~/.cache/omnireid/autoselect``; ``$OMNIREID_AUTOSELECT_CACHE`` moves only this cache) under a key made of everything the measurement depends on:
@@ -15,12 +15,18 @@ ONNX Runtime and OpenVINO, the precision and the candidates. Any change gives a 
 new CPU or an upgraded library measures again. Exported and quantised graphs are cached beside
 it (``models/``), keyed by the weights and input size (and calibration crops).
 
-Timing takes :data:`MEASURE_BUDGET_S` seconds at most on top of building the candidates; a
+What the first decision costs is kept small: only candidates that can meet the precision are
+built (fp32 builds no bf16 or int8 path and never quantises); the ONNX file is exported once and
+shared by ONNX Runtime and OpenVINO; ``fused``, the most expensive candidate to build, is left
+out when ``onnxruntime`` is exact (:data:`DOMINATED_BY`); the exactness check runs on two images;
+and timing, warm-ups included, starts no round after :data:`MEASURE_BUDGET_S` seconds, on at
+most :data:`MEASURE_MAX_BATCH` images a call. ``benchmarks/bench_autoselect.py`` measures it. A
 cached decision builds only the chosen path (and re-checks that an fp32 path is exact).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -29,6 +35,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,8 +67,22 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 EXACT_TOLERANCE = 1e-4
-MEASURE_BUDGET_S = 3.0
-MEASURE_MAX_BATCH = 16
+MEASURE_BUDGET_S = 2.0
+"""Seconds of timing (warm-ups included) after which :func:`measure_throughput` starts no
+further round."""
+MEASURE_MAX_BATCH = 8
+"""Images per timed call. On the AMD EPYC measured (benchmarks/README.md, "auto's first
+decision") fused, onnxruntime and openvino ranked the same at 4, 8 and 16 images for
+osnet_x1_0 and osnet_x0_25 at 256x128; 8 is also ``fused``'s micro-batch there (2 threads), so
+a timed call sees the steady state of every path at half the cost of 16."""
+DOMINATED_BY = {"fused": "onnxruntime"}
+"""Default candidates that are not built when the path they map to builds and is exact.
+``fused`` (TorchScript tracing and freezing: the most expensive candidate to build, 1.5-3 s for
+osnet_x1_0 here) ran slower than ``onnxruntime`` at fp32 in every measurement on x86 so far:
+1.1-2.2x on AMD EPYC (benchmarks/README.md, 1 and 2 threads, batch 16 and 64) and 1.7x on Intel
+Sapphire Rapids. Only applies on x86 and when ``candidates`` is not given."""
+DROP_FACTOR = 4.0
+"""A runner whose warm-up is this many times slower than the quickest one's is not timed."""
 GATE_IDS = 64
 """Identities of the synthetic gate crops (two cameras each: 64 queries, 64 gallery images)."""
 
@@ -165,31 +186,43 @@ def _key_digest(key: dict) -> str:
 
 
 def measure_throughput(runners: dict[str, Runner], x: np.ndarray,
-                       budget_s: float = MEASURE_BUDGET_S) -> dict[str, float]:
-    """Images/s of each runner on ``x``.
+                       budget_s: float = MEASURE_BUDGET_S,
+                       clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Images/s of each runner on ``x``, within a hard time budget.
 
-    One warm-up call each (two for TorchScript, which specialises on a new shape), one timed
-    round; runners more than twice as slow as the fastest then stop (their rate is that round's),
-    and the rest run further interleaved rounds while the total stays within ``budget_s`` (at
-    most seven); the median round counts.
+    Every runner gets one warm-up call (two for TorchScript's ``fused``, which specialises on a
+    new shape). A runner whose warm-up took more than :data:`DROP_FACTOR` times the quickest
+    one's is not timed further (its rate is its last warm-up call's: it cannot win). The rest
+    get one timed round each, interleaved; a runner more than twice as slow as the fastest in
+    that round then stops, and the others run further rounds (at most seven) only while less
+    than ``budget_s`` has passed since the first warm-up. The median round counts.
+
+    So the measurement costs at most ``budget_s`` plus one round, or the warm-ups plus one
+    round where those alone take longer; :func:`select_backend` keeps each call short by timing
+    at most :data:`MEASURE_MAX_BATCH` images. ``clock`` is the timer (tests pass a fake one).
     """
     times: dict[str, list[float]] = {name: [] for name in runners}
+    warm: dict[str, float] = {}
+    start = clock()
     for name, run in runners.items():
         for _ in range(2 if name == "fused" else 1):
+            t = clock()
             run(x)
-    start = time.perf_counter()
-    active = list(runners)
+            warm[name] = clock() - t
+    quickest = min(warm.values())
+    active = [n for n in runners if warm[n] <= DROP_FACTOR * quickest]
     rounds = 0
-    while rounds < 2 or (rounds < 7 and time.perf_counter() - start < budget_s):
+    while rounds < 1 or (rounds < 7 and clock() - start < budget_s):
         for name in active:
-            t = time.perf_counter()
+            t = clock()
             runners[name](x)
-            times[name].append(time.perf_counter() - t)
+            times[name].append(clock() - t)
         rounds += 1
         if rounds == 1 and len(active) > 1:
             best = min(times[n][0] for n in active)
             active = [n for n in active if times[n][0] <= 2 * best]
-    return {name: len(x) / statistics.median(t) for name, t in times.items()}
+    return {name: len(x) / (statistics.median(t) if t else max(warm[name], 1e-9))
+            for name, t in times.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,7 +320,7 @@ def select_backend(
                 ok = True
                 if BACKEND_PRECISION[chosen] == "fp32":
                     x = _probe(size)
-                    ok, _ = _exact(runner(x), make_runner("eager", model, size)(x))
+                    ok, _ = _exact(runner(x), _eager_probe(model, size, x))
             except Exception as exc:  # noqa: BLE001 - a cached choice that no longer builds
                 logger.info("cached choice %s no longer builds (%s); measuring again", chosen, exc)
                 ok = False
@@ -298,19 +331,27 @@ def select_backend(
                 logger.info("backend auto: %s (cached decision, %s)", sel.reason, cache_file)
                 return sel
 
-    cands, runners = _build_candidates(names, build)
-    _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std)
-    timed = {c.backend: runners[c.backend] for c in cands if c.eligible}
-    if not timed:  # nothing qualifies: eager is exact by definition
-        timed = {"eager": make_runner("eager", model, size, micro_batch=micro_batch)}
-        cands.append(Candidate("eager", "fp32", max_abs_diff=0.0))
-        runners.update(timed)
+    skipped, prebuilt, probe_ref = [], {}, None
+    if candidates is None:
+        skipped, prebuilt, probe_ref = _skip_dominated(names, build, model, size)
+        names = [n for n in names if n not in {c.backend for c in skipped}]
+    cands, runners = _build_candidates(names, build, prebuilt)
+    _check_exact(model, size, cands, runners, probe_ref)
+    cands += skipped
     x = np.random.default_rng(0).standard_normal(
         (min(batch_size, MEASURE_MAX_BATCH), 3, *size)).astype(np.float32)
-    speeds = measure_throughput(timed, x, budget_s)
-    for c in cands:
-        c.images_per_s = float(speeds.get(c.backend, 0.0))
-    best = max(timed, key=lambda b: speeds[b])
+    timed = {c.backend: runners[c.backend] for c in cands if c.eligible}
+    best = None
+    if timed:
+        speeds = measure_throughput(timed, x, budget_s)
+        for c in cands:
+            c.images_per_s = float(speeds.get(c.backend, 0.0))
+        best = _choose(cands, runners, speeds, model, size, gate_crops, mean, std)
+    if best is None:  # nothing qualifies: eager is exact by definition
+        runners["eager"] = make_runner("eager", model, size, micro_batch=micro_batch)
+        speed = measure_throughput({"eager": runners["eager"]}, x, budget_s)["eager"]
+        cands.append(Candidate("eager", "fp32", float(speed), max_abs_diff=0.0))
+        best = "eager"
     reason = _reason(best, precision, cands, batch_size, threads, size)
     seconds = time.perf_counter() - start
     sel = Selection(best, BACKEND_PRECISION[best], reason, cands, False, seconds,
@@ -336,6 +377,31 @@ def _probe(size: tuple[int, int]) -> np.ndarray:
     return np.random.default_rng(1).standard_normal((2, 3, *size)).astype(np.float32)
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run PyTorch on one intra-op thread for a while (process-wide), then restore the count.
+
+    For the one-off work of a decision (tracing the ONNX export, eager's output on the two-image
+    probe): that is mostly Python-side graph building, on which a second thread gains nothing,
+    while on a machine whose cores are busy with other jobs two OpenMP threads wait on each
+    other. Measured on the loaded AMD EPYC (benchmarks/README.md): the osnet_x1_0 export took
+    0.8 CPU s on one thread and 6.6 on two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _eager_probe(model: nn.Module, size: tuple[int, int], x: np.ndarray) -> np.ndarray:
+    """Eager's embeddings of the probe batch ``x`` (one thread: see :func:`one_torch_thread`;
+    the thread count changes only the rounding, by about 1e-7, far inside
+    :data:`EXACT_TOLERANCE`)."""
+    with one_torch_thread():
+        return make_runner("eager", model, size)(x)
+
+
 class _Builder:
     """Builds runners, exporting (and quantising) once into the cache folder."""
 
@@ -347,7 +413,8 @@ class _Builder:
     def onnx(self) -> Path:
         path = self.folder / "model.onnx"
         if not path.is_file():
-            export_onnx(self.model, path, self.size)
+            with one_torch_thread():
+                export_onnx(self.model, path, self.size)
         return path
 
     def int8(self) -> Path:
@@ -366,12 +433,46 @@ class _Builder:
         return make_runner(backend, path, self.size, num_threads=self.threads)
 
 
-def _build_candidates(names, build) -> tuple[list[Candidate], dict[str, Runner]]:
+def _skip_dominated(names: list[str], build, model: nn.Module, size: tuple[int, int]
+                    ) -> tuple[list[Candidate], dict[str, Runner], np.ndarray | None]:
+    """The default candidates not worth building: each path of :data:`DOMINATED_BY` whose
+    dominating path builds and is exact (checked here, on the probe batch). Returns the skipped
+    candidates (with a note), the runners built on the way and eager's output on the probe."""
+    todo = {slow: fast for slow, fast in DOMINATED_BY.items() if slow in names and fast in names}
+    if not todo or not _on_x86():
+        return [], {}, None
+    prebuilt, skipped = {}, []
+    x = _probe(size)
+    ref = None
+    for slow, fast in todo.items():
+        try:
+            if fast not in prebuilt:
+                prebuilt[fast] = build(fast)
+            if ref is None:
+                ref = _eager_probe(model, size, x)
+            exact, _ = _exact(prebuilt[fast](x), ref)
+        except Exception as exc:  # noqa: BLE001 - then the slower path is built as usual
+            logger.info("backend %s: %s; building %s too", fast, exc, slow)
+            prebuilt.pop(fast, None)
+            continue
+        if exact:
+            skipped.append(Candidate(slow, BACKEND_PRECISION[slow], eligible=False,
+                                     note=f"not built: {fast} is exact and was faster on "
+                                          "every x86 CPU measured"))
+    return skipped, prebuilt, ref
+
+
+def _on_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def _build_candidates(names, build, prebuilt: dict[str, Runner] | None = None
+                      ) -> tuple[list[Candidate], dict[str, Runner]]:
     cands, runners = [], {}
     for name in names:
         cand = Candidate(name, BACKEND_PRECISION[name])
         try:
-            runners[name] = build(name)
+            runners[name] = (prebuilt or {}).get(name) or build(name)
         except Exception as exc:  # noqa: BLE001 - a backend that fails to build is skipped
             cand.eligible = False
             cand.note = f"failed to build: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -391,10 +492,12 @@ def gate_runner(model: nn.Module, runner: Runner, precision: str,
     return check_accuracy(ref, _features(runner, batch), crops.pids, crops.camids, precision)
 
 
-def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, std) -> None:
-    """Exactness of every candidate on a probe batch; the accuracy gate for bf16/int8 ones."""
+def _check_exact(model, size, cands, runners, ref: np.ndarray | None = None) -> None:
+    """Exactness of every candidate on a probe batch (``ref``: eager's output on it, computed
+    when not given); fp32 candidates that are not exact become ineligible."""
     x = _probe(size)
-    ref = make_runner("eager", model, size)(x)
+    if ref is None:
+        ref = _eager_probe(model, size, x)
     for c in cands:
         if not c.eligible:
             continue
@@ -402,21 +505,40 @@ def _check_candidates(model, size, cands, runners, precision, gate_crops, mean, 
         if c.precision == "fp32" and not exact:
             c.eligible = False
             c.note = f"not exact: max |diff| to eager {c.max_abs_diff:.1e}"
-    gated = [c for c in cands if c.eligible and c.precision != "fp32"]
-    if not gated:
-        return
-    batch, crops = _gate_batch(gate_crops, size, mean, std)
-    exact_ref = next((runners[c.backend] for c in cands
-                      if c.eligible and c.precision == "fp32"), None)
-    reference = _features(exact_ref or make_runner("eager", model, size), batch)
-    for c in gated:
-        result = check_accuracy(reference, _features(runners[c.backend], batch), crops.pids,
+
+
+def _choose(cands, runners, speeds, model, size, gate_crops, mean, std) -> str | None:
+    """The fastest timed path that qualifies, fastest first: an fp32 one (already exact) is
+    taken as it comes; a bf16/int8 one only if it passes its accuracy gate, run here, so that
+    paths slower than the one taken are never gated (their note says so). None if none
+    qualifies."""
+    by_name = {c.backend: c for c in cands}
+    order = sorted(speeds, key=lambda n: -speeds[n])
+    reference = crops = batch = None
+    best = None
+    for name in order:
+        c = by_name[name]
+        if c.precision == "fp32":
+            best = name
+            break
+        if reference is None:
+            batch, crops = _gate_batch(gate_crops, size, mean, std)
+            exact = [n for n in order if by_name[n].precision == "fp32"]
+            reference = _features(runners[exact[0]] if exact
+                                  else make_runner("eager", model, size), batch)
+        result = check_accuracy(reference, _features(runners[name], batch), crops.pids,
                                 crops.camids, c.precision)
         c.gate = result.to_dict()
-        if not result.passed:
-            c.eligible = False
-            c.note = f"accuracy gate failed: {result.reason}"
-            logger.info("backend %s refused: %s", c.backend, c.note)
+        if result.passed:
+            best = name
+            break
+        c.eligible = False
+        c.note = f"accuracy gate failed: {result.reason}"
+        logger.info("backend %s refused: %s", name, c.note)
+    for name in order[order.index(best) + 1:] if best else []:
+        if by_name[name].precision != "fp32":
+            by_name[name].note = f"not gated: slower than {best}"
+    return best
 
 
 def _reason(best: str, precision: str, cands: list[Candidate], batch_size: int, threads: int,

@@ -21,8 +21,8 @@ from torch import nn
 from omnireid.extras import require
 from omnireid.files import atomic_path
 from omnireid.inference.fuse import EmbeddingModel, fold_batchnorm
-from omnireid.inference.preprocess import DEFAULT_SIZE
 from omnireid.inference.quantize import quantize_onnx_int8
+from omnireid.models.weights import preprocessing_of
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _export_ready(model: nn.Module) -> nn.Module:
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
-    size: tuple[int, int] = DEFAULT_SIZE,
+    size: tuple[int, int] | None = None,
     opset: int = 17,
 ) -> Path:
     """Write ``model`` as an ONNX file with a dynamic batch dimension (atomically).
@@ -50,12 +50,14 @@ def export_onnx(
     Args:
         model: any omnireid model (BatchNorm is folded in the exported copy).
         path: output ``.onnx`` file.
-        size: (height, width) of the input.
+        size: (height, width) of the input; default: the model's recorded input size
+            (:func:`omnireid.models.weights.preprocessing_of`).
         opset: ONNX opset.
     """
     require("onnx", "deploy", "exporting to ONNX")
     path = Path(path)
     m = _export_ready(model)
+    size = size or preprocessing_of(model).input_size
     x = torch.randn(2, 3, *size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -71,11 +73,12 @@ def export_onnx(
 def export_openvino(
     model: nn.Module,
     path: str | os.PathLike,
-    size: tuple[int, int] = DEFAULT_SIZE,
+    size: tuple[int, int] | None = None,
 ) -> Path:
     """Write ``model`` as OpenVINO IR (``path`` = the ``.xml``; a ``.bin`` is written beside it).
 
-    Goes through ONNX; the batch dimension stays dynamic. Needs ``omnireid[openvino]``.
+    Goes through ONNX; the batch dimension stays dynamic; ``size`` as for :func:`export_onnx`.
+    Needs ``omnireid[openvino]``.
     """
     ov = require("openvino", "openvino", "exporting to OpenVINO IR")
     path = Path(path).with_suffix(".xml")
@@ -101,11 +104,12 @@ def export_int8(
     model: nn.Module,
     path: str | os.PathLike,
     calibration: np.ndarray,
-    size: tuple[int, int] = DEFAULT_SIZE,
+    size: tuple[int, int] | None = None,
 ) -> Path:
     """Write an int8 model calibrated on ``calibration`` (``(N, 3, H, W)`` preprocessed crops;
     see :mod:`omnireid.inference.quantize`): a QDQ ``.onnx``, or OpenVINO IR for a ``.xml``
-    path (the same quantised graph converted; OpenVINO keeps it as FakeQuantize operations)."""
+    path (the same quantised graph converted; OpenVINO keeps it as FakeQuantize operations).
+    ``size`` as for :func:`export_onnx`."""
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, Path(tmp) / "model.onnx", size)

@@ -15,10 +15,20 @@ from PIL import Image
 from torch import nn
 
 from omnireid.errors import UsageError
-from omnireid.evaluation.distances import l2_normalize
+from omnireid.evaluation.distances import flip_average, l2_normalize
+from omnireid.inference.accuracy import AccuracyGateError
+from omnireid.inference.autoselect import gate_runner, select_backend
 from omnireid.inference.inputs import ImageInput, describe, to_model_input
-from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
-from omnireid.inference.runtime import BACKEND_PRECISION, BACKENDS, PRECISIONS, make_runner
+from omnireid.inference.quantize import calibration_batch
+from omnireid.inference.runtime import (
+    BACKEND_PRECISION,
+    BACKENDS,
+    PRECISIONS,
+    TorchRunner,
+    make_runner,
+)
+from omnireid.models import create_model
+from omnireid.models.weights import load_weights, preprocessing_of
 from omnireid.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -40,6 +50,9 @@ class ExtractResult:
     embeddings: np.ndarray
     indices: np.ndarray
     failed: list[tuple[int, str]] = field(default_factory=list)
+    #: the exception behind each entry of ``failed`` (an :class:`~omnireid.errors.ImageError`
+    #: carries ``path`` and ``reason``)
+    errors: list[Exception] = field(default_factory=list, repr=False)
 
 
 class FeatureExtractor:
@@ -51,9 +64,11 @@ class FeatureExtractor:
         weights: checkpoint path (or a known checkpoint name) to load when ``model`` is a name.
         device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available, else CPU.
         batch_size: images per forward pass.
-        size: (height, width) crops are resized to; defaults to the known input size of
-            ``weights`` or 256x128.
-        mean, std: normalisation (ImageNet by default, as torchreid).
+        size: (height, width) crops are resized to; defaults to the input size the model's
+            weights were trained at (:func:`omnireid.models.weights.preprocessing_of`: recorded
+            when a known checkpoint is loaded), else 256x128.
+        mean, std: normalisation; default: the model's recorded mean/std, else ImageNet's (as
+            torchreid).
         normalize: L2-normalise the returned embeddings.
         backend: how to run the model: ``"auto"`` (default: the fastest installed backend that
             meets ``precision``, measured once on this machine and cached; see
@@ -84,6 +99,8 @@ class FeatureExtractor:
             ``"auto"`` (default) sizes them from the model's widest activation and the thread
             count (see :func:`omnireid.inference.runtime.auto_micro_batch`), an int forces a
             size, ``None`` runs whole batches. The embeddings do not depend on it.
+        channels_last: for the ``eager`` backend, feed NHWC-strided input (as a model trained
+            with channels-last memory expects; the fused backends always do on the CPU).
 
     Calling it returns ``(N, D)`` float32 embeddings (D = 512 for OSNet).
     """
@@ -95,8 +112,8 @@ class FeatureExtractor:
         device: str | torch.device | None = None,
         batch_size: int = 64,
         size: tuple[int, int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         normalize: bool = True,
         backend: str = "auto",
         num_threads: int | None = None,
@@ -106,10 +123,8 @@ class FeatureExtractor:
         calibration: Sequence[ImageInput] | np.ndarray | None = None,
         check_accuracy: bool = True,
         gate_crops: LabelledCrops | None = None,
+        channels_last: bool = False,
     ) -> None:
-        from omnireid.models import create_model
-        from omnireid.models.weights import KNOWN_WEIGHTS
-
         if backend != "auto" and backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose from auto, "
                              f"{', '.join(BACKENDS)}")
@@ -132,17 +147,13 @@ class FeatureExtractor:
             raise TypeError(f"model must be a name or an nn.Module, got {type(model).__name__}")
         self.weights = None
         if weights is not None:
-            from omnireid.models.weights import load_weights
-
             load_weights(module, weights)
             self.weights = str(weights)
-            known = KNOWN_WEIGHTS.get(os.path.basename(str(weights)))
-            if known is not None and size is None:
-                size, mean, std = known.input_size, known.mean, known.std
         self.model = module.eval()
-        self.size = tuple(size) if size is not None else DEFAULT_SIZE
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        own = preprocessing_of(module)  # what the loaded weights were trained with
+        self.size = tuple(size) if size is not None else own.input_size
+        self.mean = tuple(mean) if mean is not None else own.mean
+        self.std = tuple(std) if std is not None else own.std
         self.batch_size = batch_size
         self.normalize = normalize
         self.feature_dim = int(getattr(module, "feature_dim", 0))
@@ -151,17 +162,16 @@ class FeatureExtractor:
             raise UsageError(f"backend {backend!r} runs on the CPU only")
         calib = None
         if (precision == "int8" and backend == "auto") or backend.endswith("-int8"):
-            from omnireid.inference.quantize import calibration_batch
-
             calib = calibration_batch(calibration, self.size, self.mean, self.std)
         if backend == "auto":
-            from omnireid.inference.autoselect import select_backend
-
             self.selection = select_backend(
                 self.model, self.size, batch_size, precision, device=self.device,
                 num_threads=num_threads, micro_batch=micro_batch, calibration=calib,
                 mean=self.mean, std=self.std, gate_crops=gate_crops)
             backend, self._runner = self.selection.backend, self.selection.runner
+        elif backend == "eager" and channels_last:
+            self._runner = TorchRunner(self.model, self.device, channels_last=True,
+                                       micro_batch=None if micro_batch == "auto" else micro_batch)
         else:
             self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
                                        micro_batch=micro_batch, calibration=calib)
@@ -181,9 +191,6 @@ class FeatureExtractor:
                     self.device)
 
     def _gate(self, backend: str, gate_crops: LabelledCrops | None = None) -> None:
-        from omnireid.inference.accuracy import AccuracyGateError
-        from omnireid.inference.autoselect import gate_runner
-
         result = gate_runner(self.model, self._runner, BACKEND_PRECISION[backend], self.size,
                              self.mean, self.std, gate_crops)
         if not result.passed:
@@ -199,11 +206,14 @@ class FeatureExtractor:
             for i, x in enumerate(images)
         ])
 
-    def embed_batch(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+    def embed_batch(self, batch: torch.Tensor | np.ndarray, flip: bool = False) -> np.ndarray:
         """``(N, 3, H, W)`` preprocessed batch -> ``(N, D)`` float32 embeddings (normalised if
-        the extractor normalises)."""
+        the extractor normalises). ``flip``: the mean of each image's embedding and its
+        horizontal mirror's, taken before normalising."""
         x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
         out = np.asarray(self._runner(x), dtype=np.float32)
+        if flip:
+            out = flip_average(out, self._runner(np.ascontiguousarray(x[..., ::-1])))
         return l2_normalize(out) if self.normalize else out
 
     def __call__(
@@ -277,19 +287,28 @@ class FeatureExtractor:
         bgr: bool = False,
         progress: bool = False,
         strict: bool = False,
+        flip: bool = False,
+        desc: str = "extract",
     ) -> ExtractResult:
         """Like :meth:`__call__`, but with ``strict=False`` unreadable images are collected in
-        :attr:`ExtractResult.failed` instead of raising."""
+        :attr:`ExtractResult.failed` instead of raising.
+
+        This is the one extraction loop: evaluation (:func:`omnireid.engine.evaluate.evaluate`),
+        ``omnireid extract`` and calling the extractor all run through it. ``flip`` averages
+        each embedding with its mirror image's (see :meth:`embed_batch`); ``desc`` labels the
+        progress bar.
+        """
         items = self._as_list(images)
         if isinstance(items, torch.Tensor):  # preprocessed batch
-            chunks = [self.embed_batch(items[i:i + self.batch_size].float())
+            chunks = [self.embed_batch(items[i:i + self.batch_size].float(), flip)
                       for i in range(0, len(items), self.batch_size)]
             emb = np.concatenate(chunks) if chunks else np.zeros((0, self.feature_dim), np.float32)
             return ExtractResult(emb, np.arange(len(items)), [])
         chunks: list[np.ndarray] = []
         kept: list[int] = []
         failed: list[tuple[int, str]] = []
-        bar = progress_bar(total=len(items), unit="img", enabled=progress, desc="extract")
+        errors: list[Exception] = []
+        bar = progress_bar(total=len(items), unit="img", enabled=progress, desc=desc)
         pool = ThreadPoolExecutor(self.num_workers) if self.num_workers else None
         starts = range(0, len(items), self.batch_size)
         try:
@@ -309,8 +328,9 @@ class FeatureExtractor:
                             raise
                         logger.warning("skipping %s", exc)
                         failed.append((i, str(exc)))
+                        errors.append(exc)
                 if tensors:
-                    chunks.append(self.embed_batch(torch.stack(tensors)))
+                    chunks.append(self.embed_batch(torch.stack(tensors), flip))
                     kept.extend(idx)
                 bar.update(len(current))
         finally:
@@ -318,7 +338,7 @@ class FeatureExtractor:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         emb = np.concatenate(chunks) if chunks else np.zeros((0, self.feature_dim), np.float32)
-        return ExtractResult(emb, np.asarray(kept, dtype=np.int64), failed)
+        return ExtractResult(emb, np.asarray(kept, dtype=np.int64), failed, errors)
 
     def _submit(self, pool: ThreadPoolExecutor | None, items: list, start: int,
                 bgr: bool) -> list:

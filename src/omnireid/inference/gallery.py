@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from omnireid.data.decode import IMAGE_EXTENSIONS
+from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from omnireid.errors import DataError, MissingFileError
 from omnireid.files import atomic_write
 from omnireid.inference.index import load_faiss, topk
@@ -577,8 +578,8 @@ class Gallery:
                   "weights_name": Path(weights).name if weights else None,
                   "weights_sha256": None, "random_weights": not weights,
                   "input": old.get("input", [256, 128]),
-                  "mean": old.get("mean", [0.485, 0.456, 0.406]),
-                  "std": old.get("std", [0.229, 0.224, 0.225]),
+                  "mean": old.get("mean", list(IMAGENET_MEAN)),
+                  "std": old.get("std", list(IMAGENET_STD)),
                   "normalized": old.get("normalized", True), "backend": old.get("backend"),
                   "legacy": True}
         if weights and Path(weights).is_file():

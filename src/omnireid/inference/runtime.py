@@ -53,6 +53,7 @@ from omnireid.inference.export import export_onnx
 from omnireid.inference.fuse import EmbeddingModel, optimize_for_inference
 from omnireid.inference.preprocess import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
+from omnireid.models.weights import preprocessing_of
 from omnireid.registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -368,13 +369,15 @@ class ParityReport:
 def check_parity(
     model: nn.Module,
     path: str | os.PathLike,
-    size: tuple[int, int] = DEFAULT_SIZE,
+    size: tuple[int, int] | None = None,
     batch_sizes: tuple[int, ...] = (1, 3),
     seed: int = 0,
 ) -> ParityReport:
     """Run the exported file (ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``) and PyTorch
-    on the same seeded random inputs; report the largest absolute embedding difference."""
+    on the same seeded random inputs (``size``: default the model's recorded input size);
+    report the largest absolute embedding difference."""
     path = Path(path)
+    size = size or preprocessing_of(model).input_size
     backend = "openvino" if path.suffix == ".xml" else "onnxruntime"
     runner = make_runner(backend, path)
     ref_model = model.cpu().float().eval()

@@ -21,14 +21,17 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from omnireid.errors import CheckpointError, MissingFileError, clean_message
+from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from omnireid.errors import CheckpointError, MissingFileError, UnknownNameError, clean_message
 from omnireid.extras import require
 from omnireid.files import atomic_path, atomic_torch_save
 from omnireid.models.arch import OSNetArch
@@ -41,24 +44,50 @@ _STREAM_LETTERS = "abcd"
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """How a model's input is prepared: the (height, width) crops are resized to and the
+    per-channel mean/std they are normalised with.
+
+    :func:`load_weights` attaches the record of a known checkpoint to the model (attribute
+    ``preprocessing``); :func:`preprocessing_of` reads it back, with ImageNet's mean/std at 256x128
+    (torchreid's defaults) for a model that has none.
+    """
+
+    input_size: tuple[int, int] = (256, 128)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def preprocessing_of(model: object) -> Preprocessing:
+    """The :class:`Preprocessing` recorded on ``model`` by :func:`load_weights`, else the default."""
+    found = getattr(model, "preprocessing", None)
+    return found if isinstance(found, Preprocessing) else Preprocessing()
+
+
+@dataclass(frozen=True)
 class KnownWeights:
-    """A checkpoint whose content we know: verified by sha256 when a file of this name is loaded."""
+    """A checkpoint whose content we know, named by ``model`` and ``tag`` (the data it was trained
+    on). A file with this sha256 is recognised whatever it is called; a file called ``filename``
+    whose sha256 differs is refused."""
 
     filename: str
     sha256: str
     model: str
-    trained_on: str
+    tag: str
     num_classes: int
-    input_size: tuple[int, int] = (256, 128)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    preprocessing: Preprocessing = Preprocessing()
     layout: str = "torchreid_osnet"
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model, self.tag)
 
-#: Checkpoints we know. Nothing is ever downloaded: place the file and pass its path.
-KNOWN_WEIGHTS: dict[str, KnownWeights] = {
-    w.filename: w
+
+#: Checkpoints we know, keyed by (model name, tag). Nothing is ever downloaded: place the file
+#: (under any name) and pass its path.
+KNOWN_WEIGHTS: dict[tuple[str, str], KnownWeights] = {
+    w.key: w
     for w in [
         KnownWeights(
             "osnet_x0_25_msmt17.pth",
@@ -78,8 +107,51 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
 }
 
 
+def known_weights(model: str, tag: str) -> KnownWeights:
+    """The known checkpoint of ``model`` trained on ``tag``.
+
+    Raises:
+        UnknownNameError: no such checkpoint (the message lists the known ones).
+    """
+    try:
+        return KNOWN_WEIGHTS[(model, tag)]
+    except KeyError:
+        known = ", ".join(f"{m}/{t}" for m, t in sorted(KNOWN_WEIGHTS))
+        raise UnknownNameError(f"no known checkpoint {model}/{tag}; known: {known}") from None
+
+
+def _known_by_filename(name: str) -> KnownWeights | None:
+    return next((w for w in KNOWN_WEIGHTS.values() if w.filename == name), None)
+
+
 class WeightsError(CheckpointError):
     """A checkpoint that cannot be read or does not fit the model."""
+
+
+def identify_weights(path: str | os.PathLike,
+                     expect: KnownWeights | None = None) -> KnownWeights | None:
+    """The known checkpoint ``path`` holds, recognised by its sha256 whatever the file is called;
+    ``None`` for an unknown file. ``expect``: the checkpoint the caller says this is (e.g.
+    ``known_weights("osnet_x0_25", "msmt17")``); the file must then be exactly that one.
+
+    Raises:
+        WeightsError: the file is not ``expect``, or it carries a known checkpoint's file name
+            but other bytes (a corrupt or truncated download, or another file under that name).
+    """
+    path = Path(path)
+    actual = sha256_of(path)
+    found = next((w for w in KNOWN_WEIGHTS.values() if w.sha256 == actual), None)
+    named = expect or _known_by_filename(path.name)
+    if found is not None and (named is None or found == named):
+        return found
+    if named is not None:
+        what = ("the file is corrupt or a different checkpoint" if _looks_like_torch_file(path)
+                else f"it is not a checkpoint at all: {describe_file(path)}")
+        raise WeightsError(
+            f"{path}: sha256 {actual} does not match the known checkpoint {named.filename} "
+            f"({named.model}/{named.tag}, {named.sha256}); {what}"
+        )
+    return None
 
 
 # torchreid's engine saves ``{'state_dict', 'epoch', 'rank1', 'optimizer', 'scheduler'}`` with
@@ -87,25 +159,22 @@ class WeightsError(CheckpointError):
 # scalar needs numpy's ``scalar`` reconstructor and dtype classes, which ``weights_only=True``
 # refuses by default. These are the only globals allowed beyond torch's defaults, and the
 # reconstructor is wrapped so that it builds numeric scalars only (no object dtype).
+try:
+    from numpy._core.multiarray import scalar as _numpy_scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import scalar as _numpy_scalar
+
 _NUMERIC_DTYPES = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
                    "Float16", "Float32", "Float64")
 
 
 def _numeric_scalar(dtype: object, data: object = None) -> object:
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise pickle.UnpicklingError(f"refused a numpy scalar of dtype {dtype!r}: only numbers are allowed")
-    return scalar(dtype) if data is None else scalar(dtype, data)
+    return _numpy_scalar(dtype) if data is None else _numpy_scalar(dtype, data)
 
 
 def _numpy_scalar_globals() -> list:
-    import numpy as np
-
     allowed: list = [(_numeric_scalar, "numpy.core.multiarray.scalar"),
                      (_numeric_scalar, "numpy._core.multiarray.scalar"), np.dtype]
     dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
@@ -135,7 +204,8 @@ def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> StateDict:
 
     Accepts safetensors files, zip or legacy (non-zip) ``torch.save`` files holding a plain state
     dict or a ``{'state_dict': ...}`` / ``{'model': ...}`` wrapper, with or without a ``module.``
-    prefix. When the file name is in :data:`KNOWN_WEIGHTS`, its sha256 must match.
+    prefix. With ``verify``, a file named like a checkpoint of :data:`KNOWN_WEIGHTS` must have
+    its sha256 (see :func:`identify_weights`).
     """
     return read_checkpoint_info(path, verify)[0]
 
@@ -147,16 +217,8 @@ def read_checkpoint_info(path: str | os.PathLike, verify: bool = True) -> tuple[
     if not path.is_file():
         raise MissingFileError(f"{path} is a folder, not a checkpoint file" if path.is_dir()
                                else f"checkpoint not found: {path}")
-    known = KNOWN_WEIGHTS.get(path.name)
-    if verify and known is not None:
-        actual = sha256_of(path)
-        if actual != known.sha256:
-            what = ("the file is corrupt or a different checkpoint" if _looks_like_torch_file(path)
-                    else f"it is not a checkpoint at all: {describe_file(path)}")
-            raise WeightsError(
-                f"{path}: sha256 {actual} does not match the known checkpoint {known.filename} "
-                f"({known.sha256}); {what}"
-            )
+    if verify and _known_by_filename(path.name) is not None:
+        identify_weights(path)
     if path.suffix == ".safetensors":
         load_file = require("safetensors.torch", "deploy", "reading .safetensors").load_file
         try:
@@ -195,8 +257,6 @@ def _looks_like_torch_file(path: str | os.PathLike) -> bool:
 
 def describe_file(path: str | os.PathLike) -> str:
     """What a file that torch cannot load looks like, from its first bytes."""
-    import zipfile
-
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)
@@ -360,10 +420,12 @@ class LoadReport:
     sha256_verified: bool = False
     epoch: int | None = None
     meta: dict = field(default_factory=dict)
+    known: KnownWeights | None = None
 
 
 def load_weights(
-    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], verify: bool = True
+    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], verify: bool = True,
+    expect: KnownWeights | None = None,
 ) -> LoadReport:
     """Load a checkpoint into ``model`` (in place).
 
@@ -371,21 +433,30 @@ def load_weights(
     layouts are converted. A classifier whose size does not match the model's is dropped with a
     warning (the model keeps its own); any other missing or unexpected key raises
     :class:`WeightsError` listing them.
+
+    With ``verify``, a file is recognised by its sha256 (:func:`identify_weights`, whatever it is
+    called); a known checkpoint's :class:`Preprocessing` is then attached to ``model`` as
+    ``model.preprocessing``, so that evaluation, extraction and export use its input size and
+    mean/std unless told otherwise. ``expect`` names the known checkpoint the file must be
+    (see :func:`identify_weights`).
     """
+    known = None
     if isinstance(source, Mapping):
         state, name = unwrap_state_dict(source), "state dict"
-        verified, meta = False, checkpoint_meta(source)
+        meta = checkpoint_meta(source)
     else:
         name = str(source)
-        state, meta = read_checkpoint_info(source, verify=verify)
-        verified = verify and Path(source).name in KNOWN_WEIGHTS
+        if (verify or expect is not None) and Path(source).is_file():
+            known = identify_weights(source, expect)
+        state, meta = read_checkpoint_info(source, verify=False)
     layout = detect_layout(state)
     arch = getattr(model, "arch", None)
     if isinstance(arch, OSNetArch):
         state = from_torchreid(state, arch)
     epoch = meta.get("epoch")
-    report = LoadReport(name, layout, sha256_verified=verified,
-                        epoch=int(epoch) if isinstance(epoch, (int, float)) else None, meta=meta)
+    report = LoadReport(name, layout, sha256_verified=known is not None,
+                        epoch=int(epoch) if isinstance(epoch, (int, float)) else None, meta=meta,
+                        known=known)
 
     own = model.state_dict()
     cls_keys = [k for k in state if k.startswith("classifier.")]
@@ -419,6 +490,10 @@ def load_weights(
                 f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:8]))
         raise WeightsError(f"{name} (layout {layout}) does not fit the model: " + "; ".join(parts))
     model.load_state_dict(state, strict=not report.dropped_classifier)
+    if known is not None:
+        model.preprocessing = known.preprocessing  # type: ignore[assignment]
+        logger.info("loaded %s: the known checkpoint %s/%s (sha256 verified)", name, known.model,
+                    known.tag)
     logger.info("loaded %s (layout %s)", name, layout)
     return report
 
@@ -448,7 +523,8 @@ def save_weights(
 
 
 __all__ = [
-    "INPosition", "KNOWN_WEIGHTS", "KnownWeights", "LoadReport", "WeightsError", "detect_layout",
-    "checkpoint_meta", "from_torchreid", "load_weights", "read_checkpoint", "read_checkpoint_info",
-    "save_weights", "sha256_of", "to_torchreid",
+    "INPosition", "KNOWN_WEIGHTS", "KnownWeights", "LoadReport", "Preprocessing", "WeightsError",
+    "checkpoint_meta", "detect_layout", "from_torchreid", "identify_weights", "known_weights",
+    "load_weights", "preprocessing_of", "read_checkpoint", "read_checkpoint_info", "save_weights",
+    "sha256_of", "to_torchreid",
 ]
