@@ -11,7 +11,7 @@ from PIL import Image
 
 from omnireid.cli import main
 
-from .inference_helpers import plain_features
+from ._inference_helpers import plain_features
 
 SIZE = "64x32"
 

@@ -19,7 +19,7 @@ from omnireid.evaluation.rerank import re_ranking_features
 from omnireid.inference import FeatureExtractor
 from omnireid.models import create_model
 
-from .inference_helpers import plain_features
+from ._inference_helpers import plain_features
 
 SIZE = (64, 32)
 # the evaluated features and the plain loop's come from the same model on the same batches of

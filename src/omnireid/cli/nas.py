@@ -6,7 +6,7 @@ import argparse
 import json
 
 from omnireid.cli.allocator import reexec_with_tcmalloc
-from omnireid.cli.util import print_table
+from omnireid.cli.util import print_table, recipe_overrides
 from omnireid.errors import UsageError
 
 
@@ -51,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.config import load_nas_config
     from omnireid.engine.nas import nas, nas_seeds
 
-    overrides = list(args.overrides)
-    if args.output:
-        overrides.append(f"train.output_dir={args.output}")
-    if args.quiet:
-        overrides.append("train.progress=false")
+    overrides = recipe_overrides(args)
     config = load_nas_config(args.config, overrides)
     seeds = _parse_seeds(args.seeds) if args.seeds else None
     if seeds:

@@ -8,7 +8,7 @@ from typing import Any
 
 from omnireid.cli import CLIError
 from omnireid.cli.allocator import reexec_with_tcmalloc
-from omnireid.cli.util import print_table
+from omnireid.cli.util import print_table, recipe_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -110,11 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from omnireid.engine.fit import fit
     from omnireid.progress import on_terminal  # imports tqdm, which `omnireid --help` need not
 
-    overrides = list(args.overrides)
-    if args.output:
-        overrides.append(f"train.output_dir={args.output}")
-    if args.quiet:
-        overrides.append("train.progress=false")
+    overrides = recipe_overrides(args)
     cfg = load_config(args.config, overrides)
     if args.print_config:
         print(cfg.to_yaml(), end="")

@@ -86,6 +86,17 @@ def device_arg(text: str) -> str:
     return text
 
 
+def recipe_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides of a training-like command, plus ``-o`` (``train.output_dir``) and
+    ``--quiet`` (``train.progress=false``)."""
+    overrides = list(args.overrides)
+    if args.output:
+        overrides.append(f"train.output_dir={args.output}")
+    if args.quiet:
+        overrides.append("train.progress=false")
+    return overrides
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """Print an aligned text table (numbers right-aligned)."""
     cells = [[str(c) for c in row] for row in rows]

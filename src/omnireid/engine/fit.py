@@ -278,10 +278,18 @@ def fit(
             message names the last good checkpoint.
         KeyboardInterrupt: with a message naming the last checkpoint.
     """
-    cfg = config
+    cfg, t0 = config, time.perf_counter()
+    out_dir = Path(cfg.train.output_dir)
+    folder = RunFolder(out_dir)
     info = init_distributed(cfg.train.device)
     try:
-        return _fit(cfg, info, resume, overwrite, on_epoch, on_start, on_batch)
+        resume_path, state, changes = _on_main(info, lambda: _claim(folder, cfg, resume, overwrite)) \
+            or (None, None, [])
+        try:
+            return _train(cfg, info, t0, out_dir, resume, resume_path, state, changes, on_epoch, on_start,
+                          on_batch)
+        finally:
+            folder.release()
     finally:
         cleanup_distributed()
 
@@ -353,18 +361,6 @@ def _eta_after(history: list[dict[str, Any]], report: dict[str, Any], epoch: int
         return _eta(history, epoch, cfg)
     per_epoch = report["seconds"] / report["step"] * report["steps"]
     return (cfg.train.max_epoch - epoch - 1) * per_epoch
-
-
-def _fit(cfg: Config, info: DistInfo, resume, overwrite: bool, on_epoch, on_start, on_batch=None) -> FitResult:
-    t0 = time.perf_counter()
-    out_dir = Path(cfg.train.output_dir)
-    folder = RunFolder(out_dir)
-    resume_path, state, changes = _on_main(info, lambda: _claim(folder, cfg, resume, overwrite)) or (None, None, [])
-    try:
-        return _train(cfg, info, t0, out_dir, resume, resume_path, state, changes, on_epoch, on_start,
-                      on_batch)
-    finally:
-        folder.release()
 
 
 @dataclass
