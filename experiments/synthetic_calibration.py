@@ -43,6 +43,7 @@ from omnireid.data.synthetic_domains import (  # noqa: E402
     SINGLE_SOURCE,
     shift_kind,
 )
+from omnireid.files import write_json  # noqa: E402
 
 DOMAINS = list(SHIFT_DOMAINS)
 
@@ -153,12 +154,6 @@ def histogram_baseline(cache: str | None) -> dict:
     return out
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def summarize(out_dir: Path) -> dict:
     """Mean and std over seeds of every (setting, target), the fraction of in-domain rank-1 kept."""
     runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("run_*.json"))]
@@ -242,9 +237,9 @@ def main() -> int:
             t0, c0 = time.perf_counter(), cpu_seconds()
             print("colour-histogram baseline", flush=True)
             res = histogram_baseline(args.cache)
-            _write_json(out_dir / "colour_histogram.json",
-                        {"results": res, "wall_seconds": round(time.perf_counter() - t0, 1),
-                         "cpu_seconds": round(cpu_seconds() - c0, 1), "machine": machine()})
+            write_json(out_dir / "colour_histogram.json",
+                       {"results": res, "wall_seconds": round(time.perf_counter() - t0, 1),
+                        "cpu_seconds": round(cpu_seconds() - c0, 1), "machine": machine()}, indent=1)
         settings = args.settings or [*DOMAINS, *(f"lodo-{d}" for d in LEAVE_ONE_OUT)]
         with tempfile.TemporaryDirectory(prefix="calibration_runs_") as workdir:
             for seed in args.seeds:
@@ -255,13 +250,13 @@ def main() -> int:
                     print(f"training osnet_x0_25 on {'+'.join(setting_sources(setting))}, seed {seed} "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
                     run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir))
-                    _write_json(path, run)
+                    write_json(path, run, indent=1)
                     res = run["results"]
                     print(f"  {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} s CPU; rank-1 "
                           + ", ".join(f"{d} {100 * res[d]['rank1']:.1f}" for d in DOMAINS), flush=True)
     summary = summarize(out_dir)
     summary["command"] = " ".join(sys.argv)
-    _write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary, indent=1)
     print_tables(summary)
     return 0
 

@@ -63,10 +63,11 @@ def _register(domain: str) -> None:
     DATASETS.add(f"synthetic_{domain}", reader)
 
 
-for _domain in [*sorted(DOMAIN_STYLES), *SHIFT_DOMAINS]:
+_DOMAINS = (*sorted(DOMAIN_STYLES), *SHIFT_DOMAINS)
+for _domain in _DOMAINS:
     _register(_domain)
 
-SYNTHETIC_DATASETS: frozenset[str] = frozenset(f"synthetic_{d}" for d in [*DOMAIN_STYLES, *SHIFT_DOMAINS])
+SYNTHETIC_DATASETS: frozenset[str] = frozenset(f"synthetic_{d}" for d in _DOMAINS)
 """The registered synthetic datasets: generated on first use, so they need no data root, and
 they take :class:`~omnireid.data.synthetic.SyntheticSpec` options (a recipe's
 ``data.synthetic``)."""
