@@ -18,8 +18,10 @@ from omnireid.engine.reproduce import (
     collect_rows,
     plan_cells,
     quick_plan,
+    summarize,
 )
 from omnireid.evaluation.claims import evaluate_claims
+from omnireid.viz.reproduce_report import report_markdown
 
 TINY = ("{num_ids: 8, num_test_ids: 4, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
         "num_distractors: 2, num_junk: 1, height: 64, width: 32}")
@@ -61,6 +63,38 @@ def test_rows_average_each_setting_over_its_targets() -> None:
     assert rows["multi-source"]["trained_on"] == {"t5": ["s", "t4"], "t4": ["s", "t5"]}
 
 
+def test_markdown_report_tables_match_the_rows() -> None:
+    """report.md's tables hold the mean and sd over seeds of each model and target, recomputed
+    here from the rows by hand, and every claim's verdict and comparisons."""
+    rows = []
+    for seed, (a, b) in enumerate([(60.0, 20.0), (64.0, 26.0), (62.0, 29.0)]):
+        rows.append({"model": "osnet", "setting": "same-domain", "seed": seed, "rank1": a, "mAP": a / 2,
+                     "targets": {"s": {"rank1": a, "mAP": a / 2}}, "trained_on": ["s"]})
+        rows.append({"model": "osnet", "setting": "style", "seed": seed, "rank1": b, "mAP": b / 2,
+                     "targets": {"synthetic_t1": {"rank1": b, "mAP": b / 2}}, "trained_on": ["s"]})
+        rows.append({"model": "osnet", "setting": "multi-source", "seed": seed, "rank1": b + 1, "mAP": b,
+                     "targets": {"synthetic_t1": {"rank1": b + 1, "mAP": b}}, "trained_on": {"synthetic_t1": ["s"]}})
+    claims = [{"id": "a", "statement": "A claim.", "verdict": "fails",
+               "evidence": {"comparisons": [{"a": "x", "b": "y", "differences": [-3.0, -4.0, -5.0],
+                                             "mean_difference": -4.0, "sd_difference": 1.0, "threshold": 2.48,
+                                             "test": "paired t-test", "verdict": "fails"}],
+                            "note": "a note", "paper": {"note": "published", "source": "MODEL_ZOO.md"}}}]
+    info = {"plan": {"seeds": [0, 1, 2], "width": 0.25, "benchmark": {"source": "s"}}, "steps_per_epoch": 7,
+            "environment": {"cpu": "some CPU", "cpu_count": "2"}, "jobs": 2, "threads_per_job": 1}
+    text = report_markdown(claims, rows, summarize(rows), info)
+    lines = text.splitlines()
+    # style column of the setting table: mean 25.0, sd of (20, 26, 29) = 4.58...
+    assert "| OSNet | 62.0 ± 2.0 | 25.0 ± 4.6 | 26.0 ± 4.6 |" in lines
+    # per target: the single-source column first, the held-out one after it
+    head = lines[lines.index("## Rank-1 (%) per target domain, mean ± std over seeds") + 2]
+    assert head == "| model | s | t1 | t1 (held out) |"
+    assert "| OSNet | 62.0 ± 2.0 | 25.0 ± 4.6 | 26.0 ± 4.6 |" in lines
+    assert "| a | **fails** | A claim. |" in lines
+    assert "| x - y | -3.0, -4.0, -5.0 | -4.00 | 1.00 | 2.48 | fails |" in lines
+    assert "### (a) A claim: fails" in lines and "Test: paired t-test" in lines
+    assert any(line.startswith("Machine: some CPU, 2 CPUs") for line in lines)
+
+
 # ---------------------------------------------------------------- the command end to end
 @pytest.fixture()
 def tiny_env(tmp_path, monkeypatch) -> Path:
@@ -100,6 +134,8 @@ def test_reproduce_quick_end_to_end_and_resume(tiny_env, capsys) -> None:
     html = (out / "report.html").read_text()
     assert "mean ± std" in html and "data:image/png;base64," in html and "(e)" in html
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "## Rank-1 (%) per target domain" in md and "### (e)" in md
     info = json.loads((out / "run_info.json").read_text())
     assert info["search"]["arch"]["blocks"] == json.loads((out / "archs" / "child.json").read_text())["blocks"]
 

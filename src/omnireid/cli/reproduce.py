@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train OSNet, OSNet-IBN, OSNet-AIN and a searched child (searched in the same run, "
                     "or --arch) with one recipe, in the same-domain, single-source cross-domain "
                     "(style, population, both shifts) and leave-one-domain-out settings; then judge "
-                    "the paper's claims from the numbers. Writes claims.json, report.html and "
+                    "the paper's claims from the numbers. Writes claims.json, report.html, report.md and "
                     "results.png. Running the same command again continues an interrupted run. "
                     "--quick: 1 seed and one leave-one-out fold (about 15 minutes on 2 cores); "
                     "default: 3 seeds and every fold that has a single-source counterpart.")

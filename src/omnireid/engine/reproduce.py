@@ -18,6 +18,7 @@ The run folder (claimed for the run, see :mod:`omnireid.engine.run_folder`)::
 
     claims.json        {"claims": [...], "results": [one row per model/setting/seed]}
     report.html        tables of mean +- std, the plot, the claims with their evidence
+    report.md          the same tables and verdicts as Markdown
     results.png        rank-1 per model and setting, error bars = std over seeds
     run_info.json      plan, machine, wall and CPU time, load average
     archs/NAME.json    the architecture of each model

@@ -11,6 +11,7 @@ import html
 import json
 import logging
 import os
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,20 +74,51 @@ def _table_html(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_COMPARISON_HEAD = ("comparison (rank-1 points)", "per seed", "mean", "sd", "resolved if |mean| >", "verdict")
+
+
+def comparison_rows(claim: Mapping[str, Any]) -> list[list[str]]:
+    """One row per paired comparison of a claim's evidence (columns: ``_COMPARISON_HEAD``)."""
+    return [[f"{c['a']} - {c['b']}", ", ".join(f"{d:+.1f}" for d in c["differences"]),
+             f"{c['mean_difference']:+.2f}", "-" if c["sd_difference"] is None else f"{c['sd_difference']:.2f}",
+             f"{c['threshold']:.2f}", c["verdict"]]
+            for c in claim["evidence"].get("comparisons", [])]
+
+
+def target_table(rows: Sequence[Mapping[str, Any]], metric: str) -> tuple[list[str], list[list[str]]]:
+    """Head and rows of ``mean ± std`` over seeds per model and target domain (percent): the
+    single-source targets in their order, then the held-out domains of the multi-source runs."""
+    values: dict[tuple[str, str], list[float]] = {}
+    columns: list[str] = []
+    for r in rows:
+        for target, m in r["targets"].items():
+            col = f"{target.removeprefix('synthetic_')}" + (" (held out)" if r["setting"] == "multi-source" else "")
+            if col not in columns:
+                columns.append(col)
+            values.setdefault((r["model"], col), []).append(float(m[metric]))
+    columns.sort(key=lambda c: c.endswith("(held out)"))
+    models = [m for m in _LABELS if any(k[0] == m for k in values)]
+    table = []
+    for m in models:
+        cells = []
+        for col in columns:
+            v = values.get((m, col))
+            cells.append("-" if not v else _cell({metric: statistics.fmean(v),
+                                                  f"{metric}_std": statistics.stdev(v) if len(v) > 1 else None},
+                                                 metric))
+        table.append([_LABELS[m], *cells])
+    return ["model", *columns], table
+
+
 def _claim_html(claim: Mapping[str, Any]) -> str:
     ev = dict(claim["evidence"])
     paper = ev.pop("paper", None)
     colour = _VERDICT_COLOURS.get(claim["verdict"], "#000")
-    rows = []
-    for c in ev.get("comparisons", []):
-        rows.append([f"{c['a']} - {c['b']}", ", ".join(f"{d:+.1f}" for d in c["differences"]),
-                     f"{c['mean_difference']:+.2f}", "-" if c["sd_difference"] is None else f"{c['sd_difference']:.2f}",
-                     f"{c['threshold']:.2f}", c["verdict"]])
+    rows = comparison_rows(claim)
     parts = [f"<h3>({html.escape(claim['id'])}) {html.escape(claim['statement'])} "
              f"<span style='color:{colour}'>{html.escape(claim['verdict'])}</span></h3>"]
     if rows:
-        parts.append(_table_html(["comparison (rank-1 points)", "per seed", "mean", "sd", "resolved if |mean| >",
-                                  "verdict"], rows))
+        parts.append(_table_html(_COMPARISON_HEAD, rows))
         parts.append(f"<p class='small'>Test: {html.escape(ev['comparisons'][0]['test'])}</p>")
     if ev.get("note"):
         parts.append(f"<p class='small'>{html.escape(ev['note'])}</p>")
@@ -111,7 +143,6 @@ def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str,
     settings = [s for s in _SETTINGS if any(e["setting"] == s for e in summary)]
     head = ["model", *(_SETTING_LABELS[s] for s in settings)]
     plan = info.get("plan", {})
-    env = info.get("environment", {})
     bench = plan.get("benchmark", {})
     search = info.get("search") or {}
     seeds = plan.get("seeds", [])
@@ -129,7 +160,8 @@ def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str,
            f"{html.escape(str(plan.get('folds') if plan.get('folds') is not None else 'those with a single-source counterpart'))}); "
            f"{info.get('steps_per_epoch')} steps per epoch for every training run.</p>",
            "<h2>Rank-1 (%), mean ± std over seeds</h2>", _table_html(head, results_table(summary, "rank1")),
-           "<h2>mAP (%), mean ± std over seeds</h2>", _table_html(head, results_table(summary, "mAP"))]
+           "<h2>mAP (%), mean ± std over seeds</h2>", _table_html(head, results_table(summary, "mAP")),
+           "<h2>Rank-1 (%) per target domain, mean ± std over seeds</h2>", _table_html(*target_table(rows, "rank1"))]
     if plot:
         out.append(f"<img alt='rank-1 per setting' src='data:image/png;base64,{plot}'>")
     else:
@@ -145,19 +177,65 @@ def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str,
                            [[_LABELS.get(r["model"], r["model"]), r["setting"], r["seed"], f"{r['rank1']:.1f}",
                              f"{r['mAP']:.1f}", ", ".join(f"{t} {m['rank1']:.1f}" for t, m in r["targets"].items())]
                             for r in rows]))
-    out.append("<h2>Run</h2><p class='small'>"
-               f"Machine: {html.escape(env.get('cpu', ''))}, {env.get('cpu_count')} CPUs; torch "
-               f"{env.get('torch')}; {info.get('jobs')} worker(s) x {info.get('threads_per_job')} thread(s); "
-               f"wall time of this session {info.get('wall_seconds_this_session', 0):.0f} s"
-               f"{' (continued an earlier session)' if info.get('resumed') else ''}; CPU time of all "
-               f"training runs and the search {info.get('cpu_seconds_all_cells', 0):.0f} s; load "
-               f"average at the end {html.escape(env.get('load_average', '?'))}.</p>")
+    out.append(f"<h2>Run</h2><p class='small'>{html.escape(_run_line(info))}</p>")
     out.append("</body></html>")
     return "\n".join(out)
 
 
+def _table_md(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return [line(head), line(["---"] * len(head)), *(line(r) for r in rows), ""]
+
+
+def _run_line(info: Mapping[str, Any]) -> str:
+    env = info.get("environment", {})
+    return (f"Machine: {env.get('cpu', '?')}, {env.get('cpu_count')} CPUs; torch {env.get('torch')}; "
+            f"{info.get('jobs')} worker(s) x {info.get('threads_per_job')} thread(s); wall time of this "
+            f"session {info.get('wall_seconds_this_session', 0):.0f} s"
+            f"{' (continued an earlier session)' if info.get('resumed') else ''}; CPU time of all training "
+            f"runs and the search {info.get('cpu_seconds_all_cells', 0):.0f} s; load average at the end "
+            f"{env.get('load_average', '?')}.")
+
+
+def report_markdown(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
+                    summary: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> str:
+    """The report's tables and verdicts as Markdown (``report.md``), to paste into documents."""
+    settings = [s for s in _SETTINGS if any(e["setting"] == s for e in summary)]
+    head = ["model", *(_SETTING_LABELS[s] for s in settings)]
+    plan = info.get("plan", {})
+    search = info.get("search") or {}
+    out = ["# omnireid reproduce", "",
+           f"Seeds {', '.join(map(str, plan.get('seeds', [])))}; width x{plan.get('width')}; source "
+           f"`{plan.get('benchmark', {}).get('source')}`; {info.get('steps_per_epoch')} steps per epoch for "
+           "every training run.", "",
+           "## Rank-1 (%), mean ± std over seeds", "", *_table_md(head, results_table(summary, "rank1")),
+           "## mAP (%), mean ± std over seeds", "", *_table_md(head, results_table(summary, "mAP")),
+           "## Rank-1 (%) per target domain, mean ± std over seeds", "", *_table_md(*target_table(rows, "rank1"))]
+    if search:
+        out += [f"Searched child: {', '.join(search['arch']['blocks'])} (search: {search.get('steps')} steps, "
+                f"{search.get('seconds', 0):.0f} s wall; every block decided, p(chosen) >= 0.5: "
+                f"{'yes' if search.get('decided') else 'no'}).", ""]
+    out += ["## The paper's claims", "", *_table_md(["claim", "verdict", "statement"],
+                                                   [[c["id"], f"**{c['verdict']}**", c["statement"]] for c in claims])]
+    for c in claims:
+        ev = c["evidence"]
+        out += [f"### ({c['id']}) {c['statement'].rstrip('.')}: {c['verdict']}", ""]
+        table = comparison_rows(c)
+        if table:
+            out += [*_table_md(_COMPARISON_HEAD, table), f"Test: {ev['comparisons'][0]['test']}", ""]
+        if ev.get("note"):
+            out += [ev["note"], ""]
+        paper = ev.get("paper")
+        if paper:
+            out += [f"Published (real datasets): {paper.get('note', '')} Source: {paper.get('source', '')}.", ""]
+    out += ["## Run", "", _run_line(info), ""]
+    return "\n".join(out)
+
+
 def write_report(folder: str | os.PathLike, claims, rows, summary, info) -> Path:
-    """Write ``results.png`` (when matplotlib is installed) and ``report.html`` into ``folder``."""
+    """Write ``results.png`` (when matplotlib is installed), ``report.md`` and ``report.html``
+    into ``folder``; returns the HTML report's path."""
     folder = Path(folder)
     plot_b64, no_plot = None, "not drawn"
     try:
@@ -166,9 +244,11 @@ def write_report(folder: str | os.PathLike, claims, rows, summary, info) -> Path
     except ImportError as exc:  # the missing extra, named by omnireid.extras.require
         logger.warning("no plot: %s", exc)
         no_plot = str(exc)
+    write_text(folder / "report.md", report_markdown(claims, rows, summary, info))
     path = folder / "report.html"
     write_text(path, report_html(claims, rows, summary, info, plot_b64, no_plot))
     return path
 
 
-__all__ = ["plot_results", "report_html", "results_table", "write_report"]
+__all__ = ["comparison_rows", "plot_results", "report_html", "report_markdown", "results_table", "target_table",
+           "write_report"]
