@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from omnireid.cli import main
+from omnireid.engine import reproduce as reproduce_module
+from omnireid.engine.fit import FitResult
 from omnireid.engine.reproduce import (
     MODELS,
     SETTINGS,
@@ -18,9 +20,11 @@ from omnireid.engine.reproduce import (
     collect_rows,
     plan_cells,
     quick_plan,
+    run_cell,
     summarize,
 )
 from omnireid.evaluation.claims import evaluate_claims
+from omnireid.models.arch import make_arch
 from omnireid.viz.reproduce_report import report_markdown
 
 TINY = ("{num_ids: 8, num_test_ids: 4, num_cameras: 2, cameras_per_id: [2, 2], images_per_camera: [2, 3], "
@@ -93,6 +97,55 @@ def test_markdown_report_tables_match_the_rows() -> None:
     assert "| x - y | -3.0, -4.0, -5.0 | -4.00 | 1.00 | 2.48 | fails |" in lines
     assert "### (a) A claim: fails" in lines and "Test: paired t-test" in lines
     assert any(line.startswith("Machine: some CPU, 2 CPUs") for line in lines)
+
+
+def test_a_cell_is_read_back_only_when_its_architecture_and_recipe_are_unchanged(tmp_path, monkeypatch) -> None:
+    """``archs/child.json`` keeps its path when a reproduction is given another child: a finished
+    cell trained with the old child must be trained again, the others read back."""
+    calls = []
+
+    def fake_fit(cfg, resume=None, overwrite=False):
+        calls.append((cfg.model.arch, resume))
+        return FitResult(Path(cfg.train.output_dir), 1, {"s": {"rank1": 0.5, "mAP": 0.4}}, 1,
+                         [{"steps": 3}], 0.0)
+
+    monkeypatch.setattr(reproduce_module, "fit", fake_fit)
+    arch_path = tmp_path / "child.json"
+    make_arch(0.25, ("none",) * 6).save(arch_path)
+    cell = {"model": "child", "sources": ["synthetic_p1s1"], "targets": ["synthetic_p1s1"], "seed": 0}
+    folder = tmp_path / "cell"
+    first = run_cell(cell, str(arch_path), str(folder), 5, 1, [])
+    assert len(calls) == 1 and calls[0][1] is None and first["fingerprint"]
+    # same spec: read back, not trained
+    assert run_cell(cell, str(arch_path), str(folder), 5, 1, [])["fingerprint"] == first["fingerprint"] and len(calls) == 1
+    # other threads: same result, read back
+    assert run_cell(cell, str(arch_path), str(folder), 5, 2, [])["fingerprint"] == first["fingerprint"] and len(calls) == 1
+    # another recipe override or steps per epoch: trained again
+    run_cell(cell, str(arch_path), str(folder), 6, 1, [])
+    assert len(calls) == 2
+    # another child at the same path: trained again, and the record holds the new architecture
+    make_arch(0.25, ("inside",) * 6, conv1_in=True).save(arch_path)
+    again = run_cell(cell, str(arch_path), str(folder), 6, 1, [])
+    assert len(calls) == 3 and again["arch"]["blocks"] == ["inside"] * 6
+    assert json.loads((folder / "cell.json").read_text())["fingerprint"] == again["fingerprint"] != first["fingerprint"]
+    # a record written before fingerprints were kept is matched on its architecture
+    old = json.loads((folder / "cell.json").read_text())
+    del old["fingerprint"]
+    (folder / "cell.json").write_text(json.dumps(old))
+    assert run_cell(cell, str(arch_path), str(folder), 6, 1, []) == old and len(calls) == 3
+    old["arch"]["blocks"] = ["none"] * 6
+    (folder / "cell.json").write_text(json.dumps(old))
+    run_cell(cell, str(arch_path), str(folder), 6, 1, [])
+    assert len(calls) == 4
+    # an interrupted cell resumes from last.pt with the same spec, and starts over with another
+    (folder / "cell.json").unlink()
+    (folder / "last.pt").write_bytes(b"x")
+    run_cell(cell, str(arch_path), str(folder), 6, 1, [])
+    assert calls[-1][1] == folder
+    (folder / "cell.json").unlink()
+    (folder / "last.pt").write_bytes(b"x")
+    run_cell(cell, str(arch_path), str(folder), 7, 1, [])
+    assert calls[-1][1] is None
 
 
 # ---------------------------------------------------------------- the command end to end

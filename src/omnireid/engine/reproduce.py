@@ -238,23 +238,59 @@ def _cell_overrides(cell: Cell, arch_path: Path, out: Path, steps_per_epoch: int
             f"train.max_steps_per_epoch={steps_per_epoch}", f"train.num_threads={threads}"]
 
 
+CELL_SPEC = "cell_spec.json"
+"""What a cell trains (its recipe overrides and the architecture's content), written before it
+starts; a cell whose spec changed is trained again instead of being read back or resumed."""
+
+
+def cell_fingerprint(cell: Cell, arch: OSNetArch, steps_per_epoch: int, extra: Sequence[str]) -> str:
+    """Fingerprint of what decides a cell's result: the cell, the architecture itself (the file
+    ``archs/NAME.json`` keeps its path when a reproduction is given another child), the steps
+    per epoch and the recipe overrides. Threads and folders are left out."""
+    return fingerprint_of({"cell": dataclasses.asdict(cell), "arch": arch.to_dict(),
+                           "steps_per_epoch": int(steps_per_epoch), "overrides": list(extra)})
+
+
+def _finished_record(done: Path, fingerprint: str, arch: OSNetArch) -> dict[str, Any] | None:
+    """The finished cell's record if it was made by the same spec (records written before
+    fingerprints were kept are matched on their architecture), else None."""
+    if not done.is_file():
+        return None
+    record = json.loads(done.read_text())
+    if record.get("fingerprint", None) == fingerprint:
+        return record
+    if "fingerprint" not in record and record.get("arch") == arch.to_dict():
+        return record
+    logger.info("%s: made by another recipe or architecture, training the cell again", done.parent)
+    return None
+
+
 def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch: int, threads: int,
              extra: Sequence[str], data_root: str | None = None) -> dict[str, Any]:
     """Train and evaluate one cell (in a worker process); returns what ``cell.json`` holds.
 
-    A finished cell (``cell.json`` present) is read back; an interrupted one resumes from
-    ``last.pt``.
+    A finished cell (``cell.json`` present, made by the same spec) is read back; an interrupted
+    one resumes from ``last.pt`` if its spec is unchanged; otherwise the cell is trained again.
     """
     c = Cell(cell["model"], tuple(cell["sources"]), tuple(cell["targets"]), int(cell["seed"]))
     out = Path(folder)
+    arch = OSNetArch.load(arch_path)
+    fp = cell_fingerprint(c, arch, steps_per_epoch, extra)
     done = out / "cell.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    record = _finished_record(done, fp, arch)
+    if record is not None:
+        return record
+    spec = out / CELL_SPEC
+    same_spec = spec.is_file() and json.loads(spec.read_text()).get("fingerprint") == fp
     overrides = _cell_overrides(c, Path(arch_path), out, steps_per_epoch, threads, extra)
     if data_root:
         overrides.append(f"data.root={data_root}")
     cfg = load_config(None, overrides, base=REPRODUCE_RECIPE)
-    resume = out if (out / LAST).is_file() else None
+    resume = out if same_spec and (out / LAST).is_file() else None
+    if resume is None:
+        done.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(spec, {"fingerprint": fp, "arch": arch.to_dict()})
     t0, c0 = time.perf_counter(), time.process_time()
     # the cell folder belongs to this reproduction (its folder is claimed): a cell without a
     # checkpoint to resume starts again from scratch over whatever an earlier attempt left
@@ -262,7 +298,7 @@ def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch:
     record = {"cell": dataclasses.asdict(c), "metrics": result.final,
               "epochs": result.epochs, "steps": sum(int(h.get("steps", 0)) for h in result.history),
               "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-              "resumed": resume is not None, "arch": OSNetArch.load(arch_path).to_dict()}
+              "resumed": resume is not None, "arch": arch.to_dict(), "fingerprint": fp}
     write_json(done, record)
     for name in (LAST, BEST):  # model.pth stays; the training state is no longer needed
         (out / name).unlink(missing_ok=True)
@@ -501,4 +537,4 @@ def _write_json(path: Path, obj: Any) -> None:
 
 __all__ = ["Benchmark", "Cell", "MODELS", "MODEL_LABELS", "REPRODUCE_RECIPE", "ReproducePlan",
            "ReproduceResult", "SETTINGS", "cell_rows", "collect_rows", "default_benchmark", "model_arch",
-           "plan_cells", "quick_plan", "reproduce", "run_cell", "run_nas", "summarize"]
+           "cell_fingerprint", "plan_cells", "quick_plan", "reproduce", "run_cell", "run_nas", "summarize"]
