@@ -23,7 +23,7 @@ from omnireid.engine.nas import (
     seed_agreement,
 )
 from omnireid.engine.optim import OptimizerSet
-from omnireid.engine.run_folder import RunFolderError, claim_run_folder
+from omnireid.engine.run_folder import LOCK_NAME, RunFolderError, claim_run_folder
 from omnireid.models import OSNetArch, create_model
 from omnireid.models.supernet import NAS_CANDIDATES, build_supernet
 
@@ -311,6 +311,32 @@ def test_nas_command_over_seeds(data_root, tmp_path, capsys) -> None:
     agree = [n for n, a, b in zip(children[0].block_names(), children[0].blocks, children[1].blocks) if a == b]
     assert report["agreement"]["agreeing_blocks"] == agree
     assert "all agree" in (out / "report.md").read_text()
+
+
+def test_seeds_searched_one_by_one_are_reported_together_without_searching_again(data_root, tmp_path, capsys) -> None:
+    out = tmp_path / "apart"
+    for seed in (1, 2):
+        argv = ["nas", "-o", str(out / f"seed_{seed}"), "--quiet", "--no-plot"]
+        for item in [*_tiny_overrides(data_root, out / f"seed_{seed}"), f"train.seed={seed}"]:
+            argv += ["--set", item]
+        assert main(argv) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("seed_*/*") if p.is_file() and p.name != LOCK_NAME}
+    argv = ["nas", "-o", str(out), "--quiet", "--no-plot", "--seeds", "1,2"]
+    for item in _tiny_overrides(data_root, out):
+        argv += ["--set", item]
+    capsys.readouterr()
+    assert main(argv) == 0  # a folder of same-recipe seed folders is taken as it is
+    assert "blocks agree across seeds" in capsys.readouterr().out
+    assert [s["seed"] for s in json.loads((out / "search.json").read_text())["seeds"]] == [1, 2]
+    # --overwrite replaces other recipes only: the finished seeds are read back, not searched again
+    assert main([*argv, "--overwrite"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # another recipe in a seed folder is refused without --overwrite, searched again with it
+    other = [*argv, "--set", "nas.decay_rate=0.6"]
+    assert main(other) == 2
+    assert "different recipe" in capsys.readouterr().err
+    assert main([*other, "--overwrite"]) == 0
+    assert (out / "seed_1" / "search.json").stat().st_mtime_ns != stamps[out / "seed_1" / "search.json"]
 
 
 def test_nas_command_reports_bad_input(tmp_path, capsys) -> None:

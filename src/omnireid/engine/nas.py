@@ -61,7 +61,13 @@ from omnireid.engine.fit import (
     prepare_process,
 )
 from omnireid.engine.optim import OptimizerSet
-from omnireid.engine.run_folder import claim_run_folder, fingerprint_of
+from omnireid.engine.run_folder import (
+    LOCK_NAME,
+    MARKER,
+    claim_run_folder,
+    fingerprint_of,
+    marked_by,
+)
 from omnireid.engine.train import train_one_epoch
 from omnireid.errors import UsageError
 from omnireid.files import write_text
@@ -489,19 +495,31 @@ def nas_seeds(config: NasConfig, seeds: Sequence[int], *, overwrite: bool = Fals
     """Run the search of ``config`` once per seed, in ``OUT/seed_N`` (``OUT = train.output_dir``),
     and write the agreement report (``OUT/search.json``, ``OUT/report.md`` and, with ``plot``,
     ``OUT/seeds.png``: the final probabilities of every block and seed). Each seed's folder is
-    its own run (resumable); the top folder is claimed for the set of seeds."""
+    its own run (resumable); the top folder is claimed for the set of seeds.
+
+    Seeds may also be searched one by one (e.g. in parallel, ``omnireid nas -o OUT/seed_N --set
+    train.seed=N``) and then reported together by this function: a top folder that holds only
+    such seed folders of the same recipe is taken as it is. ``overwrite`` replaces what holds
+    another recipe; a seed folder that already holds this recipe's search is continued or read
+    back, never searched again."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise UsageError(f"seeds must be distinct and at least one, got {list(seeds)}")
     validate(config)
     out = Path(config.train.output_dir)
     fp = fingerprint_of({"recipe": nas_fingerprint(config), "seeds": list(seeds)})
-    with claim_run_folder(out, "nas-seeds", fp, overwrite=overwrite,
+    configs = {seed: dataclasses.replace(config, train=dataclasses.replace(
+        config.train, seed=int(seed), output_dir=str(out / f"seed_{seed}"))) for seed in seeds}
+    mine = {f"seed_{seed}": nas_fingerprint(cfg) for seed, cfg in configs.items()}
+    only_seed_folders = out.is_dir() and all(
+        p.name in (LOCK_NAME, MARKER) or (p.name in mine and marked_by(p, "nas", mine[p.name]))
+        for p in out.iterdir())
+    with claim_run_folder(out, "nas-seeds", fp, overwrite=overwrite or only_seed_folders,
                           describe=f"seeds {', '.join(map(str, seeds))}"):
         results = []
-        for seed in seeds:
-            cfg = dataclasses.replace(config, train=dataclasses.replace(
-                config.train, seed=int(seed), output_dir=str(out / f"seed_{seed}")))
-            results.append(nas(cfg, overwrite=overwrite, plot=plot))
+        for cfg in configs.values():
+            folder = Path(cfg.train.output_dir)
+            same = marked_by(folder, "nas", mine[folder.name])
+            results.append(nas(cfg, overwrite=overwrite and not same, plot=plot))
         agreement = seed_agreement(list(seeds), [r.arch for r in results], results[0].block_names)
         both = NasSeedsResult(results, agreement)
         _write_text(out / "report.md", seeds_markdown(both))

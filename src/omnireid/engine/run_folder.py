@@ -55,6 +55,16 @@ def holds_run(folder: str | os.PathLike) -> list[str]:
     return [name for name in RUN_MARKERS if (folder / name).exists()]
 
 
+def marked_by(folder: str | os.PathLike, kind: str, fingerprint: str) -> bool:
+    """Whether ``folder``'s marker says it holds a ``kind`` job of this recipe ``fingerprint``."""
+    marker = Path(folder) / MARKER
+    try:
+        old = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and old.get("kind") == kind and old.get("fingerprint") == fingerprint
+
+
 #: How long to wait for the lock when the run that took it has died: its data-loader worker
 #: processes inherited the locked file and hold it until they notice (PyTorch's workers check on
 #: their parent every 5 s).
@@ -283,4 +293,5 @@ def claim_run_folder(folder: str | os.PathLike, kind: str, fingerprint: str, *, 
         yield ClaimedFolder(path, resumed)
 
 
-__all__ = ["ClaimedFolder", "claim_run_folder", "fingerprint_of", "LOCK_NAME", "RUN_FILES", "RunFolder", "holds_run"]
+__all__ = ["ClaimedFolder", "claim_run_folder", "fingerprint_of", "LOCK_NAME", "RUN_FILES", "RunFolder", "holds_run",
+           "marked_by"]
