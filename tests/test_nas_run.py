@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _tiny_overrides(root: Path, out: Path, epochs: int = 1, mode: str = "mixture") -> list[str]:
     return [f"data.root={root}", f"data.synthetic={TINY}", "data.sources=[synthetic_a]",
             "data.height=32", "data.width=16", "data.batch_size=4", f"train.max_epoch={epochs}",
-            "train.max_steps_per_epoch=2", f"nas.mode={mode}", "nas.decay_every=1",
+            "train.max_steps_per_epoch=2", f"nas.mode={mode}", "nas.decay_every=1", "nas.arch_start_epoch=0",
             "nas.width=0.25", "train.num_threads=1", "train.progress=false", f"train.output_dir={out}"]
 
 
@@ -70,6 +70,9 @@ def test_paper_config_is_the_published_search_recipe() -> None:
     n = cfg.nas
     assert (n.init_temperature, n.decay_every, n.decay_rate, n.min_temperature) == (10.0, 20, 0.5, 1.0)
     assert (n.mode, n.width, n.affine_norms, n.share_weights, n.arch_optim) == ("mixture", 1.0, False, False, "same")
+    # nothing of the CPU recipe leaks in through the defaults: every epoch is a full pass and
+    # alpha trains from the first step on the network's schedule
+    assert (cfg.train.max_steps_per_epoch, n.arch_start_epoch, n.arch_schedule) == (0, 0, "same")
 
 
 def test_config_errors_name_the_file_and_key(tmp_path) -> None:
@@ -118,7 +121,7 @@ def test_alpha_gets_its_own_optimiser_and_learning_rate() -> None:
     assert not alpha_ids & {id(p) for p in weight_group["params"]}
     assert {id(p) for p in arch_group["params"]} == alpha_ids
     assert (arch_group["lr"], weight_group["lr"]) == (0.05, 0.001)
-    same = build_arch_optimizer(model, load_nas_config(None, ["nas.arch_optim=same"]))
+    same = build_arch_optimizer(model, load_nas_config(None, ["nas.arch_optim=same", "nas.arch_schedule=same"]))
     assert alpha_ids <= {id(p) for g in same.param_groups for p in g["params"]}
 
 
@@ -129,7 +132,7 @@ def test_one_step_moves_alpha_by_its_own_learning_rate(arch_optim, expected_step
     model = build_supernet(5, width=0.25)
     model.set_temperature(10.0)
     cfg = load_nas_config(None, [f"nas.arch_optim={arch_optim}", "nas.arch_lr=0.05", "optim.name=adam",
-                                 "optim.lr=0.003", "optim.weight_decay=0"])
+                                 "optim.lr=0.003", "optim.weight_decay=0", "nas.arch_schedule=same"])
     opt = build_arch_optimizer(model, cfg)
     before = model.alphas()
     logits = model(torch.randn(4, 3, 32, 16)).logits

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from omnireid.cli import main
+from omnireid.config import NasConfig, load_nas_config
 from omnireid.engine import reproduce as reproduce_module
 from omnireid.engine.fit import FitResult
 from omnireid.engine.reproduce import (
@@ -49,6 +51,13 @@ def test_plan_cells_covers_every_model_setting_and_seed() -> None:
     assert len({c.key for c in cells}) == len(cells)
     quick = quick_plan()
     assert quick.seeds == (0,) and len(quick.chosen_folds()) == 1
+    # the default searches with `omnireid nas`'s default recipe, --quick with the short one, each
+    # on the domains its recipe names
+    assert ReproducePlan().search_recipe == "nas" and quick.search_recipe == "nas_quick"
+    assert ReproducePlan().benchmark.search_sources == tuple(NasConfig().data.sources)
+    assert quick.benchmark.search_sources == tuple(load_nas_config("nas_quick").data.sources)
+    assert quick.to_dict()["search"] == dataclasses.asdict(load_nas_config("nas_quick", ["nas.width=0.25"]))
+    assert quick.to_dict()["search"] != ReproducePlan().to_dict()["search"]
 
 
 def test_rows_average_each_setting_over_its_targets() -> None:
@@ -190,6 +199,8 @@ def test_reproduce_quick_end_to_end_and_resume(tiny_env, capsys) -> None:
     md = (out / "report.md").read_text()
     assert "## Rank-1 (%) per target domain" in md and "### (e)" in md
     info = json.loads((out / "run_info.json").read_text())
+    assert info["plan"]["search_recipe"] == "nas_quick"
+    assert info["plan"]["search"]["train"]["max_steps_per_epoch"] == 2  # the --nas-set overrides
     assert info["search"]["arch"]["blocks"] == json.loads((out / "archs" / "child.json").read_text())["blocks"]
 
     # an interrupted run picks up the finished cells: drop one cell's result and run again
@@ -225,6 +236,12 @@ def test_reproduce_with_a_given_arch_and_bad_options(tiny_env, capsys) -> None:
     assert main(["reproduce", "--set", "optim.lr=-1", "-o", str(tiny_env / "bad")]) == 2
     assert "optim.lr must be > 0" in capsys.readouterr().err
     assert main(["reproduce", "--seeds", "a,b", "-o", str(tiny_env / "bad2")]) == 2
+    capsys.readouterr()
+    assert main(["reproduce", "--search-recipe", "nas", "--arch", str(spec), "-o", str(tiny_env / "bad3")]) == 2
+    assert "--arch skips the search" in capsys.readouterr().err
+    assert main(["reproduce", "--search-recipe", "no_such_recipe", "-o", str(tiny_env / "bad4")]) == 2
+    assert "no_such_recipe" in capsys.readouterr().err
+    assert not any((tiny_env / f"bad{i}").exists() for i in (3, 4))
 
 
 def test_folds_are_chosen_by_held_out_domain() -> None:

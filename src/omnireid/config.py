@@ -262,12 +262,13 @@ class NasOptions:
 
 
 def _nas_data() -> DataConfig:
-    return DataConfig(sources=["synthetic_a", "synthetic_c"], targets=[], height=64, width=32,
-                      batch_size=32, sampler="random", num_workers=0, color_jitter=True)
+    return DataConfig(sources=["synthetic_a", "synthetic_c", "synthetic_d"], targets=[], height=64,
+                      width=32, batch_size=32, sampler="random", num_workers=0, color_jitter=True)
 
 
 def _nas_options() -> NasOptions:
-    return NasOptions(width=0.25, decay_every=1, arch_optim="adam", arch_lr=0.05)
+    return NasOptions(width=0.25, decay_every=4, arch_optim="adam", arch_lr=0.01,
+                      arch_schedule="constant", arch_start_epoch=6)
 
 
 @dataclass
@@ -288,12 +289,8 @@ class NasConfig(_Recipe):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="amsgrad", lr=0.003, weight_decay=5e-4))
     sched: SchedConfig = field(default_factory=lambda: SchedConfig(name="cosine"))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        max_epoch=6, max_steps_per_epoch=40, seed=1, channels_last=False, output_dir="runs/nas"))
+        max_epoch=24, max_steps_per_epoch=117, seed=1, channels_last=False, output_dir="runs/nas"))
     nas: NasOptions = field(default_factory=_nas_options)
-
-
-# ----------------------------------------------------------------------------------------------
-# building from plain data, with checks
 
 
 # ----------------------------------------------------------------------------------------------

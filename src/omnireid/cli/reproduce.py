@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -19,9 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(style, population, both shifts) and leave-one-domain-out settings; then judge "
                     "the paper's claims from the numbers. Writes claims.json, report.html, report.md and "
                     "results.png. Running the same command again continues an interrupted run. "
-                    "--quick: 1 seed and one leave-one-out fold (about 15 minutes on 2 cores); "
-                    "default: 3 seeds and every fold that has a single-source counterpart.")
-    p.add_argument("--quick", action="store_true", help="1 seed, one leave-one-out fold")
+                    "--quick: 1 seed, one leave-one-out fold and the short search nas_quick (within "
+                    "15 minutes on 2 cores); default: 3 seeds, every fold that has a single-source "
+                    "counterpart and the default search of `omnireid nas` (within 90 minutes).")
+    p.add_argument("--quick", action="store_true", help="1 seed, one leave-one-out fold, the short search")
     p.add_argument("-o", "--output", help="report folder (default runs/reproduce or runs/reproduce_quick)")
     p.add_argument("--arch", help="child architecture (arch.json from `omnireid nas`) instead of searching")
     p.add_argument("--seeds", metavar="S1,S2,...", help="training seeds (default 0,1,2; --quick: 0)")
@@ -34,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the training recipe of every run, e.g. --set train.max_epoch=5")
+    p.add_argument("--search-recipe", metavar="NAME|FILE",
+                   help="the search's recipe, a packaged recipe or a YAML file (default: nas, the "
+                        "default of `omnireid nas`; --quick: nas_quick, a shorter search)")
     p.add_argument("--nas-set", dest="nas_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the search recipe, e.g. --nas-set train.max_epoch=4")
     p.add_argument("--overwrite", action="store_true",
@@ -76,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be >= 0 and --threads >= 1")
     # check the overrides before any work starts (errors name the option)
     load_config(None, args.overrides, base=REPRODUCE_RECIPE)
-    load_nas_config(None, args.nas_overrides)
     plan = quick_plan() if args.quick else ReproducePlan()
+    if args.search_recipe:
+        if args.arch:
+            raise UsageError("--search-recipe and --arch: give one (--arch skips the search)")
+        plan.search_recipe = args.search_recipe
+    search = load_nas_config(plan.search_recipe, args.nas_overrides)
+    if args.search_recipe:
+        plan.benchmark = dataclasses.replace(plan.benchmark, search_sources=tuple(search.data.sources))
     if args.seeds:
         plan.seeds = _seeds(args.seeds)
     if args.folds:

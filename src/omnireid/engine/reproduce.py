@@ -101,15 +101,20 @@ def default_benchmark() -> Benchmark:
     """The registered domain-shift benchmark (:mod:`omnireid.data.synthetic_domains`): source
     ``synthetic_p1s1``; style-only, population-only and both-shift targets; the leave-one-out
     group ``p1s1, p2s2, p3s3, p4s4``. The search trains where the default ``omnireid nas`` does
-    (:class:`omnireid.config.NasConfig`: ``synthetic_a`` and ``synthetic_c``, generator version
-    3: other people, other cameras), which no setting evaluates on, so the search of a
-    reproduction with ``search_seed`` 1 is the default search with seed 1."""
+    (:class:`omnireid.config.NasConfig`: synthetic domains of generator version 3, other people
+    and other cameras), which no setting evaluates on, so the search of a reproduction with
+    ``search_seed`` 1 is the default search with seed 1 (on the reproduction's thread count)."""
     return Benchmark(
         source=f"synthetic_{SINGLE_SOURCE['source']}",
         shift_targets={k: tuple(f"synthetic_{t}" for t in v) for k, v in SINGLE_SOURCE["targets"].items()},
         leave_one_out=tuple((tuple(s), h) for s, h in leave_one_out_splits()),
         search_sources=tuple(NasConfig().data.sources),
     )
+
+
+#: The search recipe of ``--quick`` (:func:`quick_plan`): the default ``nas`` takes most of the
+#: quick run's 15 minutes on its own.
+QUICK_SEARCH_RECIPE = "nas_quick"
 
 
 #: The training recipe of every cell (a :class:`omnireid.config.Config` as plain data); the
@@ -135,8 +140,10 @@ class ReproducePlan:
     ``benchmark.leave_one_out`` (``None``: every fold whose held-out domain is a target of the
     single-source setting, so that the two can be compared). ``arch``: a child spec to use
     instead of searching. ``steps_per_epoch``: steps of every training epoch (``None``: one pass
-    over the single source's training set, used for every cell). ``nas_overrides``: dotted
-    overrides of the search recipe (:class:`omnireid.config.NasConfig`); the search trains on
+    over the single source's training set, used for every cell). ``search_recipe``: the
+    search's recipe, a packaged recipe name or a YAML file (``nas``, the default of
+    ``omnireid nas``; :func:`quick_plan` takes the shorter ``nas_quick``). ``nas_overrides``:
+    dotted overrides of that recipe (:class:`omnireid.config.NasConfig`); the search trains on
     ``benchmark.search_sources``. ``recipe_overrides``: dotted overrides of
     :data:`REPRODUCE_RECIPE`.
     """
@@ -148,6 +155,7 @@ class ReproducePlan:
     models: tuple[str, ...] = MODELS
     arch: OSNetArch | None = None
     steps_per_epoch: int | None = None
+    search_recipe: str = "nas"
     nas_overrides: tuple[str, ...] = ()
     recipe_overrides: tuple[str, ...] = ()
     search_seed: int = 1
@@ -165,12 +173,25 @@ class ReproducePlan:
         d["benchmark"] = self.benchmark.to_dict()
         d["arch"] = None if self.arch is None else self.arch.to_dict()
         d["recipe"] = REPRODUCE_RECIPE
+        # the search recipe as read, so that a changed recipe file is not taken for the same run
+        d["search"] = None if self.arch is not None or "child" not in self.models else \
+            dataclasses.asdict(load_nas_config(self.search_recipe, self.search_overrides()))
         return d
+
+    def search_overrides(self) -> list[str]:
+        """The overrides of ``search_recipe`` the search runs with (its output folder, thread
+        count and data root are added where it runs)."""
+        return [f"data.sources=[{', '.join(self.benchmark.search_sources)}]",
+                f"train.seed={self.search_seed}", f"nas.width={self.width}", *self.nas_overrides]
 
 
 def quick_plan() -> ReproducePlan:
-    """``--quick``: one seed and one leave-one-out fold (the last of the default folds)."""
-    plan = ReproducePlan(seeds=(0,))
+    """``--quick``: one seed, one leave-one-out fold (the last of the default folds) and the
+    short search recipe ``nas_quick`` (on its own search domains), so that the whole run fits
+    in about 15 minutes on 2 cores."""
+    plan = ReproducePlan(seeds=(0,), search_recipe=QUICK_SEARCH_RECIPE)
+    plan.benchmark = dataclasses.replace(
+        plan.benchmark, search_sources=tuple(load_nas_config(QUICK_SEARCH_RECIPE).data.sources))
     folds = plan.benchmark.leave_one_out
     chosen = plan.chosen_folds()
     plan.folds = (folds.index(chosen[-1]),) if chosen else ()
@@ -305,10 +326,11 @@ def run_cell(cell: dict[str, Any], arch_path: str, folder: str, steps_per_epoch:
     return record
 
 
-def run_nas(nas_overrides: Sequence[str], folder: str, threads: int) -> dict[str, Any]:
-    """The architecture search of a reproduction (in a worker process); returns the child spec
-    and the search's convergence summary."""
-    cfg = load_nas_config(None, [*nas_overrides, f"train.output_dir={folder}",
+def run_nas(recipe: str, nas_overrides: Sequence[str], folder: str, threads: int) -> dict[str, Any]:
+    """The architecture search of a reproduction (in a worker process): ``recipe`` (a packaged
+    recipe name or a YAML file) with ``nas_overrides``; returns the child spec and the search's
+    convergence summary."""
+    cfg = load_nas_config(recipe, [*nas_overrides, f"train.output_dir={folder}",
                                  f"train.num_threads={threads}", "train.progress=false"])
     result = nas(cfg)
     return {"arch": result.arch.to_dict(), "seconds": result.seconds, "cpu_seconds": result.cpu_seconds,
@@ -456,12 +478,10 @@ def reproduce(
                 pending[f] = ("cell", cell)
 
             if "child" in plan.models and child is None:
-                search_overrides = [f"data.sources=[{', '.join(plan.benchmark.search_sources)}]",
-                                    f"train.seed={plan.search_seed}", f"nas.width={plan.width}",
-                                    *plan.nas_overrides]
+                search_overrides = plan.search_overrides()
                 if data_root:
                     search_overrides.append(f"data.root={data_root}")
-                f = pool.submit(run_nas, search_overrides, str(folder / "search"), threads)
+                f = pool.submit(run_nas, plan.search_recipe, search_overrides, str(folder / "search"), threads)
                 pending[f] = ("search", None)
             waiting = [c for c in cells if c.model == "child" and child is None]
             for c in cells:
