@@ -262,8 +262,9 @@ class NasOptions:
 
 
 def _nas_data() -> DataConfig:
-    return DataConfig(sources=["synthetic_a", "synthetic_c", "synthetic_d"], targets=[], height=64,
-                      width=32, batch_size=32, sampler="random", num_workers=0, color_jitter=True)
+    return DataConfig(sources=["synthetic_a", "synthetic_b", "synthetic_c", "synthetic_d"], targets=[],
+                      height=64, width=32, batch_size=32, sampler="random", num_workers=0,
+                      color_jitter=True)
 
 
 def _nas_options() -> NasOptions:
