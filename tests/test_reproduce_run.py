@@ -198,6 +198,7 @@ def test_reproduce_quick_end_to_end_and_resume(tiny_env, capsys) -> None:
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert "## Rank-1 (%) per target domain" in md and "### (e)" in md
+    assert "(search: recipe nas_quick, on synthetic_a+synthetic_c, " in md and "recipe nas_quick" in html
     info = json.loads((out / "run_info.json").read_text())
     assert info["plan"]["search_recipe"] == "nas_quick"
     assert info["plan"]["search"]["train"]["max_steps_per_epoch"] == 2  # the --nas-set overrides

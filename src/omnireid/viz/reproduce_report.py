@@ -167,9 +167,7 @@ def report_html(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str,
     else:
         out.append(f"<p>(no plot: {html.escape(no_plot)})</p>")
     if search:
-        out.append(f"<p>Searched child: {html.escape(', '.join(search['arch']['blocks']))} "
-                   f"(search: {search.get('steps')} steps, {search.get('seconds', 0):.0f} s wall; every block "
-                   f"decided, p(chosen) &ge; 0.5: {'yes' if search.get('decided') else 'no'}).</p>")
+        out.append(f"<p>{html.escape(_search_sentence(info))}</p>")
     out.append("<h2>The paper's claims</h2>")
     out += [_claim_html(c) for c in claims]
     out.append("<h2>Per seed</h2>")
@@ -198,6 +196,19 @@ def _run_line(info: Mapping[str, Any]) -> str:
             f"{env.get('load_average', '?')}.")
 
 
+def _search_sentence(info: Mapping[str, Any]) -> str:
+    """One line on the search of a reproduction: the child, the recipe, steps, time, decided."""
+    search = info.get("search") or {}
+    plan = info.get("plan", {})
+    sources = ((plan.get("search") or {}).get("data") or {}).get("sources") or []
+    recipe = plan.get("search_recipe")
+    where = f"recipe {recipe}, " if recipe else ""
+    where += f"on {'+'.join(str(x) for x in sources)}, " if sources else ""
+    return (f"Searched child: {', '.join(search['arch']['blocks'])} (search: {where}{search.get('steps')} "
+            f"steps, {search.get('seconds', 0):.0f} s wall; every block decided, p(chosen) >= 0.5: "
+            f"{'yes' if search.get('decided') else 'no'}).")
+
+
 def report_markdown(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
                     summary: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> str:
     """The report's tables and verdicts as Markdown (``report.md``), to paste into documents."""
@@ -213,9 +224,7 @@ def report_markdown(claims: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[
            "## mAP (%), mean ± std over seeds", "", *_table_md(head, results_table(summary, "mAP")),
            "## Rank-1 (%) per target domain, mean ± std over seeds", "", *_table_md(*target_table(rows, "rank1"))]
     if search:
-        out += [f"Searched child: {', '.join(search['arch']['blocks'])} (search: {search.get('steps')} steps, "
-                f"{search.get('seconds', 0):.0f} s wall; every block decided, p(chosen) >= 0.5: "
-                f"{'yes' if search.get('decided') else 'no'}).", ""]
+        out += [_search_sentence(info), ""]
     out += ["## The paper's claims", "", *_table_md(["claim", "verdict", "statement"],
                                                    [[c["id"], f"**{c['verdict']}**", c["statement"]] for c in claims])]
     for c in claims:
