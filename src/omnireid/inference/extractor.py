@@ -26,6 +26,7 @@ from omnireid.inference.runtime import (
     PRECISIONS,
     TorchRunner,
     make_runner,
+    stream_count,
 )
 from omnireid.models import create_model
 from omnireid.models.weights import load_weights, preprocessing_of
@@ -173,8 +174,10 @@ class FeatureExtractor:
             self._runner = TorchRunner(self.model, self.device, channels_last=True,
                                        micro_batch=None if micro_batch == "auto" else micro_batch)
         else:
+            threads = int(num_threads or torch.get_num_threads())
             self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
-                                       micro_batch=micro_batch, calibration=calib)
+                                       micro_batch=micro_batch, calibration=calib,
+                                       streams=stream_count(threads, batch_size))
             if BACKEND_PRECISION[backend] == "int8" and check_accuracy:
                 self._gate(backend, gate_crops)
         self.backend = backend
