@@ -89,6 +89,9 @@ class FeatureExtractor:
             of the built-in synthetic ones: crops of the caller's own domain judge a model
             trained on real images better.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
+            With two or more threads and at least 4 images per thread in a batch, those
+            backends run the batch as one stream per thread
+            (:func:`~omnireid.inference.runtime.stream_count`).
         num_workers: threads that decode and resize the next batch while the model runs on the
             current one; 0 does everything on the calling thread. The default depends on where
             the model runs: 0 for the PyTorch backends on the CPU (their intra-op threads
