@@ -58,6 +58,22 @@ def test_repo_config_is_the_default_recipe() -> None:
     assert cfg.nas.child_width == 1.0 and isinstance(cfg.nas.child_width, float)
 
 
+def test_the_cpu_recipes_are_the_ones_measured_in_docs() -> None:
+    # docs/nas.md measures the default (recipe F) and the first recipe (nas_quick, the search of
+    # `reproduce --quick`); a change to either is a new measurement, so the values are pinned
+    cfg = NasConfig()
+    assert cfg.data.sources == ["synthetic_a", "synthetic_b", "synthetic_c", "synthetic_d"]
+    assert (cfg.train.max_epoch, cfg.train.max_steps_per_epoch, cfg.data.batch_size) == (24, 117, 32)
+    n = cfg.nas
+    assert (n.decay_every, n.arch_optim, n.arch_lr, n.arch_schedule, n.arch_start_epoch) == (4, "adam", 0.01, "constant", 6)
+    quick = load_nas_config("nas_quick")
+    assert quick.data.sources == ["synthetic_a", "synthetic_c"]
+    assert (quick.train.max_epoch, quick.train.max_steps_per_epoch) == (6, 40)
+    q = quick.nas
+    assert (q.decay_every, q.arch_optim, q.arch_lr, q.arch_schedule, q.arch_start_epoch) == (1, "adam", 0.05, "same", 0)
+    assert (q.width, n.width, q.mode, n.mode) == (0.25, 0.25, "mixture", "mixture")
+
+
 def test_paper_config_is_the_published_search_recipe() -> None:
     # the values of torchreid projects/OSNet_AIN/nas.yaml (+ default_config.py for what it leaves
     # unset), read by hand and written here independently of configs/nas_paper.yaml
