@@ -125,16 +125,17 @@ def test_bench_runs_each_batch_size_with_the_streams_auto_would_use(tmp_path, ca
     before = torch.get_num_threads()
     try:
         assert main(["bench", "--model", "osnet_x0_25", "--batch-sizes", "2,8", "--input", "64x32",
-                     "--backends", "onnxruntime", "--rounds", "1", "--threads", "2", "--json", str(out),
-                     "--ceiling-size", "128"]) == 0
+                     "--backends", "openvino,onnxruntime", "--rounds", "1", "--threads", "2", "--json",
+                     str(out), "--ceiling-size", "128"]) == 0
         rows = {(r["backend"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
-        # batch 2 on 2 threads: one stream; batch 8: a stream per thread (4 images each)
-        assert rows[("onnxruntime", 2)]["streams"] == 1 and rows[("onnxruntime", 8)]["streams"] == 2
-        assert rows[("eager", 8)]["streams"] == 1  # the PyTorch paths have no streams
+        # batch 2 on 2 threads: one stream; batch 8: a stream per thread (4 images each) for
+        # OpenVINO; ONNX Runtime and the PyTorch paths keep one
+        assert rows[("openvino", 2)]["streams"] == 1 and rows[("openvino", 8)]["streams"] == 2
+        assert rows[("onnxruntime", 8)]["streams"] == 1 and rows[("eager", 8)]["streams"] == 1
         assert all(r["max_abs_diff"] < 1e-4 for r in rows.values())
         assert " streams " in capsys.readouterr().out
         assert main(["bench", "--model", "osnet_x0_25", "--batch-sizes", "8", "--input", "64x32",
-                     "--backends", "onnxruntime", "--rounds", "1", "--threads", "2", "--json", str(out),
+                     "--backends", "openvino", "--rounds", "1", "--threads", "2", "--json", str(out),
                      "--ceiling-size", "128", "--streams", "1"]) == 0
         assert {r["streams"] for r in json.loads(out.read_text())["rows"]} == {1}
         assert main(["bench", "--streams", "0"]) == 2

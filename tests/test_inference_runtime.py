@@ -98,6 +98,9 @@ def test_stream_count_gives_each_thread_a_stream_only_for_large_enough_batches()
     assert stream_count(2, 2 * MIN_IMAGES_PER_STREAM - 1) == 1
     assert stream_count(2, 2 * MIN_IMAGES_PER_STREAM) == 2
     assert stream_count(4, 64) == 4 and stream_count(4, 4 * MIN_IMAGES_PER_STREAM - 1) == 1
+    # by backend: OpenVINO's are streamed, ONNX Runtime's and the PyTorch ones are not
+    assert stream_count(2, 64, "openvino-bf16") == 2 and stream_count(2, 64, "onnxruntime") == 1
+    assert stream_count(2, 64, "fused") == 1
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=positive_int, default=5, help="timed rounds per backend (default 5)")
     p.add_argument("--threads", type=positive_int, help="torch/runtime threads (default: torch's)")
     p.add_argument("--streams", default="auto",
-                   help="ONNX Runtime / OpenVINO: parts of a batch run at the same time; auto (default): "
-                        "a stream per thread from 4 images per stream on, as backend auto does; N: always N")
+                   help="OpenVINO: parts of a batch run at the same time; auto (default): a stream per "
+                        "thread from 4 images per stream on, as backend auto does; N: always N")
     p.add_argument("--ceiling-size", type=positive_int, default=2048,
                    help="side of the square matrix product timed for the ceilings (default 2048; "
                         "smaller matrices reach less of the machine's rate)")

@@ -23,9 +23,9 @@ and timing, warm-ups included, starts no round after :data:`MEASURE_BUDGET_S` se
 most :data:`MEASURE_MAX_BATCH` images a call. ``benchmarks/bench_autoselect.py`` measures it. A
 cached decision builds only the chosen path (and re-checks that an fp32 path is exact).
 
-The ONNX Runtime and OpenVINO candidates are built with
-:func:`~omnireid.inference.runtime.stream_count` streams for the batch size asked for (one per
-thread when each gets at least four images), and measured that way.
+The OpenVINO candidates are built with :func:`~omnireid.inference.runtime.stream_count` streams
+for the batch size asked for (one per thread when each gets at least four images), and measured
+that way.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from omnireid.inference.quantize import (
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
     PRECISIONS,
+    STREAMED_BACKENDS,
     Runner,
     available_backends,
     make_runner,
@@ -80,9 +81,6 @@ MEASURE_MAX_BATCH = 8
 decision") fused, onnxruntime and openvino ranked the same at 4, 8 and 16 images for
 osnet_x1_0 and osnet_x0_25 at 256x128; 8 is also ``fused``'s micro-batch there (2 threads), so
 a timed call sees the steady state of every path at half the cost of 16."""
-_STREAMED = ("onnxruntime", "openvino", "openvino-bf16", "onnxruntime-int8", "openvino-int8")
-"""The backends that run a batch in several streams (:func:`omnireid.inference.runtime.stream_count`)."""
-
 DOMINATED_BY = {"fused": "onnxruntime"}
 """Default candidates that are not built when the path they map to builds and is exact.
 ``fused`` (TorchScript tracing and freezing: the most expensive candidate to build, 1.5-3 s for
@@ -440,7 +438,8 @@ class _Builder:
         if backend in ("eager", "fused", "bf16"):
             return make_runner(backend, self.model, self.size, micro_batch=self.micro_batch)
         path = self.int8() if backend.endswith("-int8") else self.onnx()
-        return make_runner(backend, path, self.size, num_threads=self.threads, streams=self.streams)
+        streams = self.streams if backend in STREAMED_BACKENDS else 1
+        return make_runner(backend, path, self.size, num_threads=self.threads, streams=streams)
 
 
 def _skip_dominated(names: list[str], build, model: nn.Module, size: tuple[int, int]
@@ -561,7 +560,7 @@ def _reason(best: str, precision: str, cands: list[Candidate], batch_size: int, 
     what = (f"exact to {max(chosen.max_abs_diff, 1e-12):.0e}" if chosen.precision == "fp32"
             else f"{chosen.precision}, passed its accuracy gate")
     how = f"{threads} thread(s)"
-    if streams > 1 and best in _STREAMED:
+    if streams > 1 and best in STREAMED_BACKENDS:
         how = f"{streams} streams x {threads // streams} thread(s)"
     text = (f"{best} for batch {batch_size} at {size[0]}x{size[1]}, {how}, "
             f"precision {precision}: the fastest that qualifies ({chosen.images_per_s:.0f} img/s, "

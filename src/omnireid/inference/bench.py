@@ -26,6 +26,7 @@ from omnireid.inference.preprocess import DEFAULT_SIZE
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
     PRECISIONS,
+    STREAMED_BACKENDS,
     available_backends,
     make_runner,
 )
@@ -151,13 +152,15 @@ def time_interleaved(
 
 def build_runners(model: nn.Module, names: Sequence[str], size: tuple[int, int] = DEFAULT_SIZE,
                   streams: int = 1) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """One runner per backend name (int8 ones calibrated on the synthetic crops); the ONNX
-    Runtime and OpenVINO ones run ``streams`` parts of a batch at the same time."""
+    """One runner per backend name (int8 ones calibrated on the synthetic crops); the ones of
+    :data:`~omnireid.inference.runtime.STREAMED_BACKENDS` run ``streams`` parts of a batch at
+    the same time."""
     model = model.cpu().float().eval()
     runners = {}
     for name in names:
         logger.info("preparing backend %s", name)
-        runners[name] = make_runner(name, model, size, streams=streams)
+        runners[name] = make_runner(name, model, size,
+                                    streams=streams if name in STREAMED_BACKENDS else 1)
     return runners
 
 

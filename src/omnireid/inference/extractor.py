@@ -89,8 +89,8 @@ class FeatureExtractor:
             of the built-in synthetic ones: crops of the caller's own domain judge a model
             trained on real images better.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
-            With two or more threads and at least 4 images per thread in a batch, those
-            backends run the batch as one stream per thread
+            With two or more threads and at least 4 images per thread in a batch, OpenVINO
+            runs the batch as one stream per thread
             (:func:`~omnireid.inference.runtime.stream_count`).
         num_workers: threads that decode and resize the next batch while the model runs on the
             current one; 0 does everything on the calling thread. The default depends on where
@@ -180,7 +180,7 @@ class FeatureExtractor:
             threads = int(num_threads or torch.get_num_threads())
             self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
                                        micro_batch=micro_batch, calibration=calib,
-                                       streams=stream_count(threads, batch_size))
+                                       streams=stream_count(threads, batch_size, backend))
             if BACKEND_PRECISION[backend] == "int8" and check_accuracy:
                 self._gate(backend, gate_crops)
         self.backend = backend

@@ -35,7 +35,8 @@ least S images into S parts and run them at the same time, each part on its own 
 every layer together. Small layers (the narrow widths, stage 4 of every width) leave threads
 waiting on each other inside a layer; separate streams never wait, at the price of one part's
 latency. Batches smaller than S run whole, on one stream. :func:`stream_count` is the rule
-``auto`` applies; docs/deployment.md has the measurements.
+``auto`` applies, to the OpenVINO backends only (:data:`STREAMED_BACKENDS`); docs/deployment.md
+has the measurements.
 """
 
 from __future__ import annotations
@@ -182,10 +183,19 @@ MIN_IMAGES_PER_STREAM = 4
 least this many images per stream."""
 
 
-def stream_count(num_threads: int, batch_size: int) -> int:
-    """Streams for an ONNX Runtime / OpenVINO runner on ``num_threads`` threads that will see
-    batches of ``batch_size``: one per thread when every stream gets at least
-    :data:`MIN_IMAGES_PER_STREAM` images, else 1 (the whole batch on all threads)."""
+STREAMED_BACKENDS = ("openvino", "openvino-bf16", "openvino-int8")
+"""The backends that ``auto``, the extractor and ``omnireid bench`` run in several streams
+(:func:`stream_count`). ONNX Runtime can (``streams=`` of :func:`make_runner`) but is left at one:
+on the machine measured its streams were slower or no faster (docs/deployment.md)."""
+
+
+def stream_count(num_threads: int, batch_size: int, backend: str | None = None) -> int:
+    """Streams for a runner on ``num_threads`` threads that will see batches of ``batch_size``:
+    one per thread when every stream gets at least :data:`MIN_IMAGES_PER_STREAM` images, else 1
+    (the whole batch on all threads). Given a ``backend``, 1 for any not in
+    :data:`STREAMED_BACKENDS`."""
+    if backend is not None and backend not in STREAMED_BACKENDS:
+        return 1
     if num_threads < 2 or batch_size < MIN_IMAGES_PER_STREAM * num_threads:
         return 1
     return num_threads
