@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import time
 
@@ -85,10 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.search_recipe:
         if args.arch:
             raise UsageError("--search-recipe and --arch: give one (--arch skips the search)")
-        plan.search_recipe = args.search_recipe
-    search = load_nas_config(plan.search_recipe, args.nas_overrides)
-    if args.search_recipe:
-        plan.benchmark = dataclasses.replace(plan.benchmark, search_sources=tuple(search.data.sources))
+        plan.use_search_recipe(args.search_recipe)
+    load_nas_config(plan.search_recipe, args.nas_overrides)
     if args.seeds:
         plan.seeds = _seeds(args.seeds)
     if args.folds:

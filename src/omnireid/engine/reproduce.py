@@ -178,6 +178,13 @@ class ReproducePlan:
             dataclasses.asdict(load_nas_config(self.search_recipe, self.search_overrides()))
         return d
 
+    def use_search_recipe(self, recipe: str) -> None:
+        """Search with ``recipe`` (a packaged recipe name or a YAML file), on the domains it
+        names."""
+        self.search_recipe = recipe
+        self.benchmark = dataclasses.replace(
+            self.benchmark, search_sources=tuple(load_nas_config(recipe).data.sources))
+
     def search_overrides(self) -> list[str]:
         """The overrides of ``search_recipe`` the search runs with (its output folder, thread
         count and data root are added where it runs)."""
@@ -189,9 +196,8 @@ def quick_plan() -> ReproducePlan:
     """``--quick``: one seed, one leave-one-out fold (the last of the default folds) and the
     short search recipe ``nas_quick`` (on its own search domains), so that the whole run fits
     in about 15 minutes on 2 cores."""
-    plan = ReproducePlan(seeds=(0,), search_recipe=QUICK_SEARCH_RECIPE)
-    plan.benchmark = dataclasses.replace(
-        plan.benchmark, search_sources=tuple(load_nas_config(QUICK_SEARCH_RECIPE).data.sources))
+    plan = ReproducePlan(seeds=(0,))
+    plan.use_search_recipe(QUICK_SEARCH_RECIPE)
     folds = plan.benchmark.leave_one_out
     chosen = plan.chosen_folds()
     plan.folds = (folds.index(chosen[-1]),) if chosen else ()
