@@ -10,7 +10,13 @@ is the faster of the two; see docs/deployment.md for the measurements and for th
 OpenVINO's own quantiser, NNCF).
 
 Calibration crops matter more than any setting of the quantiser: the ranges are taken from them,
-so they should look like the crops the model will see. :func:`synthetic_crops` draws labelled
+so they should look like the crops the model will see.
+
+The ranges are recorded here (:func:`activation_ranges`) rather than by the quantiser's own
+calibrator, which inserts its min/max nodes in quadratic time and runs them in an unoptimised
+session; the quantiser then reads them from its calibration cache file. The ranges are the same
+tensors' minima and maxima (to float rounding), so the written graph is the same. Where the
+installed ONNX Runtime has no calibration cache (before 1.32), its calibrator runs as before. :func:`synthetic_crops` draws labelled
 crops from the procedural benchmark (:mod:`omnireid.data.synthetic`) in memory; they are the
 fallback when the caller has no crops of their own, and the labelled gate set of
 :mod:`omnireid.inference.accuracy`.
@@ -19,6 +25,7 @@ fallback when the caller has no crops of their own, and the labelled gate set of
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import tempfile
@@ -138,19 +145,105 @@ def quantize_onnx_int8(
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as tmp_out:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(onnx_path), str(pre))
+        options = {}
+        if _has_calibration_cache():
+            options["calibration_cache_path"] = _write_calibration_cache(
+                activation_ranges(pre, calibration, batch_size), Path(tmp) / "ranges.json")
         # the quantiser logs one INFO line per copied bias on the root logger; hold those back
         root = logging.getLogger()
         level = root.level
         root.setLevel(max(level, logging.WARNING))
         try:
-            quantize_static(str(pre), str(tmp_out), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, weight_type=QuantType.QInt8,
-                            activation_type=QuantType.QUInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+            quantize_static(str(pre), str(tmp_out), None if options else Reader(),
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                            calibrate_method=CalibrationMethod.MinMax, **options)
         finally:
             root.setLevel(level)
     logger.info("wrote int8 model %s (calibrated on %d crops)", out_path, len(calibration))
     return out_path
+
+
+def _has_calibration_cache() -> bool:
+    """Whether the installed quantiser reads ranges from a calibration cache file (ONNX Runtime
+    1.32 and later)."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
+def _write_calibration_cache(ranges: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData, save_tensors_data
+
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, dict(ranges)), path)
+    return path
+
+
+def activation_ranges(
+    onnx_path: str | os.PathLike,
+    calibration: np.ndarray,
+    batch_size: int = 16,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Minimum and maximum of every float tensor that enters or leaves a node of the graph, over
+    the calibration crops: the ranges that ONNX Runtime's MinMax calibrator records, for the same
+    tensors.
+
+    The graph gets a ReduceMin and a ReduceMax node per tensor, appended after the original nodes
+    (linear time), and runs in one session with ONNX Runtime's graph optimisations on. The ranges
+    are therefore those of the optimised kernels, which round differently from the reference
+    kernels in the last bits (the range of a tensor moves by about 1e-6 relative).
+
+    Args:
+        onnx_path: a graph with shape information on its tensors (as
+            ``onnxruntime.quantization.shape_inference.quant_pre_process`` writes it).
+        calibration: ``(N, 3, H, W)`` float32 crops.
+        batch_size: crops per run.
+
+    Returns:
+        ``{tensor name: (minimum, maximum)}``, each a float32 array of shape ``(1,)``.
+    """
+    require("onnxruntime", "deploy", "int8 quantisation")
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    infos = {vi.name: vi for vi in graph.value_info}
+    infos.update({vi.name: vi for vi in graph.output})
+    infos.update({vi.name: vi for vi in graph.input})
+    constants = {init.name for init in graph.initializer}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    names: list[str] = []
+    seen: set[str] = set()
+    for node in graph.node:
+        for name in (*node.input, *node.output):
+            if name in seen or name in constants or name not in infos:
+                continue
+            kind = infos[name].type
+            if kind.HasField("tensor_type") and kind.tensor_type.elem_type in floats:
+                seen.add(name)
+                names.append(name)
+    for i, name in enumerate(names):
+        elem = infos[name].type.tensor_type.elem_type
+        for op in ("ReduceMin", "ReduceMax"):
+            out = f"omnireid_range_{i}_{op}"
+            graph.node.append(onnx.helper.make_node(op, [name], [out], keepdims=0,
+                                                    name=f"omnireid_range_{i}_{op}_node"))
+            graph.output.append(onnx.helper.make_tensor_value_info(out, elem, []))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    fetch = [f"omnireid_range_{i}_{op}" for i in range(len(names)) for op in ("ReduceMin", "ReduceMax")]
+    low = np.full(len(names), np.inf, np.float32)
+    high = np.full(len(names), -np.inf, np.float32)
+    for start in range(0, len(calibration), batch_size):
+        values = session.run(fetch, {input_name: calibration[start:start + batch_size]})
+        low = np.fmin(low, np.asarray(values[0::2], np.float32).reshape(-1))
+        high = np.fmax(high, np.asarray(values[1::2], np.float32).reshape(-1))
+    return {name: (low[i:i + 1].copy(), high[i:i + 1].copy()) for i, name in enumerate(names)}
 
 
 def calibration_batch(
