@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -86,3 +88,44 @@ def test_parallel_generation_writes_the_same_files(tmp_path):
     parallel = generate_domain(spec, tmp_path / "parallel", progress=False, workers=2)
     ds, dp = digest(serial), digest(parallel)
     assert len(ds) >= 200 and ds == dp
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_two_generators_of_one_domain_draw_it_once(tmp_path, monkeypatch, stale):
+    """Two processes (here two threads) that want the same domain at once: one draws it, the
+    other waits and reads it, whether the cache is missing or stale. Without the domain's lock
+    both drew it, and one deleted the folder while the other replaced it."""
+    from omnireid.data import synthetic
+
+    spec = SyntheticSpec(domain="c", seed=2, **TINY)
+    if stale:
+        root = generate_domain(spec, tmp_path, progress=False, workers=1)
+        meta = root / "synthetic.json"
+        meta.write_text(meta.read_text().replace('"version": ', '"version": 1000 + '))
+    real, calls = synthetic._render_all, []
+
+    def slow_render(*args, **kwargs):
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # widen the window in which the other thread would start its own
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "_render_all", slow_render)
+    start = threading.Barrier(2)
+    roots, errors = [], []
+
+    def want():
+        start.wait()
+        try:
+            roots.append(generate_domain(spec, tmp_path, progress=False, workers=1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=want) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(calls) == 1 and len(set(roots)) == 1
+    fresh = generate_domain(spec, tmp_path / "fresh", progress=False, workers=1)
+    assert digest(roots[0]) == digest(fresh) and digest(fresh)

@@ -23,6 +23,11 @@ from typing import IO, Any
 
 from omnireid.errors import OutputError
 
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(?:\.[^.]+)?$")
@@ -180,6 +185,25 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
                 raise output_error(path, writer.error) from None
             raise
     return path
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (the file ``.<name>.lock`` in its folder) for the
+    duration of the block, waiting for any other holder first. Two processes (or two threads)
+    that change the same file or folder under this lock cannot overwrite each other's work.
+    POSIX only; a no-op elsewhere."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def pid_alive(pid: object) -> bool:

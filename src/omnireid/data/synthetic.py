@@ -68,6 +68,7 @@ from omnireid.data.synthetic_render import (
     render_person,
 )
 from omnireid.errors import UsageError
+from omnireid.files import locked
 from omnireid.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -375,17 +376,38 @@ def generate_domain(
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = cache / spec.key()
-    meta_path = root / "synthetic.json"
     wanted = {"version": spec.version, "spec": spec.as_dict(), **_recipe(spec)}
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError:
-            meta = {}
-        if {k: meta.get(k) for k in wanted} == json.loads(json.dumps(wanted)):
+    if _is_current(root, wanted):
+        return root
+    # One generator per domain at a time: a second process (another training run, a calibration
+    # running beside it) waits here and then finds the domain made, instead of deleting the
+    # folder under the first one's feet.
+    with locked(root):
+        if _is_current(root, wanted, log_stale=True):
             return root
+        return _generate(spec, cache, root, wanted, progress, workers)
+
+
+def _is_current(root: Path, wanted: dict, log_stale: bool = False) -> bool:
+    """Whether ``root`` holds a finished domain made from exactly ``wanted``."""
+    meta_path = root / "synthetic.json"
+    if not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, OSError):
+        meta = {}
+    if {k: meta.get(k) for k in wanted} == json.loads(json.dumps(wanted)):
+        return True
+    if log_stale:
         logger.info("synthetic cache %s is stale; regenerating", root)
-    cache.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _generate(spec: SyntheticSpec, cache: Path, root: Path, wanted: dict, progress: bool,
+              workers: int | None) -> Path:
+    """Draw the domain into a temporary folder beside ``root``, then put it in place (the caller
+    holds the domain's lock)."""
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}.", dir=cache))
     try:

@@ -21,14 +21,13 @@ non-finite embeddings.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
 import logging
 import os
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import numpy as np
 from omnireid.data.decode import IMAGE_EXTENSIONS
 from omnireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from omnireid.errors import DataError, MissingFileError
-from omnireid.files import atomic_write
+from omnireid.files import atomic_write, locked
 from omnireid.inference.index import load_faiss, topk
 from omnireid.inference.provenance import check_same_model, model_record, weights_digest
 
@@ -616,26 +615,6 @@ def _relative_to(target: Path, folder: Path) -> str:
         return os.path.relpath(target, folder)
     except ValueError:
         return str(target)
-
-
-@contextlib.contextmanager
-def locked(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock beside ``path`` (``.<name>.lock``) while reading, changing and
-    saving a gallery, so that two writers cannot lose each other's changes (POSIX only; a no-op
-    elsewhere)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def find_images(source: str | os.PathLike) -> tuple[Path, list[str]]:
