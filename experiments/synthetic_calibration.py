@@ -79,7 +79,8 @@ def machine() -> dict:
     return {"cpu": name, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
 
 
-def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str | None, workdir: Path) -> dict:
+def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str | None, workdir: Path,
+                       amp: str | None = None) -> dict:
     from omnireid.cli.demo import demo_recipe
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
@@ -92,6 +93,8 @@ def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str |
                            progress=False, num_threads=max(1, (os.cpu_count() or 1) - recipe["data"]["num_workers"]))
     if epochs is not None:
         recipe["train"]["max_epoch"] = epochs
+    if amp is not None:
+        recipe["train"]["amp"] = amp
     sources = setting_sources(setting)
     if len(sources) > 1:
         # the same budget as a single-source run: each epoch as many steps as one source's epoch
@@ -225,6 +228,8 @@ def main() -> int:
                         f"(default: source {SINGLE_SOURCE['source']}, every other domain in-domain, every lodo group)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (exploration only)")
+    p.add_argument("--amp", default=None, choices=["bf16", "none"],
+                   help="override the demo's mixed precision (exploration only; give another --out-dir)")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
     p.add_argument("--out-dir", default=f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}")
     p.add_argument("--no-histogram", action="store_true")
@@ -249,7 +254,7 @@ def main() -> int:
                         continue
                     print(f"training osnet_x0_25 on {'+'.join(setting_sources(setting))}, seed {seed} "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
-                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir))
+                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir), args.amp)
                     write_json(path, run, indent=1)
                     res = run["results"]
                     print(f"  {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} s CPU; rank-1 "
