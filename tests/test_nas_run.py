@@ -15,12 +15,14 @@ from omnireid.cli import main
 from omnireid.config import ConfigError, NasConfig, load_nas_config
 from omnireid.engine import nas as nas_module
 from omnireid.engine.nas import (
+    BlockConvergence,
     NasResult,
     block_convergence,
     build_arch_optimizer,
     nas,
     save_nas,
     seed_agreement,
+    undecided_note,
 )
 from omnireid.engine.optim import OptimizerSet
 from omnireid.engine.run_folder import LOCK_NAME, RunFolderError, claim_run_folder
@@ -305,6 +307,9 @@ def test_nas_command_end_to_end(data_root, tmp_path, capsys) -> None:
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "conv4-2" in text and f"report folder: {out}" in text and "blocks decided" in text
+    # a tiny search decides nothing: the command and the report name the open blocks
+    assert "Not decided (p(chosen) < 0.5): conv2-1" in text
+    assert "Not decided (p(chosen) < 0.5): conv2-1" in (out / "report.md").read_text()
     for name in ("arch.json", "search.json", "report.md", "probabilities.png", "last.pt", "run.json"):
         assert (out / name).is_file(), name
     assert (out / "probabilities.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -408,3 +413,12 @@ def test_seeds_figure_draws_every_block_and_seed(tmp_path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp.png"))
     with pytest.raises(ValueError, match="at least one"):
         plot_nas_seeds([], tmp_path / "none.png")
+
+
+def test_undecided_note_names_only_the_open_blocks() -> None:
+    blocks = [BlockConvergence("conv2-1", "inside", 0.97, 0.2, 0.9),
+              BlockConvergence("conv2-2", "inside", 0.44, 1.9, 0.2),
+              BlockConvergence("conv3-1", "none", 0.5, 1.5, 0.1)]
+    note = undecided_note(blocks)
+    assert "conv2-2 (inside, p = 0.44)" in note and "conv2-1" not in note and "conv3-1" not in note
+    assert undecided_note([blocks[0], blocks[2]]) is None  # p = 0.5 counts as decided

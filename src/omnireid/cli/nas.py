@@ -50,7 +50,7 @@ def _parse_seeds(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     reexec_with_tcmalloc(True)
     from omnireid.config import load_nas_config
-    from omnireid.engine.nas import nas, nas_seeds
+    from omnireid.engine.nas import nas, nas_seeds, undecided_note
 
     overrides = recipe_overrides(args)
     config = load_nas_config(args.config, overrides)
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     )
     decided = sum(c.probability >= 0.5 for c in result.convergence)
     print(f"{decided} of {len(result.convergence)} blocks decided (p(chosen) >= 0.5)")
+    note = undecided_note(result.convergence)
+    if note:
+        print(note)
     print(json.dumps({"arch": result.arch.to_dict()}))
     print(f"child spec: {config.train.output_dir}/arch.json")
     print(f"report folder: {config.train.output_dir}")

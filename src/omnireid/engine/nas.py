@@ -391,6 +391,19 @@ def _write_text(path: Path, text: str) -> None:
     write_text(path, text)
 
 
+def undecided_note(convergence: list[BlockConvergence]) -> str | None:
+    """One sentence naming the blocks whose chosen placement has p < 0.5, or None when every
+    block is decided. Such a block is near a tie: in the measurements of docs/nas.md its choice
+    changed with the seed and even with the number of threads."""
+    open_blocks = [f"{c.block} ({c.chosen}, p = {c.probability:.2f})" for c in convergence
+                   if c.probability < 0.5]
+    if not open_blocks:
+        return None
+    return (f"Not decided (p(chosen) < 0.5): {', '.join(open_blocks)}. A block this close to a "
+            "tie can go the other way with another seed or another number of threads; search "
+            "with --seeds 1,2,3 to see which blocks are stable.")
+
+
 def convergence_table(result: NasResult) -> list[str]:
     """Markdown rows: per block the child's placement, every candidate's final probability, the
     chosen one's probability and the entropy."""
@@ -421,8 +434,11 @@ def nas_markdown(result: NasResult) -> str:
     lines += convergence_table(result)
     lines += ["", f"p = relu(alpha) normalised, after the last epoch (undecided: p = {1 / n_cand:.2f}, "
               f"entropy {math.log2(n_cand):.0f} bits). {decided} of {len(result.convergence)} blocks "
-              f"have p(chosen) >= 0.5.", "",
-              "## Cost", "",
+              f"have p(chosen) >= 0.5.", ""]
+    note = undecided_note(result.convergence)
+    if note:
+        lines += [note, ""]
+    lines += ["## Cost", "",
               f"- wall time: {result.seconds:.1f} s ({result.seconds_per_step * 1000:.0f} ms/step)",
               f"- CPU time of the process: {result.cpu_seconds:.1f} s",
               f"- peak resident memory of the process: {result.peak_rss_mb:.0f} MiB",
@@ -561,4 +577,4 @@ def seeds_markdown(both: NasSeedsResult) -> str:
 __all__ = ["BlockConvergence", "EpochRecord", "NasArtifacts", "NasResult", "NasSeedsResult",
            "SeedAgreement", "block_convergence", "build_arch_optimizer", "environment", "nas",
            "nas_fingerprint", "nas_markdown", "nas_seeds", "save_nas", "seed_agreement",
-           "seeds_markdown"]
+           "seeds_markdown", "undecided_note"]
