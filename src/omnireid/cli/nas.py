@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         + [[c.block, c.chosen, *(f"{p:.3f}" for p in probs), f"{c.entropy_bits:.2f}"]
            for c, probs in zip(result.convergence, last.probabilities)],
     )
-    decided = sum(c.probability >= 0.5 for c in result.convergence)
+    decided = sum(c.decided for c in result.convergence)
     print(f"{decided} of {len(result.convergence)} blocks decided (p(chosen) >= 0.5)")
     note = undecided_note(result.convergence)
     if note:

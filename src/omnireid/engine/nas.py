@@ -100,6 +100,10 @@ class EpochRecord:
     alphas: list[list[float]]
 
 
+DECIDED_P = 0.5
+"""A block is decided when its chosen candidate's probability is at least this."""
+
+
 @dataclass
 class BlockConvergence:
     """How decided one block is after the search.
@@ -114,6 +118,11 @@ class BlockConvergence:
     probability: float
     entropy_bits: float
     margin: float
+
+    @property
+    def decided(self) -> bool:
+        """p(chosen) >= :data:`DECIDED_P`."""
+        return self.probability >= DECIDED_P
 
 
 @dataclass
@@ -155,8 +164,8 @@ class NasResult:
 
     @property
     def decided(self) -> bool:
-        """Every block's chosen candidate has probability >= 0.5."""
-        return all(c.probability >= 0.5 for c in self.convergence)
+        """Every block's chosen candidate has probability >= :data:`DECIDED_P`."""
+        return all(c.decided for c in self.convergence)
 
 
 def block_convergence(probabilities: Sequence[Sequence[float]], block_names: Sequence[str],
@@ -396,7 +405,7 @@ def undecided_note(convergence: list[BlockConvergence]) -> str | None:
     block is decided. Such a block is near a tie: in the measurements of docs/nas.md its choice
     changed with the seed and even with the number of threads."""
     open_blocks = [f"{c.block} ({c.chosen}, p = {c.probability:.2f})" for c in convergence
-                   if c.probability < 0.5]
+                   if not c.decided]
     if not open_blocks:
         return None
     return (f"Not decided (p(chosen) < 0.5): {', '.join(open_blocks)}. A block this close to a "
@@ -423,7 +432,7 @@ def nas_markdown(result: NasResult) -> str:
     """A short Markdown report: the child, how decided each block is, the cost."""
     cfg = result.config
     n_cand = len(result.candidates)
-    decided = sum(c.probability >= 0.5 for c in result.convergence)
+    decided = sum(c.decided for c in result.convergence)
     lines = ["# Instance-norm placement search", "",
              f"Mode: {result.mode}; {len(result.history)} epochs, {result.steps} steps on "
              f"{'+'.join(cfg['data']['sources'])} ({result.num_train_ids} ids, "
@@ -577,4 +586,4 @@ def seeds_markdown(both: NasSeedsResult) -> str:
 __all__ = ["BlockConvergence", "EpochRecord", "NasArtifacts", "NasResult", "NasSeedsResult",
            "SeedAgreement", "block_convergence", "build_arch_optimizer", "environment", "nas",
            "nas_fingerprint", "nas_markdown", "nas_seeds", "save_nas", "seed_agreement",
-           "seeds_markdown", "undecided_note"]
+           "seeds_markdown", "undecided_note", "DECIDED_P"]
