@@ -80,7 +80,7 @@ def machine() -> dict:
 
 
 def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str | None, workdir: Path,
-                       amp: str | None = None) -> dict:
+                       amp: str | None = None, lr: float | None = None) -> dict:
     from omnireid.cli.demo import demo_recipe
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
@@ -95,6 +95,8 @@ def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str |
         recipe["train"]["max_epoch"] = epochs
     if amp is not None:
         recipe["train"]["amp"] = amp
+    if lr is not None:
+        recipe["optim"]["lr"] = lr
     sources = setting_sources(setting)
     if len(sources) > 1:
         # the same budget as a single-source run: each epoch as many steps as one source's epoch
@@ -230,6 +232,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (exploration only)")
     p.add_argument("--amp", default=None, choices=["bf16", "none"],
                    help="override the demo's mixed precision (exploration only; give another --out-dir)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="override the demo's learning rate (exploration only; give another --out-dir)")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
     p.add_argument("--out-dir", default=f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}")
     p.add_argument("--no-histogram", action="store_true")
@@ -254,7 +258,7 @@ def main() -> int:
                         continue
                     print(f"training osnet_x0_25 on {'+'.join(setting_sources(setting))}, seed {seed} "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
-                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir), args.amp)
+                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir), args.amp, args.lr)
                     write_json(path, run, indent=1)
                     res = run["results"]
                     print(f"  {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} s CPU; rank-1 "
