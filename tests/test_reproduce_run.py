@@ -60,6 +60,22 @@ def test_plan_cells_covers_every_model_setting_and_seed() -> None:
     assert quick.to_dict()["search"] != ReproducePlan().to_dict()["search"]
 
 
+def test_reproduction_trains_with_the_demos_budget() -> None:
+    """Every reproduction cell trains with the demo's recipe (the budget the benchmark was
+    calibrated with, docs/data.md), in fp32; only precision and speed-only settings differ."""
+    from omnireid.cli.demo import demo_recipe
+
+    demo, repro = demo_recipe(), reproduce_module.REPRODUCE_RECIPE
+    for section, keys in {"data": ("height", "width", "batch_size", "sampler", "random_flip"),
+                          "loss": ("softmax", "triplet", "label_smooth"),
+                          "optim": ("name", "lr", "weight_decay"),
+                          "sched": ("name", "warmup_epochs", "warmup_factor"),
+                          "train": ("max_epoch",)}.items():
+        for key in keys:
+            assert repro[section][key] == demo[section][key], f"{section}.{key}"
+    assert repro["train"]["amp"] == "none"
+
+
 def test_rows_average_each_setting_over_its_targets() -> None:
     single = Cell("osnet", ("s",), ("s", "t1", "t2", "t3", "t4", "t5"), 0)
     metrics = {t: {"rank1": r, "mAP": r / 2} for t, r in

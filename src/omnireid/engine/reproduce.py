@@ -126,7 +126,7 @@ REPRODUCE_RECIPE: dict[str, Any] = {
     "loss": {"softmax": 1.0, "triplet": 0.0, "label_smooth": 0.1},
     "optim": {"name": "amsgrad", "lr": 0.003, "weight_decay": 5.0e-4},
     "sched": {"name": "cosine", "warmup_epochs": 1, "warmup_factor": 0.1},
-    "train": {"max_epoch": 10, "amp": "none", "channels_last": False, "eval_freq": 0,
+    "train": {"max_epoch": 15, "amp": "none", "channels_last": False, "eval_freq": 0,
               "progress": False, "save_curves": False},
     "test": {"dist_metric": "euclidean", "batch_size": 256},
 }
