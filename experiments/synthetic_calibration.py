@@ -159,6 +159,15 @@ def histogram_baseline(cache: str | None) -> dict:
     return out
 
 
+def check_same_recipe(path: Path, wanted: dict) -> None:
+    """A saved run is reused only when it was trained with the epochs, learning rate and precision
+    asked for now; otherwise stop rather than mix two recipes in one table."""
+    recipe = json.loads(path.read_text())["recipe"]
+    made = {"epochs": recipe["train"]["max_epoch"], "lr": recipe["optim"]["lr"], "amp": recipe["train"]["amp"]}
+    if made != wanted:
+        raise SystemExit(f"{path}: this run was made with {made}, not {wanted}; give another --out-dir")
+
+
 def summarize(out_dir: Path) -> dict:
     """Mean and std over seeds of every (setting, target), the fraction of in-domain rank-1 kept."""
     runs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("run_*.json"))]
@@ -235,11 +244,17 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=None,
                    help="override the demo's learning rate (exploration only; give another --out-dir)")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
-    p.add_argument("--out-dir", default=f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}")
+    p.add_argument("--out-dir", default=None,
+                   help=f"where the runs go (default experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_"
+                        "<epochs>ep, the demo's epochs or --epochs)")
     p.add_argument("--no-histogram", action="store_true")
     p.add_argument("--table", action="store_true", help="only aggregate the runs already saved")
     args = p.parse_args()
-    out_dir = Path(args.out_dir)
+    from omnireid.cli.demo import demo_recipe
+
+    wanted = {"epochs": args.epochs or demo_recipe()["train"]["max_epoch"],
+              "lr": args.lr or demo_recipe()["optim"]["lr"], "amp": args.amp or demo_recipe()["train"]["amp"]}
+    out_dir = Path(args.out_dir or f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_{wanted['epochs']}ep")
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.table:
         if not args.no_histogram and not (out_dir / "colour_histogram.json").is_file():
@@ -255,6 +270,7 @@ def main() -> int:
                 for setting in settings:
                     path = out_dir / f"run_{setting}_seed{seed}.json"
                     if path.is_file():
+                        check_same_recipe(path, wanted)
                         continue
                     print(f"training osnet_x0_25 on {'+'.join(setting_sources(setting))}, seed {seed} "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
