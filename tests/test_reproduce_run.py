@@ -60,20 +60,20 @@ def test_plan_cells_covers_every_model_setting_and_seed() -> None:
     assert quick.to_dict()["search"] != ReproducePlan().to_dict()["search"]
 
 
-def test_reproduction_trains_with_the_demos_budget() -> None:
-    """Every reproduction cell trains with the demo's recipe (the budget the benchmark was
-    calibrated with, docs/data.md), in fp32; only precision and speed-only settings differ."""
+def test_reproduction_trains_with_the_demos_recipe() -> None:
+    """Every reproduction cell trains with the demo's recipe, in fp32 and for fewer epochs (the
+    default run's 48 trainings must fit 90 minutes on 2 cores; docs/nas.md), nothing else changed."""
     from omnireid.cli.demo import demo_recipe
 
     demo, repro = demo_recipe(), reproduce_module.REPRODUCE_RECIPE
     for section, keys in {"data": ("height", "width", "batch_size", "sampler", "random_flip"),
                           "loss": ("softmax", "triplet", "label_smooth"),
                           "optim": ("name", "lr", "weight_decay"),
-                          "sched": ("name", "warmup_epochs", "warmup_factor"),
-                          "train": ("max_epoch",)}.items():
+                          "sched": ("name", "warmup_epochs", "warmup_factor")}.items():
         for key in keys:
             assert repro[section][key] == demo[section][key], f"{section}.{key}"
     assert repro["train"]["amp"] == "none"
+    assert repro["train"]["max_epoch"] <= demo["train"]["max_epoch"]
 
 
 def test_rows_average_each_setting_over_its_targets() -> None:
