@@ -41,9 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
     p.add_argument("--models", default=",".join(DEMO_MODELS),
                    help=f"comma-separated models to train side by side (default {','.join(DEMO_MODELS)})")
-    p.add_argument("--jobs", type=positive_int, default=None,
-                   help="models trained at once, each in a process of its own with its share of the "
-                        "cores (default: as many as there are cores, at most one per model)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value for every model, e.g. --set train.seed=2")
     p.add_argument("--no-tcmalloc", action="store_true", help="do not restart with the tcmalloc allocator")
@@ -113,53 +110,29 @@ def print_side_by_side(report: dict) -> None:
     print_table(headers, rows)
 
 
-def _train_one(cfg, overwrite: bool, prefix: str) -> dict[str, Any]:
-    """Train and evaluate one demo model; return its report entry and, per target, what differs
-    and the chance level. Plain data in and out, so that it can run in a worker process."""
-    from omnireid.engine.fit import fit
-
-    result = fit(cfg, overwrite=overwrite, on_epoch=lambda r: print(prefix + epoch_line(r), flush=True))
-    targets = {target: {"shift": _shift_label(cfg.data.sources, target),
-                        "chance_rank1": chance_rank1(ev.query, ev.gallery)}
-               for target, ev in result.evaluations.items()}
-    model_out = result.output_dir
-    entry = {
-        "results": result.final,
-        "train_seconds": result.seconds,
-        "history": [{k: r[k] for k in ("epoch", "loss", "acc", "lr", "elapsed_s") if k in r}
-                    for r in result.history],
-        "files": {"curves": str(model_out / "curves.png"), "ranked_lists": _ranked_pictures(result, cfg, model_out),
-                  "weights": str(model_out / "model.pth"), "config": str(model_out / "config.yaml")},
-    }
-    return {"entry": entry, "targets": targets}
-
-
 def run(args: argparse.Namespace) -> int:
     reexec_with_tcmalloc(not args.no_tcmalloc)
     from omnireid.config import load_config
-
+    from omnireid.engine.fit import fit
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise UsageError("--models: give at least one model name")
-    jobs = min(len(models), args.jobs if args.jobs is not None else (os.cpu_count() or 1))
     base = demo_recipe()
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.max_epoch={args.epochs}")
     if not any(o.startswith("train.num_threads=") for o in overrides):
-        # the cores shared among the models trained at once, one per loader worker, the rest for
-        # the network: no oversubscription on small machines
+        # one core per loader worker, the rest for the network: no oversubscription on small machines
         workers = int(base["data"]["num_workers"])
-        overrides.append(f"train.num_threads={max(1, (os.cpu_count() or 1) // jobs - workers)}")
+        overrides.append(f"train.num_threads={max(1, (os.cpu_count() or 1) - workers)}")
     out = Path(args.output or base["train"]["output_dir"])
     cfgs = {m: load_config(None, [*overrides, f"model.name={m}", f"train.output_dir={out / m}"], base=base,
                            base_source="the demo recipe")
             for m in models}
     first = cfgs[models[0]]
     print(f"training {', '.join(models)} with the same recipe on {'+'.join(first.data.sources)} "
-          f"({first.train.max_epoch} epochs, {first.data.height}x{first.data.width}"
-          f"{f'; {jobs} at a time' if jobs > 1 else ''}); evaluating on {', '.join(first.data.targets)}",
-          flush=True)
+          f"({first.train.max_epoch} epochs, {first.data.height}x{first.data.width}); evaluating on "
+          f"{', '.join(first.data.targets)}", flush=True)
     start = time.perf_counter()
     from omnireid.data import load_dataset
     from omnireid.data.datasets.synthetic import is_synthetic
@@ -170,28 +143,25 @@ def run(args: argparse.Namespace) -> int:
                      **options)
     report: dict[str, Any] = {"trained_on": first.data.sources, "epochs": first.train.max_epoch,
                               "input_size": [first.data.height, first.data.width], "targets": {}, "models": {}}
-    # an earlier demo's model folders are replaced without asking; anything else needs --overwrite
-    overwrite = {name: args.overwrite or ((out / "metrics.json").is_file()
-                                          and (Path(cfg.train.output_dir) / "config.yaml").is_file())
-                 for name, cfg in cfgs.items()}
-    if jobs > 1:
-        # each model in a process of its own, on its share of the cores; each line names its model
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {name: pool.submit(_train_one, cfg, overwrite[name], f"[{name}] ")
-                       for name, cfg in cfgs.items()}
-            trained = {name: f.result() for name, f in futures.items()}
-    else:
-        trained = {}
-        for i, (name, cfg) in enumerate(cfgs.items()):
-            print(f"[{i + 1}/{len(cfgs)}] {name}", flush=True)
-            trained[name] = _train_one(cfg, overwrite[name], "")
-    for name, done in trained.items():
-        for target, info in done["targets"].items():
-            report["targets"].setdefault(target, info)
-        report["models"][name] = done["entry"]
+    for i, (name, cfg) in enumerate(cfgs.items()):
+        print(f"[{i + 1}/{len(cfgs)}] {name}", flush=True)
+        model_dir = Path(cfg.train.output_dir)
+        earlier_demo = (out / "metrics.json").is_file() and (model_dir / "config.yaml").is_file()
+        result = fit(cfg, overwrite=args.overwrite or earlier_demo,
+                     on_epoch=lambda r: print(epoch_line(r), flush=True))
+        for target, ev in result.evaluations.items():
+            if target not in report["targets"]:
+                report["targets"][target] = {"shift": _shift_label(cfg.data.sources, target),
+                                             "chance_rank1": chance_rank1(ev.query, ev.gallery)}
+        model_out = result.output_dir
+        report["models"][name] = {
+            "results": result.final,
+            "train_seconds": result.seconds,
+            "history": [{k: r[k] for k in ("epoch", "loss", "acc", "lr", "elapsed_s") if k in r}
+                        for r in result.history],
+            "files": {"curves": str(model_out / "curves.png"), "ranked_lists": _ranked_pictures(result, cfg, model_out),
+                      "weights": str(model_out / "model.pth"), "config": str(model_out / "config.yaml")},
+        }
     report["seconds"] = time.perf_counter() - start
     write_json(out / "metrics.json", report)
     print()
