@@ -7,8 +7,10 @@ it on every registered domain-shift set. A colour-histogram baseline (no trainin
 every domain too. Only the plain network is used here: whether instance normalisation helps is
 measured elsewhere, never tuned for.
 
-Each (setting, seed) run is saved as its own JSON under ``--out-dir`` and skipped when it is
-already there, so an interrupted calibration resumes. ``--table`` aggregates whatever runs exist
+Each (setting, seed) run is saved as its own JSON under ``--out-dir`` (default: a folder named by
+the generator version and the epochs) and skipped when it is already there, so an interrupted
+calibration resumes; a saved run made with other epochs, learning rate or precision stops the
+script instead of being mixed in. ``--table`` aggregates whatever runs exist
 into ``summary.json`` (mean and sample standard deviation over seeds; the fraction of the in-domain rank-1
 kept on each unseen domain) and prints the tables.
 
@@ -252,8 +254,9 @@ def main() -> int:
     args = p.parse_args()
     from omnireid.cli.demo import demo_recipe
 
-    wanted = {"epochs": args.epochs or demo_recipe()["train"]["max_epoch"],
-              "lr": args.lr or demo_recipe()["optim"]["lr"], "amp": args.amp or demo_recipe()["train"]["amp"]}
+    demo = demo_recipe()
+    wanted = {"epochs": args.epochs or demo["train"]["max_epoch"], "lr": args.lr or demo["optim"]["lr"],
+              "amp": args.amp or demo["train"]["amp"]}
     out_dir = Path(args.out_dir or f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_{wanted['epochs']}ep")
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.table:

@@ -120,7 +120,8 @@ QUICK_SEARCH_RECIPE = "nas_quick"
 #: The training recipe of every cell (a :class:`omnireid.config.Config` as plain data); the
 #: model, data sources/targets, seed and output folder are set per cell. It is the demo's recipe
 #: in fp32 at 10 epochs (940 steps) instead of the demo's 15: at 15 the default run's 48 trainings
-#: would take about 90 minutes on 2 cores and ``--quick`` 15 (measured, docs/nas.md);
+#: would take about 90 minutes on 2 cores (estimated from ``--quick`` at 15 epochs, measured at
+#: 15 min 5 s: docs/nas.md);
 #: ``--set train.max_epoch=15`` trains at the demo's budget.
 REPRODUCE_RECIPE: dict[str, Any] = {
     "model": {"name": "osnet"},
