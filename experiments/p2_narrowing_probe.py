@@ -35,7 +35,8 @@ def main() -> int:
     p.add_argument("--out", default="experiments/results/p2_narrowing_probe/results.jsonl")
     args = p.parse_args()
     domains.POPULATIONS["p2"] = domains.narrow_palette(
-        domains.blend_population(domains.P1, domains.P2_FULL, 1.0, "p2", domains.P2_FULL.description), args.narrowing)
+        domains.blend_population(domains.P1, domains.P2_FULL, domains.POPULATION_STRENGTH["p2"], "p2",
+                                 domains.P2_FULL.description), args.narrowing)
     cache = args.cache or str(Path(tempfile.gettempdir()) / f"omnireid_p2_narrowing_{args.narrowing}")
 
     from omnireid.cli.demo import demo_recipe

@@ -50,7 +50,7 @@ def _parse_seeds(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     reexec_with_tcmalloc(True)
     from omnireid.config import load_nas_config
-    from omnireid.engine.nas import nas, nas_seeds, undecided_note
+    from omnireid.engine.nas import DECIDED_P, nas, nas_seeds, undecided_note
 
     overrides = recipe_overrides(args)
     config = load_nas_config(args.config, overrides)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
            for c, probs in zip(result.convergence, last.probabilities)],
     )
     decided = sum(c.decided for c in result.convergence)
-    print(f"{decided} of {len(result.convergence)} blocks decided (p(chosen) >= 0.5)")
+    print(f"{decided} of {len(result.convergence)} blocks decided (p(chosen) >= {DECIDED_P})")
     note = undecided_note(result.convergence)
     if note:
         print(note)

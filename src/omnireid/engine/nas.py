@@ -401,14 +401,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def undecided_note(convergence: list[BlockConvergence]) -> str | None:
-    """One sentence naming the blocks whose chosen placement has p < 0.5, or None when every
+    """One sentence naming the blocks whose chosen placement has p < :data:`DECIDED_P`, or None when every
     block is decided. Such a block is near a tie: in the measurements of docs/nas.md its choice
     changed with the seed and even with the number of threads."""
     open_blocks = [f"{c.block} ({c.chosen}, p = {c.probability:.2f})" for c in convergence
                    if not c.decided]
     if not open_blocks:
         return None
-    return (f"Not decided (p(chosen) < 0.5): {', '.join(open_blocks)}. A block this close to a "
+    return (f"Not decided (p(chosen) < {DECIDED_P}): {', '.join(open_blocks)}. A block this close to a "
             "tie can go the other way with another seed or another number of threads; search "
             "with --seeds 1,2,3 to see which blocks are stable.")
 
@@ -443,7 +443,7 @@ def nas_markdown(result: NasResult) -> str:
     lines += convergence_table(result)
     lines += ["", f"p = relu(alpha) normalised, after the last epoch (undecided: p = {1 / n_cand:.2f}, "
               f"entropy {math.log2(n_cand):.0f} bits). {decided} of {len(result.convergence)} blocks "
-              f"have p(chosen) >= 0.5.", ""]
+              f"have p(chosen) >= {DECIDED_P}.", ""]
     note = undecided_note(result.convergence)
     if note:
         lines += [note, ""]
@@ -574,7 +574,7 @@ def seeds_markdown(both: NasSeedsResult) -> str:
               f" ({', '.join(ag.agreeing_blocks) or 'none'})",
               f"- seeds that derived the same child: {ag.same_child} of {len(ag.seeds)}",
               f"- majority child: {', '.join(ag.majority_child)}",
-              f"- every block decided (p(chosen) >= 0.5) in every seed: "
+              f"- every block decided (p(chosen) >= {DECIDED_P}) in every seed: "
               f"{'yes' if all(r.decided for r in results) else 'no'}",
               f"- converged by the target (same child in a majority of seeds, or all blocks but one "
               f"agreeing): {'yes' if ag.converged else 'no'}",
