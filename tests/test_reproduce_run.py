@@ -232,6 +232,8 @@ def test_reproduce_quick_end_to_end_and_resume(tiny_env, capsys) -> None:
     assert dropped.is_file()
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
     assert (out / "claims.json").is_file()
+    # the finished search is read back by the search itself, so the resumed run reports it unchanged
+    assert json.loads((out / "run_info.json").read_text())["search"] == info["search"]
 
     # another run's folder is not clobbered
     assert main(_argv(out, "--seeds", "3")) == 2

@@ -51,7 +51,7 @@ from omnireid.config import NasConfig, load_config, load_nas_config
 from omnireid.data.synthetic_domains import SINGLE_SOURCE, leave_one_out_splits
 from omnireid.engine.checkpoint import BEST, LAST
 from omnireid.engine.fit import fit, load_sources
-from omnireid.engine.nas import BlockConvergence, environment, nas
+from omnireid.engine.nas import environment, nas
 from omnireid.engine.run_folder import claim_run_folder, fingerprint_of
 from omnireid.errors import UsageError
 from omnireid.evaluation.claims import (
@@ -522,12 +522,6 @@ def reproduce(
         rows = collect_rows(parts)
         claims = [c.to_dict() for c in evaluate_claims(rows, one_seed_sigma=plan.one_seed_sigma,
                                                        paper=PAPER_NUMBERS)]
-        if search_info is None and (folder / "search" / "search.json").is_file():
-            report = json.loads((folder / "search" / "search.json").read_text())
-            search_info = {"arch": report["arch"], "seconds": report["seconds"],
-                           "cpu_seconds": report["cpu_seconds"], "steps": report["steps"],
-                           "convergence": report["convergence"],
-                           "decided": all(BlockConvergence(**c).decided for c in report["convergence"])}
         info = _run_info(plan, records, search_info, t0, jobs, threads, steps, run.resumed)
         _write_json(folder / "claims.json", {"claims": claims, "results": rows})
         _write_json(folder / "run_info.json", info)
