@@ -173,6 +173,44 @@ def test_a_cell_is_read_back_only_when_its_architecture_and_recipe_are_unchanged
     assert calls[-1][1] is None
 
 
+def test_a_cell_made_by_another_training_recipe_or_other_data_is_trained_again(tmp_path, monkeypatch) -> None:
+    """A library upgrade that changes the cells' recipe or a synthetic domain's recipe must not
+    let a resumed or overwritten reproduction read back cells made before it."""
+    from omnireid.data import synthetic_domains
+
+    calls = []
+
+    def fake_fit(cfg, resume=None, overwrite=False):
+        calls.append(cfg.train.max_epoch)
+        return FitResult(Path(cfg.train.output_dir), 1, {"s": {"rank1": 0.5, "mAP": 0.4}}, 1,
+                         [{"steps": 3}], 0.0)
+
+    monkeypatch.setattr(reproduce_module, "fit", fake_fit)
+    arch_path = tmp_path / "osnet.json"
+    make_arch(0.25, ("none",) * 6).save(arch_path)
+    cell = {"model": "osnet", "sources": ["synthetic_p1s1"], "targets": ["synthetic_p2s1"], "seed": 0}
+    folder = tmp_path / "cell"
+    first = run_cell(cell, str(arch_path), str(folder), 5, 1, [])["fingerprint"]
+    assert run_cell(cell, str(arch_path), str(folder), 5, 1, [])["fingerprint"] == first and len(calls) == 1
+    # the training recipe of every cell changed
+    monkeypatch.setitem(reproduce_module.REPRODUCE_RECIPE, "train",
+                        {**reproduce_module.REPRODUCE_RECIPE["train"], "max_epoch": 11})
+    second = run_cell(cell, str(arch_path), str(folder), 5, 1, [])["fingerprint"]
+    assert calls == [10, 11] and second != first
+    plan_fp = reproduce_module.reproduce_fingerprint(ReproducePlan(models=("osnet",)))
+    # the population of a target domain changed (another generator version)
+    p2 = synthetic_domains.POPULATIONS["p2"]
+    monkeypatch.setitem(synthetic_domains.POPULATIONS, "p2", dataclasses.replace(p2, hat_p=p2.hat_p / 2))
+    third = run_cell(cell, str(arch_path), str(folder), 5, 1, [])["fingerprint"]
+    assert len(calls) == 3 and third not in (first, second)
+    # and so did the whole reproduction's, so that its run folder is not taken for the same run
+    assert reproduce_module.reproduce_fingerprint(ReproducePlan(models=("osnet",))) != plan_fp
+    # a domain the cell does not use changes nothing
+    monkeypatch.setitem(synthetic_domains.POPULATIONS, "p4", dataclasses.replace(
+        synthetic_domains.POPULATIONS["p4"], hat_p=0.0))
+    assert run_cell(cell, str(arch_path), str(folder), 5, 1, [])["fingerprint"] == third and len(calls) == 3
+
+
 # ---------------------------------------------------------------- the command end to end
 @pytest.fixture()
 def tiny_env(tmp_path, monkeypatch) -> Path:

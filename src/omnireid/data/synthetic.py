@@ -363,6 +363,13 @@ def _recipe(spec: SyntheticSpec) -> dict[str, object]:
     return {"population": asdict(POPULATIONS[dom.population]), "camera_style": asdict(CAMERA_STYLES[dom.style])}
 
 
+def domain_identity(spec: SyntheticSpec) -> dict[str, object]:
+    """What decides every image of the domain ``spec`` draws: the generator version, the spec and
+    the recipes (population and camera style). ``synthetic.json`` records it, a cache is current
+    only while it is unchanged, and a result made on the domain can be keyed by it."""
+    return {"version": spec.version, "spec": spec.as_dict(), **_recipe(spec)}
+
+
 def generate_domain(
     spec: SyntheticSpec, cache_dir: str | Path | None = None, *, progress: bool = True, workers: int | None = None
 ) -> Path:
@@ -376,7 +383,7 @@ def generate_domain(
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = cache / spec.key()
-    wanted = {"version": spec.version, "spec": spec.as_dict(), **_recipe(spec)}
+    wanted = domain_identity(spec)
     if _is_current(root, wanted):
         return root
     # One generator per domain at a time: a second process (another training run, a calibration

@@ -48,7 +48,8 @@ from typing import Any
 import torch
 
 from omnireid.config import NasConfig, load_config, load_nas_config
-from omnireid.data.synthetic_domains import SINGLE_SOURCE, leave_one_out_splits
+from omnireid.data.synthetic import DOMAIN_STYLES, SyntheticSpec, domain_identity
+from omnireid.data.synthetic_domains import SHIFT_DOMAINS, SINGLE_SOURCE, leave_one_out_splits
 from omnireid.engine.checkpoint import BEST, LAST
 from omnireid.engine.fit import fit, load_sources
 from omnireid.engine.nas import environment, nas
@@ -177,6 +178,9 @@ class ReproducePlan:
         d["benchmark"] = self.benchmark.to_dict()
         d["arch"] = None if self.arch is None else self.arch.to_dict()
         d["recipe"] = REPRODUCE_RECIPE
+        b = self.benchmark
+        d["data"] = data_identity(sorted({b.source, *(t for ts in b.shift_targets.values() for t in ts),
+                                          *(n for s, h in b.leave_one_out for n in (*s, h)), *b.search_sources}))
         # the search recipe as read, so that a changed recipe file is not taken for the same run
         d["search"] = None if self.arch is not None or "child" not in self.models else \
             dataclasses.asdict(load_nas_config(self.search_recipe, self.search_overrides()))
@@ -274,12 +278,27 @@ CELL_SPEC = "cell_spec.json"
 starts; a cell whose spec changed is trained again instead of being read back or resumed."""
 
 
+def data_identity(names: Sequence[str]) -> dict[str, str | None]:
+    """For each dataset name, a digest of what draws its images when it is a registered synthetic
+    domain (:func:`omnireid.data.synthetic.domain_identity`: generator version and recipes), else
+    None (data on disk is the user's to keep unchanged)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        domain = name.removeprefix("synthetic_")
+        known = name.startswith("synthetic_") and (domain in SHIFT_DOMAINS or domain in DOMAIN_STYLES)
+        out[name] = fingerprint_of(domain_identity(SyntheticSpec.registered(domain))) if known else None
+    return out
+
+
 def cell_fingerprint(cell: Cell, arch: OSNetArch, steps_per_epoch: int, extra: Sequence[str]) -> str:
     """Fingerprint of what decides a cell's result: the cell, the architecture itself (the file
     ``archs/NAME.json`` keeps its path when a reproduction is given another child), the steps
-    per epoch and the recipe overrides. Threads and folders are left out."""
+    per epoch, the training recipe with its overrides and the data (:func:`data_identity`), so
+    that a cell made by another version of the recipe or of the synthetic domains is trained
+    again, never read back. Threads and folders are left out."""
     return fingerprint_of({"cell": dataclasses.asdict(cell), "arch": arch.to_dict(),
-                           "steps_per_epoch": int(steps_per_epoch), "overrides": list(extra)})
+                           "steps_per_epoch": int(steps_per_epoch), "recipe": REPRODUCE_RECIPE,
+                           "overrides": list(extra), "data": data_identity([*cell.sources, *cell.targets])})
 
 
 def _finished_record(done: Path, fingerprint: str, arch: OSNetArch) -> dict[str, Any] | None:
