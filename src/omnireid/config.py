@@ -268,7 +268,7 @@ def _nas_data() -> DataConfig:
 
 
 def _nas_options() -> NasOptions:
-    return NasOptions(width=0.25, decay_every=4, arch_optim="adam", arch_lr=0.01,
+    return NasOptions(width=0.25, decay_every=4, arch_optim="adam", arch_lr=0.02,
                       arch_schedule="constant", arch_start_epoch=6)
 
 
