@@ -39,6 +39,19 @@ BENCH = Benchmark(source="s", shift_targets={"style": ("t1", "t2"), "population"
 
 
 # ---------------------------------------------------------------- planning and rows
+def _fake_fit(monkeypatch, note) -> list:
+    """Replace the cells' training with a stub that records ``note(cfg, resume)`` per call."""
+    calls: list = []
+
+    def fake_fit(cfg, resume=None, overwrite=False):
+        calls.append(note(cfg, resume))
+        return FitResult(Path(cfg.train.output_dir), 1, {"s": {"rank1": 0.5, "mAP": 0.4}}, 1,
+                         [{"steps": 3}], 0.0)
+
+    monkeypatch.setattr(reproduce_module, "fit", fake_fit)
+    return calls
+
+
 def test_plan_cells_covers_every_model_setting_and_seed() -> None:
     plan = ReproducePlan(seeds=(0, 1), benchmark=BENCH)
     # folds with a single-source counterpart: held-out t5 and t4 (not s, the source itself)
@@ -127,14 +140,7 @@ def test_markdown_report_tables_match_the_rows() -> None:
 def test_a_cell_is_read_back_only_when_its_architecture_and_recipe_are_unchanged(tmp_path, monkeypatch) -> None:
     """``archs/child.json`` keeps its path when a reproduction is given another child: a finished
     cell trained with the old child must be trained again, the others read back."""
-    calls = []
-
-    def fake_fit(cfg, resume=None, overwrite=False):
-        calls.append((cfg.model.arch, resume))
-        return FitResult(Path(cfg.train.output_dir), 1, {"s": {"rank1": 0.5, "mAP": 0.4}}, 1,
-                         [{"steps": 3}], 0.0)
-
-    monkeypatch.setattr(reproduce_module, "fit", fake_fit)
+    calls = _fake_fit(monkeypatch, lambda cfg, resume: (cfg.model.arch, resume))
     arch_path = tmp_path / "child.json"
     make_arch(0.25, ("none",) * 6).save(arch_path)
     cell = {"model": "child", "sources": ["synthetic_p1s1"], "targets": ["synthetic_p1s1"], "seed": 0}
@@ -178,14 +184,7 @@ def test_a_cell_made_by_another_training_recipe_or_other_data_is_trained_again(t
     let a resumed or overwritten reproduction read back cells made before it."""
     from omnireid.data import synthetic_domains
 
-    calls = []
-
-    def fake_fit(cfg, resume=None, overwrite=False):
-        calls.append(cfg.train.max_epoch)
-        return FitResult(Path(cfg.train.output_dir), 1, {"s": {"rank1": 0.5, "mAP": 0.4}}, 1,
-                         [{"steps": 3}], 0.0)
-
-    monkeypatch.setattr(reproduce_module, "fit", fake_fit)
+    calls = _fake_fit(monkeypatch, lambda cfg, resume: cfg.train.max_epoch)
     arch_path = tmp_path / "osnet.json"
     make_arch(0.25, ("none",) * 6).save(arch_path)
     cell = {"model": "osnet", "sources": ["synthetic_p1s1"], "targets": ["synthetic_p2s1"], "seed": 0}
