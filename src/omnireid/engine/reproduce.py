@@ -48,8 +48,9 @@ from typing import Any
 import torch
 
 from omnireid.config import NasConfig, load_config, load_nas_config
-from omnireid.data.synthetic import DOMAIN_STYLES, SyntheticSpec, domain_identity
-from omnireid.data.synthetic_domains import SHIFT_DOMAINS, SINGLE_SOURCE, leave_one_out_splits
+from omnireid.data.datasets.synthetic import is_synthetic
+from omnireid.data.synthetic import SyntheticSpec, domain_identity
+from omnireid.data.synthetic_domains import SINGLE_SOURCE, leave_one_out_splits
 from omnireid.engine.checkpoint import BEST, LAST
 from omnireid.engine.fit import fit, load_sources
 from omnireid.engine.nas import environment, nas
@@ -282,12 +283,8 @@ def data_identity(names: Sequence[str]) -> dict[str, str | None]:
     """For each dataset name, a digest of what draws its images when it is a registered synthetic
     domain (:func:`omnireid.data.synthetic.domain_identity`: generator version and recipes), else
     None (data on disk is the user's to keep unchanged)."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        domain = name.removeprefix("synthetic_")
-        known = name.startswith("synthetic_") and (domain in SHIFT_DOMAINS or domain in DOMAIN_STYLES)
-        out[name] = fingerprint_of(domain_identity(SyntheticSpec.registered(domain))) if known else None
-    return out
+    return {name: fingerprint_of(domain_identity(SyntheticSpec.registered(_short(name))))
+            if is_synthetic(name) else None for name in names}
 
 
 def cell_fingerprint(cell: Cell, arch: OSNetArch, steps_per_epoch: int, extra: Sequence[str]) -> str:
