@@ -17,10 +17,11 @@ demo: $(STAMP)
 	$(VENV)/bin/omnireid demo
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist; `make test TEST_WORKERS=0` runs it in
-# one). Two workers on the two-core CI machine took 4 min 25 s against 6 min 28 s in one process
-# (same machine, same session). `make test-isa` stays in one process: its tests share expensive
-# session fixtures (the real-material features), which each worker would compute again; with two
-# workers it took 3 min 8 s against about 2 min.
+# one). On the two-core CI machine, one after the other in the same clone: 4 min 26 s with two
+# workers, 7 min 0 s in one process. `make test-isa` stays in one process: its tests share
+# expensive session fixtures (the features of the real material), which every worker computes
+# again; two workers took 3 min 8 s (tests dealt one by one) and 2 min 31 s (whole files), one
+# process 2 min 42 s.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
