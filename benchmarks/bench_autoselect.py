@@ -39,6 +39,7 @@ THIS_SRC = HERE.parent / "src"
 PHASES = [  # (module, attribute, label); what is missing in a tree is left out
     ("omnireid.inference.autoselect", "export_onnx", "onnx export"),
     ("omnireid.inference.autoselect", "quantize_onnx_int8", "int8 quantisation"),
+    ("omnireid.inference.quantize", "activation_ranges", "int8: activation ranges (within it)"),
     ("omnireid.inference.runtime", "OrtRunner", "onnxruntime session"),
     ("omnireid.inference.runtime", "OpenVINORunner", "openvino compile"),
     ("omnireid.inference.runtime", "freeze_for_cpu", "fused: trace + freeze"),

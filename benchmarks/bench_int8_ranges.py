@@ -1,0 +1,88 @@
+"""What recording the int8 activation ranges costs against one plain pass over the same crops.
+
+The int8 path's calibration (:func:`omnireid.inference.quantize.activation_ranges`) runs the
+fp32 graph once over the calibration crops with a ReduceMin and a ReduceMax node on every float
+tensor. This script times, on the same crops and in the same process, round after round:
+
+- ``plain``: the exported fp32 graph in an optimised ONNX Runtime session (what inference costs);
+- ``ranges``: :func:`activation_ranges` itself (session creation included, as in the decision);
+- ``ranges at <level>``: the same with a lower ONNX Runtime optimisation level, to see whether
+  the optimiser's layout changes are what the extra consumers cost.
+
+Examples::
+
+    python benchmarks/bench_int8_ranges.py --model osnet_x1_0 --threads 1 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="osnet_x1_0")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--size", type=int, nargs=2, default=(256, 128))
+    a = p.parse_args()
+
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    torch.set_num_threads(a.threads)
+    import omnireid.inference.quantize as quantize
+    from omnireid.inference.export import export_onnx
+    from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from omnireid.inference.runtime import OrtRunner
+    from omnireid.models import create_model
+
+    size = tuple(a.size)
+    torch.manual_seed(0)
+    model = create_model(a.model).eval()
+    calib = quantize.calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD)
+    step = 16
+    levels = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+
+    class Level:  # what activation_ranges reads as ORT_ENABLE_ALL, replaced for one call
+        def __init__(self, value):
+            self.ORT_ENABLE_ALL = value
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "model.onnx", size)
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre))
+        plain = OrtRunner(pre, a.threads)
+        times: dict[str, list[float]] = {}
+
+        def timed(name, fn):
+            t = time.perf_counter()
+            fn()
+            times.setdefault(name, []).append(time.perf_counter() - t)
+
+        for _ in range(a.rounds):
+            timed("plain", lambda: [plain(calib[i:i + step]) for i in range(0, len(calib), step)])
+            timed("ranges", lambda: quantize.activation_ranges(pre, calib, step))
+            for name, value in levels.items():
+                saved = ort.GraphOptimizationLevel
+                ort.GraphOptimizationLevel = Level(value)
+                try:
+                    timed(f"ranges at {name}", lambda: quantize.activation_ranges(pre, calib, step))
+                finally:
+                    ort.GraphOptimizationLevel = saved
+    base = statistics.median(times["plain"])
+    print(f"{a.model}, {len(calib)} calibration crops at {size[0]}x{size[1]}, {a.threads} thread(s), "
+          f"{a.rounds} round(s), medians")
+    for name, t in times.items():
+        print(f"  {name:20s} {statistics.median(t):6.2f} s  ({statistics.median(t) / base:4.2f}x plain)"
+              f"   rounds: {', '.join(f'{x:.2f}' for x in t)}")
+
+
+if __name__ == "__main__":
+    main()
