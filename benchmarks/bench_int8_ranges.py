@@ -9,9 +9,13 @@ tensor. This script times, on the same crops and in the same process, round afte
 - ``ranges at <level>``: the same with a lower ONNX Runtime optimisation level, to see whether
   the optimiser's layout changes are what the extra consumers cost.
 
+``--profile`` then runs the ranges session once more with ONNX Runtime's profiler on and prints
+the share of kernel time per operator type.
+
 Examples::
 
     python benchmarks/bench_int8_ranges.py --model osnet_x1_0 --threads 1 --rounds 2
+    python benchmarks/bench_int8_ranges.py --model osnet_x0_25 --profile
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--size", type=int, nargs=2, default=(256, 128))
+    p.add_argument("--profile", action="store_true", help="kernel time per operator type")
     a = p.parse_args()
 
     import onnxruntime as ort
@@ -76,12 +81,50 @@ def main() -> None:
                     timed(f"ranges at {name}", lambda: quantize.activation_ranges(pre, calib, step))
                 finally:
                     ort.GraphOptimizationLevel = saved
+        shares = profile(ort, pre, calib, step, a.threads, Path(tmp)) if a.profile else None
     base = statistics.median(times["plain"])
     print(f"{a.model}, {len(calib)} calibration crops at {size[0]}x{size[1]}, {a.threads} thread(s), "
           f"{a.rounds} round(s), medians")
     for name, t in times.items():
         print(f"  {name:20s} {statistics.median(t):6.2f} s  ({statistics.median(t) / base:4.2f}x plain)"
               f"   rounds: {', '.join(f'{x:.2f}' for x in t)}")
+    if shares:
+        print("ranges session, kernel time per operator type (ONNX Runtime profiler):")
+        total = sum(shares.values())
+        for op, us in sorted(shares.items(), key=lambda kv: -kv[1])[:10]:
+            print(f"  {op:20s} {us / 1e6:6.3f} s  {100 * us / total:5.1f} %")
+
+
+def profile(ort, pre: Path, calib, step: int, threads: int, folder: Path) -> dict[str, float]:
+    """Microseconds of kernel time per operator type in one pass of the ranges graph (the graph
+    :func:`activation_ranges` builds, rebuilt here by calling it with a session class that turns
+    the profiler on)."""
+    import collections
+    import json
+
+    import omnireid.inference.quantize as quantize
+
+    files = []
+    real = ort.InferenceSession
+
+    def profiled(model, options, **kw):
+        options.enable_profiling = True
+        options.profile_file_prefix = str(folder / "ranges_profile")
+        session = real(model, options, **kw)
+        files.append(session)
+        return session
+
+    ort.InferenceSession = profiled
+    try:
+        quantize.activation_ranges(pre, calib, step)
+    finally:
+        ort.InferenceSession = real
+    events = json.loads(Path(files[0].end_profiling()).read_text())
+    shares: dict[str, float] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            shares[e["args"]["op_name"]] += e["dur"]
+    return dict(shares)
 
 
 if __name__ == "__main__":
