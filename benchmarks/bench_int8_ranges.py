@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 
 def main() -> None:
@@ -75,13 +76,9 @@ def main() -> None:
             timed("plain", lambda: [plain(calib[i:i + step]) for i in range(0, len(calib), step)])
             timed("ranges", lambda: quantize.activation_ranges(pre, calib, step))
             for name, value in levels.items():
-                saved = ort.GraphOptimizationLevel
-                ort.GraphOptimizationLevel = Level(value)
-                try:
+                with mock.patch.object(ort, "GraphOptimizationLevel", Level(value)):
                     timed(f"ranges at {name}", lambda: quantize.activation_ranges(pre, calib, step))
-                finally:
-                    ort.GraphOptimizationLevel = saved
-        shares = profile(ort, pre, calib, step, a.threads, Path(tmp)) if a.profile else None
+        shares = profile(ort, pre, calib, step, Path(tmp)) if a.profile else None
     base = statistics.median(times["plain"])
     print(f"{a.model}, {len(calib)} calibration crops at {size[0]}x{size[1]}, {a.threads} thread(s), "
           f"{a.rounds} round(s), medians")
@@ -95,7 +92,7 @@ def main() -> None:
             print(f"  {op:20s} {us / 1e6:6.3f} s  {100 * us / total:5.1f} %")
 
 
-def profile(ort, pre: Path, calib, step: int, threads: int, folder: Path) -> dict[str, float]:
+def profile(ort, pre: Path, calib, step: int, folder: Path) -> dict[str, float]:
     """Microseconds of kernel time per operator type in one pass of the ranges graph (the graph
     :func:`activation_ranges` builds, rebuilt here by calling it with a session class that turns
     the profiler on)."""
@@ -104,22 +101,18 @@ def profile(ort, pre: Path, calib, step: int, threads: int, folder: Path) -> dic
 
     import omnireid.inference.quantize as quantize
 
-    files = []
+    sessions = []
     real = ort.InferenceSession
 
     def profiled(model, options, **kw):
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / "ranges_profile")
-        session = real(model, options, **kw)
-        files.append(session)
-        return session
+        sessions.append(real(model, options, **kw))
+        return sessions[-1]
 
-    ort.InferenceSession = profiled
-    try:
+    with mock.patch.object(ort, "InferenceSession", profiled):
         quantize.activation_ranges(pre, calib, step)
-    finally:
-        ort.InferenceSession = real
-    events = json.loads(Path(files[0].end_profiling()).read_text())
+    events = json.loads(Path(sessions[0].end_profiling()).read_text())
     shares: dict[str, float] = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
