@@ -11,8 +11,8 @@ exported graph and the same random batch:
   from two Python threads (OpenVINO's ``infer`` releases the GIL), OpenVINO's default CPU pinning;
 - ``2 models x 1 thread, not pinned``: the same with ``ENABLE_CPU_PINNING`` off;
 - ``throughput mode, 2 streams``: one model compiled with ``PERFORMANCE_HINT=THROUGHPUT`` and
-  ``NUM_STREAMS=2``, the halves run as two asynchronous requests (what commit 69586fa shipped
-  and 627a653 took out again).
+  ``NUM_STREAMS=2``, the halves run as two asynchronous requests (what the library ran at
+  commit 69586fa, before commit 627a653 took it out again).
 
 It prints images/s per variant (median over rounds) and the largest difference of each
 variant's embeddings from the single-stream runner's.
