@@ -39,9 +39,8 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from omnireid.engine.checkpoint import BEST, LAST
 from omnireid.engine.fit import fit, load_sources
 from omnireid.engine.nas import environment, nas
 from omnireid.engine.run_folder import claim_run_folder, fingerprint_of
+from omnireid.engine.workers import training_pool
 from omnireid.errors import UsageError
 from omnireid.evaluation.claims import (
     MULTI_SOURCE,
@@ -493,9 +493,7 @@ def reproduce(
         extra = list(plan.recipe_overrides)
         records: dict[str, dict[str, Any]] = {}
         search_info: dict[str, Any] | None = None
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
+        with training_pool(jobs, _init_worker, (threads,)) as pool:
             pending: dict[Future, tuple[str, Any]] = {}
 
             def submit(cell: Cell) -> None:
