@@ -48,11 +48,12 @@ def main() -> None:
 
     from omnireid.inference.bench import time_interleaved
     from omnireid.inference.export import export_onnx
+    from omnireid.inference.runtime import openvino_core
     from omnireid.models import create_model
 
     torch.manual_seed(0)
     parts = a.threads
-    core = ov.Core()
+    core = openvino_core()  # the process's one Core (see omnireid.inference.runtime.openvino_core)
     with tempfile.TemporaryDirectory(prefix="bench_ov_streams_") as tmp:
         onnx = export_onnx(create_model(a.model).eval(), Path(tmp) / "model.onnx", size=tuple(a.size))
 

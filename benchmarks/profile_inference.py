@@ -136,10 +136,9 @@ def child_bf16(model_name: str, batch: int, threads: int) -> None:
 
 
 def openvino_counters(model, x: np.ndarray, threads: int, top: int) -> dict:
-    import openvino as ov
-
     from omnireid.inference.export import export_onnx
     from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
+    from omnireid.inference.runtime import openvino_core
 
     tmp = Path(tempfile.mkdtemp(prefix="profile_ov_"))
     fp32 = export_onnx(model, tmp / "model.onnx", SIZE)
@@ -148,7 +147,7 @@ def openvino_counters(model, x: np.ndarray, threads: int, top: int) -> dict:
     int8 = quantize_onnx_int8(fp32, tmp / "int8.onnx",
                               calibration_batch(None, SIZE, IMAGENET_MEAN, IMAGENET_STD))
     out = {}
-    core = ov.Core()
+    core = openvino_core()  # the process's one Core (see omnireid.inference.runtime.openvino_core)
     for name, path, precision in (("openvino-bf16", fp32, "bf16"), ("openvino-int8", int8, "f32"),
                                   ("openvino (fp32)", fp32, "f32")):
         compiled = core.compile_model(str(path), "CPU", {

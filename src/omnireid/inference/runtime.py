@@ -37,6 +37,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,13 +187,38 @@ class OrtRunner:
         return self.session.run(None, {self.input_name: x})[0]
 
 
+_OPENVINO_CORE = None
+_OPENVINO_CORE_LOCK = threading.Lock()
+
+
+def openvino_core():
+    """The one ``openvino.Core`` of this process, created on first use and kept until exit.
+
+    Every runner compiles its model with it. One Core per runner was unsafe: OpenVINO's CPU
+    plugin (seen with 2026.4) gives the thread that loads it an alternate signal stack of its own
+    and, when its Core is destroyed, puts back the stack it found. Two Cores destroyed in the
+    other order than they were created leave that thread's alternate stack pointing at memory
+    already freed. The next signal handled on that thread by a handler installed with
+    ``SA_ONSTACK`` -- every Python-level handler is, such as the ``SIGCHLD`` handler that a
+    PyTorch DataLoader with worker processes installs -- then has its frame written there: a
+    segfault, or a corrupted heap and a crash later somewhere else
+    (docs/deployment.md, "The OpenVINO signal-stack crash"). A Core that lives as long as the
+    process loads the plugin once and never takes its stack away."""
+    global _OPENVINO_CORE
+    with _OPENVINO_CORE_LOCK:
+        if _OPENVINO_CORE is None:
+            ov = require("openvino", "openvino", "the openvino backend")
+            _OPENVINO_CORE = ov.Core()
+        return _OPENVINO_CORE
+
+
 class OpenVINORunner:
-    """OpenVINO compiled model (from ``.xml`` IR or ``.onnx``) on the CPU plugin."""
+    """OpenVINO compiled model (from ``.xml`` IR or ``.onnx``) on the CPU plugin, compiled with
+    the process's one Core (:func:`openvino_core`)."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
                  bf16: bool = False) -> None:
-        ov = require("openvino", "openvino", "the openvino backend")
-        core = ov.Core()
+        core = openvino_core()
         config = {
             "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
             "PERFORMANCE_HINT": "LATENCY",
