@@ -342,3 +342,28 @@ def test_paths_slower_than_the_choice_are_not_gated(model, monkeypatch, tmp_path
                                     candidates=["fused", "onnxruntime-int8"])
     assert gated == ["int8"] and sel.backend == "onnxruntime-int8"
     assert sel.candidates[1].gate["passed"]
+
+
+def test_streams_follow_the_batch_size_and_are_part_of_the_key(model, monkeypatch, tmp_path) -> None:
+    # two threads and a batch of 16: openvino is built with a stream per thread, and says so;
+    # onnxruntime keeps one; a batch of 4 (2 images a stream) keeps one stream; the two
+    # decisions are cached apart
+    monkeypatch.setattr(autoselect, "measure_throughput",
+                        fixed_speeds({"openvino": 500.0, "onnxruntime": 400.0}))
+    both = ["onnxruntime", "openvino"]
+    big = autoselect.select_backend(model, SIZE, 16, "fp32", num_threads=2, cache_dir=tmp_path,
+                                    candidates=both)
+    small = autoselect.select_backend(model, SIZE, 4, "fp32", num_threads=2, cache_dir=tmp_path,
+                                      candidates=both)
+    assert big.backend == small.backend == "openvino"
+    assert big.runner.streams == 2 and "2 streams x 1 thread(s)" in big.reason
+    assert small.runner.streams == 1 and "2 thread(s)" in small.reason and "streams" not in small.reason
+    assert big.cache_file != small.cache_file
+    ort = autoselect.select_backend(model, SIZE, 16, "fp32", num_threads=2, cache_dir=tmp_path,
+                                    candidates=["onnxruntime"])
+    assert ort.runner.streams == 1 and "streams" not in ort.reason
+    again = autoselect.select_backend(model, SIZE, 16, "fp32", num_threads=2, cache_dir=tmp_path,
+                                      candidates=both)
+    assert again.from_cache and again.runner.streams == 2
+    x = torch.randn(16, 3, *SIZE).numpy()
+    np.testing.assert_allclose(again.runner(x), make_runner("eager", model, SIZE)(x), atol=1e-4)

@@ -120,6 +120,30 @@ def test_bench_tiny(tmp_path, capsys) -> None:
     assert result["auto"]["2"] == {"fp32": "fused", "bf16": "fused", "int8": "fused"}
 
 
+def test_bench_runs_each_batch_size_with_the_streams_auto_would_use(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    before = torch.get_num_threads()
+    try:
+        assert main(["bench", "--model", "osnet_x0_25", "--batch-sizes", "2,8", "--input", "64x32",
+                     "--backends", "openvino,onnxruntime", "--rounds", "1", "--threads", "2", "--json",
+                     str(out), "--ceiling-size", "128"]) == 0
+        rows = {(r["backend"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
+        # batch 2 on 2 threads: one stream; batch 8: a stream per thread (4 images each) for
+        # OpenVINO; ONNX Runtime and the PyTorch paths keep one
+        assert rows[("openvino", 2)]["streams"] == 1 and rows[("openvino", 8)]["streams"] == 2
+        assert rows[("onnxruntime", 8)]["streams"] == 1 and rows[("eager", 8)]["streams"] == 1
+        assert all(r["max_abs_diff"] < 1e-4 for r in rows.values())
+        assert " streams " in capsys.readouterr().out
+        assert main(["bench", "--model", "osnet_x0_25", "--batch-sizes", "8", "--input", "64x32",
+                     "--backends", "openvino", "--rounds", "1", "--threads", "2", "--json", str(out),
+                     "--ceiling-size", "128", "--streams", "1"]) == 0
+        assert {r["streams"] for r in json.loads(out.read_text())["rows"]} == {1}
+        assert main(["bench", "--streams", "0"]) == 2
+        assert "--streams '0'" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_galleries_describe_their_weights(crops, tmp_path, capsys, monkeypatch) -> None:
     """A gallery records its checkpoint (path relative to itself, sha256), is searched with it
     from any folder, refuses other weights, random weights and non-finite embeddings."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from omnireid.errors import UsageError
 from omnireid.inference.runtime import (
     MICRO_BATCH_ELEMENTS_PER_THREAD,
     TorchRunner,
@@ -87,3 +88,37 @@ def test_bad_micro_batch_values() -> None:
         make_runner("fused", model, micro_batch="big")
     with pytest.raises(ValueError, match="micro_batch"):
         TorchRunner(model, micro_batch=0)
+
+
+# ---------------------------------------------------------------- streams (ONNX Runtime, OpenVINO)
+def test_stream_count_gives_each_thread_a_stream_only_for_large_enough_batches() -> None:
+    from omnireid.inference.runtime import MIN_IMAGES_PER_STREAM, stream_count
+
+    assert stream_count(1, 64) == 1  # one thread: nothing to split over
+    assert stream_count(2, 2 * MIN_IMAGES_PER_STREAM - 1) == 1
+    assert stream_count(2, 2 * MIN_IMAGES_PER_STREAM) == 2
+    assert stream_count(4, 64) == 4 and stream_count(4, 4 * MIN_IMAGES_PER_STREAM - 1) == 1
+    # by backend: OpenVINO's are streamed, ONNX Runtime's and the PyTorch ones are not
+    assert stream_count(2, 64, "openvino-bf16") == 2 and stream_count(2, 64, "onnxruntime") == 1
+    assert stream_count(2, 64, "fused") == 1
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_streamed_runner_gives_the_one_stream_embeddings_in_order(backend, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = create_model("osnet_x0_25").eval()
+    size = (64, 32)
+    one = make_runner(backend, model, size, num_threads=2, cache_dir=tmp_path)
+    two = make_runner(backend, tmp_path / "model.onnx", size, num_threads=2, streams=2)
+    assert two.streams == 2
+    x = torch.randn(5, 3, *size).numpy()  # an odd batch: parts of 3 and 2 images
+    ref = one(x)
+    # each image is computed alone in either case; only the threads' blocking differs, so the
+    # embeddings agree to float rounding (the same 1e-4 fp32 tolerance as `auto`'s check), and
+    # the parts come back in the input's order (a swap would differ by far more)
+    np.testing.assert_allclose(two(x), ref, atol=1e-4)
+    np.testing.assert_allclose(two(x[:1]), ref[:1], atol=1e-4)  # smaller than the stream count: whole
+    assert np.abs(ref[0] - ref[4]).max() > 1e-2
+    assert one.streams == 1
+    with pytest.raises(UsageError, match="streams must be a positive integer"):
+        make_runner(backend, tmp_path / "model.onnx", size, num_threads=2, streams=0)

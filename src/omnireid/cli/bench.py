@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", help="comma-separated subset (default: all available)")
     p.add_argument("--rounds", type=positive_int, default=5, help="timed rounds per backend (default 5)")
     p.add_argument("--threads", type=positive_int, help="torch/runtime threads (default: torch's)")
+    p.add_argument("--streams", default="auto",
+                   help="OpenVINO: parts of a batch run at the same time; auto (default): a stream per "
+                        "thread from 4 images per stream on, as backend auto does; N: always N")
     p.add_argument("--ceiling-size", type=positive_int, default=2048,
                    help="side of the square matrix product timed for the ceilings (default 2048; "
                         "smaller matrices reach less of the machine's rate)")
@@ -49,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
         ceiling_share,
         matmul_rates,
     )
-    from omnireid.inference.runtime import BACKEND_PRECISION, PRECISIONS, available_backends
+    from omnireid.inference.runtime import (
+        BACKEND_PRECISION,
+        PRECISIONS,
+        available_backends,
+        stream_count,
+    )
     from omnireid.models import create_model
 
     if args.threads:
@@ -59,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not backends:
         raise CLIError(f"--backends {args.backends!r}: {', '.join(unknown) or 'none'} not available here; "
                        f"available: {', '.join(available_backends())}")
+    fixed = 0  # --streams auto
+    if args.streams != "auto":
+        fixed = int(args.streams) if args.streams.isdigit() else 0
+        if fixed < 1:
+            raise CLIError(f"--streams {args.streams!r}: give auto or a positive integer")
     model = create_model(args.model, weights=args.weights).eval()
     batches = args.batch_sizes
     size = args.input
@@ -66,15 +79,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {args.model}, input {size[0]}x{size[1]}, threads {torch.get_num_threads()}, "
           f"allocator {allocator}")
     names = list(dict.fromkeys(["eager", *backends]))
-    runners = build_runners(model, names, size)
-    rows = bench_backends(model, batch_sizes=batches, size=size, rounds=args.rounds, warmup=3,
-                          runners=runners)
+    threads = torch.get_num_threads()
+    per_batch = {b: fixed or stream_count(threads, b) for b in batches}
+    rows, runners = [], {}
+    for count in sorted(set(per_batch.values())):  # one set of runners per stream count
+        runners = build_runners(model, names, size, streams=count)
+        rows += bench_backends(model, batch_sizes=[b for b in batches if per_batch[b] == count],
+                               size=size, rounds=args.rounds, warmup=3, runners=runners)
+    order = {b: i for i, b in enumerate(batches)}
+    rows.sort(key=lambda r: order[r.batch])
     ceiling = matmul_rates(args.ceiling_size)
     for r in rows:
         r.ceiling_share = ceiling_share(r, ceiling)
-    print_table(["backend", "batch", "images/s", "vs eager", "GMAC/s", "of ceiling",
+    print_table(["backend", "batch", "streams", "images/s", "vs eager", "GMAC/s", "of ceiling",
                  "max |diff|"],
-                [[r.backend, r.batch, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
+                [[r.backend, r.batch, r.streams, f"{r.images_per_s:.1f}", f"{r.speedup:.2f}x",
                   f"{r.gmacs_per_s:.1f}",
                   "-" if r.ceiling_share is None else f"{100 * r.ceiling_share:.0f}% {r.precision}",
                   f"{r.max_abs_diff:.1e}"] for r in rows])

@@ -22,6 +22,10 @@ out when ``onnxruntime`` is exact (:data:`DOMINATED_BY`); the exactness check ru
 and timing, warm-ups included, starts no round after :data:`MEASURE_BUDGET_S` seconds, on at
 most :data:`MEASURE_MAX_BATCH` images a call. ``benchmarks/bench_autoselect.py`` measures it. A
 cached decision builds only the chosen path (and re-checks that an fp32 path is exact).
+
+The OpenVINO candidates are built with :func:`~omnireid.inference.runtime.stream_count` streams
+for the batch size asked for (one per thread when each gets at least four images), and measured
+that way.
 """
 
 from __future__ import annotations
@@ -58,14 +62,16 @@ from omnireid.inference.quantize import (
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
     PRECISIONS,
+    STREAMED_BACKENDS,
     Runner,
     available_backends,
     make_runner,
+    stream_count,
 )
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 EXACT_TOLERANCE = 1e-4
 MEASURE_BUDGET_S = 2.0
 """Seconds of timing (warm-ups included) after which :func:`measure_throughput` starts no
@@ -293,6 +299,7 @@ def select_backend(
         return Selection("fused", "fp32", reason, runner=runner,
                          seconds=time.perf_counter() - start)
     threads = int(num_threads or torch.get_num_threads())
+    streams = stream_count(threads, batch_size)
     names = candidates or [b for b in available_backends() if b != "eager"]
     names = [b for b in names if _LEVEL[BACKEND_PRECISION[b]] <= _LEVEL[precision]]
     if not names:
@@ -305,11 +312,11 @@ def select_backend(
     key = {"version": CACHE_VERSION, "model": digest, "size": list(size), "batch": batch_size,
            "threads": threads, "device": str(device), "cpu": cpu_signature(),
            "libraries": library_versions(), "precision": precision, "candidates": names,
-           "micro_batch": micro_batch, "calibration": calib_digest,
+           "micro_batch": micro_batch, "streams": streams, "calibration": calib_digest,
            "gate_crops": None if gate_crops is None else _gate_digest(gate_crops)}
     cache_file = root / "autoselect" / f"{_key_digest(key)}.json"
     exports = root / "models" / f"{digest}-{size[0]}x{size[1]}"
-    build = _Builder(model, size, threads, micro_batch, exports, calibration, calib_digest)
+    build = _Builder(model, size, threads, micro_batch, exports, calibration, calib_digest, streams)
 
     if use_cache and cache_file.is_file():
         record = _read_record(cache_file, key)
@@ -352,7 +359,7 @@ def select_backend(
         speed = measure_throughput({"eager": runners["eager"]}, x, budget_s)["eager"]
         cands.append(Candidate("eager", "fp32", float(speed), max_abs_diff=0.0))
         best = "eager"
-    reason = _reason(best, precision, cands, batch_size, threads, size)
+    reason = _reason(best, precision, cands, batch_size, threads, size, streams)
     seconds = time.perf_counter() - start
     sel = Selection(best, BACKEND_PRECISION[best], reason, cands, False, seconds,
                     str(cache_file) if use_cache else None, runners[best])
@@ -406,9 +413,10 @@ class _Builder:
     """Builds runners, exporting (and quantising) once into the cache folder."""
 
     def __init__(self, model, size, threads, micro_batch, folder: Path, calibration,
-                 calib_digest) -> None:
+                 calib_digest, streams: int = 1) -> None:
         self.model, self.size, self.threads, self.micro_batch = model, size, threads, micro_batch
         self.folder, self.calibration, self.calib_digest = folder, calibration, calib_digest
+        self.streams = streams
 
     def onnx(self) -> Path:
         path = self.folder / "model.onnx"
@@ -430,7 +438,8 @@ class _Builder:
         if backend in ("eager", "fused", "bf16"):
             return make_runner(backend, self.model, self.size, micro_batch=self.micro_batch)
         path = self.int8() if backend.endswith("-int8") else self.onnx()
-        return make_runner(backend, path, self.size, num_threads=self.threads)
+        streams = self.streams if backend in STREAMED_BACKENDS else 1
+        return make_runner(backend, path, self.size, num_threads=self.threads, streams=streams)
 
 
 def _skip_dominated(names: list[str], build, model: nn.Module, size: tuple[int, int]
@@ -542,7 +551,7 @@ def _choose(cands, runners, speeds, model, size, gate_crops, mean, std) -> str |
 
 
 def _reason(best: str, precision: str, cands: list[Candidate], batch_size: int, threads: int,
-            size: tuple[int, int]) -> str:
+            size: tuple[int, int], streams: int = 1) -> str:
     others = ", ".join(f"{c.backend} {c.images_per_s:.0f}" for c in
                        sorted(cands, key=lambda c: -c.images_per_s)
                        if c.backend != best and c.eligible)
@@ -550,7 +559,10 @@ def _reason(best: str, precision: str, cands: list[Candidate], batch_size: int, 
     chosen = next(c for c in cands if c.backend == best)
     what = (f"exact to {max(chosen.max_abs_diff, 1e-12):.0e}" if chosen.precision == "fp32"
             else f"{chosen.precision}, passed its accuracy gate")
-    text = (f"{best} for batch {batch_size} at {size[0]}x{size[1]}, {threads} thread(s), "
+    how = f"{threads} thread(s)"
+    if streams > 1 and best in STREAMED_BACKENDS:
+        how = f"{streams} streams x {threads // streams} thread(s)"
+    text = (f"{best} for batch {batch_size} at {size[0]}x{size[1]}, {how}, "
             f"precision {precision}: the fastest that qualifies ({chosen.images_per_s:.0f} img/s, "
             f"{what}")
     text += f"; others: {others})" if others else ")"

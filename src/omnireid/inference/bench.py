@@ -26,6 +26,7 @@ from omnireid.inference.preprocess import DEFAULT_SIZE
 from omnireid.inference.runtime import (
     BACKEND_PRECISION,
     PRECISIONS,
+    STREAMED_BACKENDS,
     available_backends,
     make_runner,
 )
@@ -55,6 +56,7 @@ class BenchRow:
     precision: str = "fp32"
     ceiling_share: float | None = None  # gmacs_per_s / the matrix-product rate of `precision`
     exact: bool = True  # within autoselect.EXACT_TOLERANCE of the baseline
+    streams: int = 1  # parts of the batch run at the same time (ONNX Runtime / OpenVINO)
 
 
 def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
@@ -149,13 +151,16 @@ def time_interleaved(
 
 
 def build_runners(model: nn.Module, names: Sequence[str], size: tuple[int, int] = DEFAULT_SIZE,
-                  ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """One runner per backend name (int8 ones calibrated on the synthetic crops)."""
+                  streams: int = 1) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """One runner per backend name (int8 ones calibrated on the synthetic crops); the ones of
+    :data:`~omnireid.inference.runtime.STREAMED_BACKENDS` run ``streams`` parts of a batch at
+    the same time."""
     model = model.cpu().float().eval()
     runners = {}
     for name in names:
         logger.info("preparing backend %s", name)
-        runners[name] = make_runner(name, model, size)
+        runners[name] = make_runner(name, model, size,
+                                    streams=streams if name in STREAMED_BACKENDS else 1)
     return runners
 
 
@@ -197,7 +202,8 @@ def bench_backends(
             ips = b / statistics.median(t)
             diff = float(np.abs(runners[name](x) - ref).max())
             row = BenchRow(name, b, ips, ips / base_ips, diff, t, ips * mult_adds / 1e9,
-                           BACKEND_PRECISION.get(name, "fp32"))
+                           BACKEND_PRECISION.get(name, "fp32"),
+                           streams=getattr(runners[name], "streams", 1))
             row.exact = diff <= EXACT_TOLERANCE * scale
             rows.append(row)
     return rows

@@ -26,6 +26,7 @@ from omnireid.inference.runtime import (
     PRECISIONS,
     TorchRunner,
     make_runner,
+    stream_count,
 )
 from omnireid.models import create_model
 from omnireid.models.weights import load_weights, preprocessing_of
@@ -88,6 +89,9 @@ class FeatureExtractor:
             of the built-in synthetic ones: crops of the caller's own domain judge a model
             trained on real images better.
         num_threads: threads for ONNX Runtime / OpenVINO (default: torch's thread count).
+            With two or more threads and at least 4 images per thread in a batch, OpenVINO
+            runs the batch as one stream per thread
+            (:func:`~omnireid.inference.runtime.stream_count`).
         num_workers: threads that decode and resize the next batch while the model runs on the
             current one; 0 does everything on the calling thread. The default depends on where
             the model runs: 0 for the PyTorch backends on the CPU (their intra-op threads
@@ -173,8 +177,10 @@ class FeatureExtractor:
             self._runner = TorchRunner(self.model, self.device, channels_last=True,
                                        micro_batch=None if micro_batch == "auto" else micro_batch)
         else:
+            threads = int(num_threads or torch.get_num_threads())
             self._runner = make_runner(backend, self.model, self.size, self.device, num_threads,
-                                       micro_batch=micro_batch, calibration=calib)
+                                       micro_batch=micro_batch, calibration=calib,
+                                       streams=stream_count(threads, batch_size, backend))
             if BACKEND_PRECISION[backend] == "int8" and check_accuracy:
                 self._gate(backend, gate_crops)
         self.backend = backend

@@ -28,6 +28,15 @@ work). Every image is computed independently either way; only the kernels' block
 ========================  =====================================================================
 
 ``backend="auto"`` (:mod:`omnireid.inference.autoselect`) chooses among these by measurement.
+
+Streams. With ``streams=S`` (S > 1) the ONNX Runtime and OpenVINO runners split a batch of at
+least S images into S parts and run them at the same time, each part on its own thread
+(``num_threads // S`` each), instead of running the whole batch with all threads working on
+every layer together. Small layers (the narrow widths, stage 4 of every width) leave threads
+waiting on each other inside a layer; separate streams never wait, at the price of one part's
+latency. Batches smaller than S run whole, on one stream. :func:`stream_count` is the rule
+``auto`` applies, to the OpenVINO backends only (:data:`STREAMED_BACKENDS`); docs/deployment.md
+has the measurements.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,21 +180,68 @@ class TorchRunner:
         return self.run_tensor(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
 
-class OrtRunner:
-    """ONNX Runtime session on an exported ``.onnx`` file."""
+MIN_IMAGES_PER_STREAM = 4
+""":func:`stream_count` gives a runner several streams only when the batch it will see holds at
+least this many images per stream."""
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
+
+STREAMED_BACKENDS = ("openvino", "openvino-bf16", "openvino-int8")
+"""The backends that ``auto``, the extractor and ``omnireid bench`` run in several streams
+(:func:`stream_count`). ONNX Runtime can (``streams=`` of :func:`make_runner`) but is left at one:
+on the machine measured its streams were slower or no faster (docs/deployment.md)."""
+
+
+def stream_count(num_threads: int, batch_size: int, backend: str | None = None) -> int:
+    """Streams for a runner on ``num_threads`` threads that will see batches of ``batch_size``:
+    one per thread when every stream gets at least :data:`MIN_IMAGES_PER_STREAM` images, else 1
+    (the whole batch on all threads). Given a ``backend``, 1 for any not in
+    :data:`STREAMED_BACKENDS`."""
+    if backend is not None and backend not in STREAMED_BACKENDS:
+        return 1
+    if num_threads < 2 or batch_size < MIN_IMAGES_PER_STREAM * num_threads:
+        return 1
+    return num_threads
+
+
+def _check_streams(streams: int, threads: int) -> int:
+    if not isinstance(streams, int) or streams < 1:
+        raise UsageError(f"streams must be a positive integer, got {streams!r}")
+    return min(streams, threads)
+
+
+def _split(x: np.ndarray, parts: int) -> list[np.ndarray]:
+    """``x`` cut along the batch into ``parts`` contiguous pieces of near-equal size."""
+    return [np.ascontiguousarray(c) for c in np.array_split(x, parts) if len(c)]
+
+
+class OrtRunner:
+    """ONNX Runtime session on an exported ``.onnx`` file; ``streams`` > 1 runs the parts of a
+    batch concurrently on one session, each on ``num_threads // streams`` threads (ONNX
+    Runtime's ``run`` is thread-safe and releases the GIL)."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
+                 streams: int = 1) -> None:
         ort = require("onnxruntime", "deploy", "the onnxruntime backend")
+        threads = int(num_threads or torch.get_num_threads())
+        self.streams = _check_streams(streams, threads)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = num_threads or torch.get_num_threads()
+        opts.intra_op_num_threads = max(1, threads // self.streams)
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self._pool = None
+        if self.streams > 1:
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="omnireid-ort")
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return self.session.run(None, {self.input_name: x})[0]
+        if self._pool is None or len(x) < self.streams:
+            return self._run(x)
+        return np.concatenate(list(self._pool.map(self._run, _split(x, self.streams))))
 
 
 _OPENVINO_CORE = None
@@ -214,23 +271,39 @@ def openvino_core():
 
 class OpenVINORunner:
     """OpenVINO compiled model (from ``.xml`` IR or ``.onnx``) on the CPU plugin, compiled with
-    the process's one Core (:func:`openvino_core`)."""
+    the process's one Core (:func:`openvino_core`); ``streams`` > 1 compiles it with that many
+    streams of ``num_threads // streams`` threads and runs the parts of a batch as concurrent
+    inference requests."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
-                 bf16: bool = False) -> None:
+                 bf16: bool = False, streams: int = 1) -> None:
         core = openvino_core()
+        threads = int(num_threads or torch.get_num_threads())
+        self.streams = _check_streams(streams, threads)
         config = {
-            "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
-            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY" if self.streams == 1 else "THROUGHPUT",
             "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         }
+        if self.streams > 1:
+            config["NUM_STREAMS"] = self.streams
         self.compiled = core.compile_model(str(path), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
+        self.request = self.requests[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        result = self.request.infer({0: x})
-        return np.asarray(next(iter(result.values())), dtype=np.float32).copy()
+        if self.streams == 1 or len(x) < self.streams:
+            result = self.request.infer({0: x})
+            return np.asarray(next(iter(result.values())), dtype=np.float32).copy()
+        parts = _split(x, self.streams)
+        for request, part in zip(self.requests, parts):
+            request.start_async({0: part})
+        out = []
+        for request in self.requests[:len(parts)]:
+            request.wait()
+            out.append(np.asarray(request.get_output_tensor(0).data, dtype=np.float32).copy())
+        return np.concatenate(out)
 
 
 def freeze_for_cpu(model: nn.Module, size: tuple[int, int] = DEFAULT_SIZE) -> nn.Module:
@@ -260,6 +333,7 @@ def make_runner(
     cache_dir: str | os.PathLike | None = None,
     micro_batch: int | str | None = "auto",
     calibration: np.ndarray | None = None,
+    streams: int = 1,
 ) -> Runner:
     """Build a runner for ``backend`` (one of :data:`BACKENDS`).
 
@@ -273,12 +347,16 @@ def make_runner(
     ``micro_batch`` applies to the PyTorch backends: ``"auto"`` (default) sizes micro-batches
     with :func:`auto_micro_batch` for ``fused`` and ``bf16`` on the CPU and leaves ``eager`` and
     other devices whole; an int forces that size; ``None`` runs whole batches.
+
+    ``streams`` applies to the ONNX Runtime and OpenVINO backends (see the module's text;
+    :func:`stream_count` gives the number ``auto`` uses for a batch size).
     """
     if isinstance(micro_batch, str) and micro_batch != "auto":
         raise UsageError(f"micro_batch must be 'auto', an int or None, got {micro_batch!r}")
     build = lookup("backend", backend, BACKEND_TABLE).build
     return build(model, size=size, device=torch.device(device or "cpu"), num_threads=num_threads,
-                 cache_dir=cache_dir, micro_batch=micro_batch, calibration=calibration)
+                 cache_dir=cache_dir, micro_batch=micro_batch, calibration=calibration,
+                 streams=streams)
 
 
 def _torch_model(name: str, model: nn.Module | str | os.PathLike) -> nn.Module:
@@ -333,25 +411,27 @@ def _exported(model, size, cache_dir, calibration, int8: bool) -> Path:
     return path
 
 
-def _onnxruntime(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
-    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads)
+def _onnxruntime(model, *, size, num_threads, cache_dir, calibration, streams, **_) -> Runner:
+    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads, streams)
 
 
-def _onnxruntime_int8(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
-    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads)
+def _onnxruntime_int8(model, *, size, num_threads, cache_dir, calibration, streams, **_) -> Runner:
+    return OrtRunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads, streams)
 
 
-def _openvino(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
-    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads)
-
-
-def _openvino_bf16(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
+def _openvino(model, *, size, num_threads, cache_dir, calibration, streams, **_) -> Runner:
     return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads,
-                          bf16=True)
+                          streams=streams)
 
 
-def _openvino_int8(model, *, size, num_threads, cache_dir, calibration, **_) -> Runner:
-    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads)
+def _openvino_bf16(model, *, size, num_threads, cache_dir, calibration, streams, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=False), num_threads,
+                          bf16=True, streams=streams)
+
+
+def _openvino_int8(model, *, size, num_threads, cache_dir, calibration, streams, **_) -> Runner:
+    return OpenVINORunner(_exported(model, size, cache_dir, calibration, int8=True), num_threads,
+                          streams=streams)
 
 
 @dataclass(frozen=True)
