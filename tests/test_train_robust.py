@@ -54,6 +54,46 @@ def test_a_second_writer_is_refused_naming_the_holder(data, tmp_path):
     fit(cfg_for(data, out, train={"max_epoch": 1}))  # the lock went with its holder
 
 
+def test_a_killed_runs_forked_children_do_not_keep_its_folder_locked(tmp_path):
+    # the run forks a child (as a data loader forks its workers) that outlives it; the lock must
+    # go with the run, not wait for the child: waiting at most ORPHAN_WAIT_S would pass too, so
+    # the check is that the folder is free well before that
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from omnireid.engine.run_folder import ORPHAN_WAIT_S
+
+    out = tmp_path / "run"
+    script = (
+        "import os, sys, time\n"
+        "from omnireid.engine.run_folder import RunFolder\n"
+        f"held = RunFolder({str(out)!r}, command='killed run').acquire()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    null = os.open(os.devnull, os.O_RDWR)\n"
+        "    os.dup2(null, 1)\n"
+        "    os.dup2(null, 2)\n"
+        "    time.sleep(120)\n"
+        "    os._exit(0)\n"
+        "print(child, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    orphan = int(done.stdout.split()[0])
+    try:
+        start = time.monotonic()
+        RunFolder(out, command="the resumed run").acquire().release()
+        assert time.monotonic() - start < ORPHAN_WAIT_S / 3
+    finally:
+        try:
+            os.kill(orphan, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_finished_run_is_not_replaced_without_overwrite(data, tmp_path):
     out = tmp_path / "run"
     fit(cfg_for(data, out, train={"max_epoch": 1}))

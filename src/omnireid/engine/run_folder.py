@@ -3,7 +3,7 @@
 :class:`RunFolder` takes an exclusive lock on the output folder (``fcntl.flock`` on
 ``.omnireid.lock``, which records who holds it), so a second writer is refused with a message
 that names the holder; the lock goes with the process, so a killed run never leaves a stale
-lock behind. A folder that already holds a run's results is refused unless the caller resumes
+lock behind (processes it forked, such as data-loader workers, do not keep it). A folder that already holds a run's results is refused unless the caller resumes
 that run or asks to overwrite it, and a resumed run never starts before its new settings have
 been checked against the checkpoint.
 
@@ -65,10 +65,41 @@ def marked_by(folder: str | os.PathLike, kind: str, fingerprint: str) -> bool:
     return isinstance(old, dict) and old.get("kind") == kind and old.get("fingerprint") == fingerprint
 
 
-#: How long to wait for the lock when the run that took it has died: its data-loader worker
-#: processes inherited the locked file and hold it until they notice (PyTorch's workers check on
-#: their parent every 5 s).
+#: How long to wait for the lock when the run that took it has died and some process still holds
+#: the locked file open (one forked before :func:`_drop_locks_in_child` existed, or by code that
+#: bypasses ``os.fork``).
 ORPHAN_WAIT_S = 15.0
+
+#: File descriptors of the lock files this process holds (:meth:`RunFolder.acquire`).
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def _drop_locks_in_child() -> None:
+    """After ``os.fork``, in the child: point every inherited lock descriptor at ``/dev/null``.
+
+    A lock taken with ``flock`` belongs to the open file, which a forked child shares. A
+    data-loader worker forked by a training run therefore held the run's folder locked after the
+    run was killed, until the worker itself exited -- which a PyTorch worker with a batch still
+    in its queue's pipe never does once its parent is gone. Resuming the killed run was then
+    refused as "in use". The child never needs the lock; the descriptor is kept open (on
+    ``/dev/null``) so that nothing else can reuse its number under the parent's file object."""
+    if not _HELD_LOCK_FDS:
+        return
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    for fd in list(_HELD_LOCK_FDS):
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
+    _HELD_LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_locks_in_child)
 
 
 def _lock(fh, holder) -> bool:
@@ -150,11 +181,13 @@ class RunFolder:
             fh.close()
             raise output_error(self.lock_path, exc) from None
         self._fh = fh
+        _HELD_LOCK_FDS.add(fh.fileno())
         remove_stale_temps(self.folder, any_pid=True)
         return self
 
     def release(self) -> None:
         if self._fh is not None:
+            _HELD_LOCK_FDS.discard(self._fh.fileno())
             if fcntl is not None:
                 fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
