@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     print("matrix-product ceilings (same run): " + ", ".join(
         f"{k} {v:.1f} GMAC/s" for k, v in ceiling.items())
           + f" ({args.ceiling_size}^3)"
-          + "; no path can exceed the rate of its own arithmetic")
+          + "; each the faster of PyTorch's and ONNX Runtime's product where both were timed")
     gates = {}
     for name in names:
         if BACKEND_PRECISION.get(name, "fp32") != "fp32":

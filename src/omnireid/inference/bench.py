@@ -63,9 +63,12 @@ def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     """Billions of multiply-adds per second of an ``n x n`` by ``n x n`` matrix product, best of
     ``repeats``, with torch's current thread count: ``{"fp32": ..., "bf16": ..., "int8": ...}``.
 
-    fp32 and bf16 are ``torch.mm``; int8 is the faster of ``torch._int_mm`` (int8 x int8 -> int32)
-    and ONNX Runtime's ``MatMulInteger`` (uint8 x int8, the kernels its int8 convolutions use),
-    where available.
+    Each is the faster of the libraries the paths use, where available: fp32 of ``torch.mm`` and
+    ONNX Runtime's ``MatMul`` (on an AMD EPYC, Zen 5, ONNX Runtime's fp32 product ran at twice
+    ``torch.mm``'s rate, and its convolutions above ``torch.mm``'s: a ceiling from ``torch.mm``
+    alone was no ceiling there); bf16 is ``torch.mm``; int8 of ``torch._int_mm`` (int8 x int8 ->
+    int32) and ONNX Runtime's ``MatMulInteger`` (uint8 x int8, the kernels its int8 convolutions
+    use).
     """
     def best_of(fn) -> float:
         for _ in range(2):
@@ -81,6 +84,9 @@ def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         out[name] = best_of(lambda a=a, b=b: torch.mm(a, b))
+    ort_fp32 = _ort_fp32_matmul_rate(n, best_of)
+    if ort_fp32 is not None:
+        out["fp32"] = max(out["fp32"], ort_fp32)
     int8 = []
     a8 = torch.randint(-128, 128, (n, n), dtype=torch.int8)
     b8 = torch.randint(-128, 128, (n, n), dtype=torch.int8)
@@ -94,6 +100,28 @@ def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     if int8:
         out["int8"] = max(int8)
     return out
+
+
+def _ort_fp32_matmul_rate(n: int, best_of) -> float | None:
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "fp32_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(model.SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((n, n)).astype(np.float32)
+    return best_of(lambda: session.run(None, {"x": x}))
 
 
 def _ort_int8_matmul_rate(n: int, best_of) -> float | None:

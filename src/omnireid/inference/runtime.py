@@ -259,7 +259,7 @@ def openvino_core():
     ``SA_ONSTACK`` -- every Python-level handler is, such as the ``SIGCHLD`` handler that a
     PyTorch DataLoader with worker processes installs -- then has its frame written there: a
     segfault, or a corrupted heap and a crash later somewhere else
-    (docs/deployment.md, "The OpenVINO signal-stack crash"). A Core that lives as long as the
+    (docs/deployment.md, "Streams"). A Core that lives as long as the
     process loads the plugin once and never takes its stack away."""
     global _OPENVINO_CORE
     with _OPENVINO_CORE_LOCK:
