@@ -2,10 +2,10 @@
 
 :class:`RunFolder` takes an exclusive lock on the output folder (``fcntl.flock`` on
 ``.omnireid.lock``, which records who holds it), so a second writer is refused with a message
-that names the holder; the lock goes with the process, so a killed run never leaves a stale
-lock behind (processes it forked, such as data-loader workers, do not keep it). A folder that already holds a run's results is refused unless the caller resumes
-that run or asks to overwrite it, and a resumed run never starts before its new settings have
-been checked against the checkpoint.
+that names the holder; the lock goes with the process, so a killed run never leaves a stale lock
+behind (processes it forked, such as data-loader workers, do not keep it). A folder that already
+holds a run's results is refused unless the caller resumes that run or asks to overwrite it, and
+a resumed run never starts before its new settings have been checked against the checkpoint.
 
 Long jobs made of many runs (``omnireid nas``, ``omnireid reproduce``) use
 :func:`claim_run_folder`: the same lock, plus a marker ``run.json`` that records the kind of job
