@@ -102,48 +102,40 @@ def matmul_rates(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     return out
 
 
-def _ort_fp32_matmul_rate(n: int, best_of) -> float | None:
+def _ort_matmul_rate(n: int, best_of, op: str, x: np.ndarray, w: np.ndarray, out_type: str) -> float | None:
+    """``best_of`` timing of ONNX Runtime running ``x @ w`` with the operator ``op`` (``MatMul``,
+    ``MatMulInteger``), ``w`` a constant of the graph; None without ONNX Runtime."""
     try:
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
+    elem = helper.np_dtype_to_tensor_dtype
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "fp32_matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [w])
+        [helper.make_node(op, ["x", "w"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", elem(x.dtype), [n, n])],
+        [helper.make_tensor_value_info("y", getattr(TensorProto, out_type), [n, n])],
+        [numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(model.SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
-    x = rng.standard_normal((n, n)).astype(np.float32)
     return best_of(lambda: session.run(None, {"x": x}))
+
+
+def _ort_fp32_matmul_rate(n: int, best_of) -> float | None:
+    rng = np.random.default_rng(0)
+    return _ort_matmul_rate(n, best_of, "MatMul", rng.standard_normal((n, n)).astype(np.float32),
+                            rng.standard_normal((n, n)).astype(np.float32), "FLOAT")
 
 
 def _ort_int8_matmul_rate(n: int, best_of) -> float | None:
-    try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return None
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.integers(-127, 128, (n, n)).astype(np.int8), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "int8_matmul",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(model.SerializeToString(), opts,
-                                   providers=["CPUExecutionProvider"])
+    w = rng.integers(-127, 128, (n, n)).astype(np.int8)
     x = rng.integers(0, 256, (n, n)).astype(np.uint8)
-    return best_of(lambda: session.run(None, {"x": x}))
+    return _ort_matmul_rate(n, best_of, "MatMulInteger", x, w, "INT32")
 
 
 def ceiling_share(row: BenchRow, rates: dict[str, float]) -> float | None:
