@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,16 +48,6 @@ PHASES = [  # (module, attribute, label); what is missing in a tree is left out
     ("omnireid.inference.autoselect", "_choose", "accuracy gates"),
     ("omnireid.inference.autoselect", "measure_throughput", "timing rounds"),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load() -> str:
@@ -148,10 +137,13 @@ def main(argv: list[str] | None = None) -> None:
         args.threads = args.threads[0]
         return child(args)
 
+    # here, not at the top: a child process runs with another tree's omnireid, which may lack it
+    from omnireid.inference.autoselect import cpu_signature
+
     trees = {"this": THIS_SRC}
     if args.compare_src is not None:
         trees = {"baseline": args.compare_src.resolve(), "this": THIS_SRC}
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); load before: {load()}")
+    print(f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs); load before: {load()}")
     print("trees: " + ", ".join(f"{k} = {v}" for k, v in trees.items()))
     results: dict[tuple, list[dict]] = {}
     for r in range(args.rounds):
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {' '.join(map(str, key))}: " + "; ".join(parts))
     if args.json:
         args.json.write_text(json.dumps(
-            {"cpu": cpu_model(), "results": [{"case": list(k), "runs": v}
+            {"cpu": cpu_signature()["name"], "results": [{"case": list(k), "runs": v}
                                              for k, v in results.items()]}, indent=1))
 
 

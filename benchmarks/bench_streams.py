@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
@@ -30,15 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from omnireid.inference.autoselect import cpu_signature
 
 
 def main() -> None:
@@ -65,7 +56,7 @@ def main() -> None:
     macs = model_complexity(model, size).mult_adds
     folder = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     onnx = export_onnx(model, folder / "model.onnx", size)
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); torch {torch.__version__}; "
+    print(f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs); torch {torch.__version__}; "
           f"{args.model} at {size[0]}x{size[1]}; {args.threads} threads; load before: "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     runners = {"eager": make_runner("eager", model, size)}
@@ -104,7 +95,7 @@ def main() -> None:
     print(f"load after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "threads": args.threads,
-                                         "cpu": cpu_model(), "ceilings": rates, "rows": rows},
+                                         "cpu": cpu_signature()["name"], "ceilings": rates, "rows": rows},
                                         indent=1))
 
 

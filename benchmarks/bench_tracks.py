@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from omnireid.inference.autoselect import cpu_signature
 
 # (label, backend, threads): torch's intra-op threads for the PyTorch backends, ONNX Runtime's
 # own thread count for onnxruntime
@@ -39,15 +39,6 @@ PATHS = [
     ("fused, 2 threads", "fused", 2),
     ("onnxruntime, 2 threads", "onnxruntime", 2),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def load_frames(root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -114,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     base_wall = statistics.median(t[0] for t in times[PATHS[0][0]])
     base_cpu = statistics.median(t[1] for t in times[PATHS[0][0]])
     print(f"\n{len(frames)} frames, {boxes} boxes, {args.model} at {first.size[0]}x"
-          f"{first.size[1]}; CPU {cpu_model()}, {os.cpu_count()} logical cores, load average "
+          f"{first.size[1]}; CPU {cpu_signature()['name']}, {os.cpu_count()} logical cores, load average "
           f"during the rounds {min(loads):.1f}-{max(loads):.1f}; torch {torch.__version__}")
     print(f"{'path':24s} {'wall s':>7s} {'CPU s':>7s} {'boxes/s':>8s} {'wall vs base':>12s} "
           f"{'CPU vs base':>11s}")
@@ -132,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
           f"GMAC per box = {ceiling:.0f} boxes/s")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "frames": len(frames), "boxes": boxes, "model": args.model, "cpu": cpu_model(),
+            "frames": len(frames), "boxes": boxes, "model": args.model, "cpu": cpu_signature()["name"],
             "load_average": loads, "gemm_gmacs_per_s_1_thread": gemm,
             "ceiling_boxes_per_s_1_thread": ceiling, "rows": rows}, indent=1))
     return 0
