@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -13,7 +18,7 @@ import torch
 from omnireid.config import load_config
 from omnireid.engine.checkpoint import load_checkpoint, non_finite_entries
 from omnireid.engine.fit import fit
-from omnireid.engine.run_folder import RunFolder
+from omnireid.engine.run_folder import ORPHAN_WAIT_S, RunFolder
 from omnireid.engine.train import NonFiniteLossError
 from omnireid.errors import ConfigError, DataError, ImageError, OutputError, RunFolderError
 from tests._robust_fixtures import tiny_train_recipe, write_manifest
@@ -58,14 +63,6 @@ def test_a_killed_runs_forked_children_do_not_keep_its_folder_locked(tmp_path):
     # the run forks a child (as a data loader forks its workers) that outlives it; the lock must
     # go with the run, not wait for the child: waiting at most ORPHAN_WAIT_S would pass too, so
     # the check is that the folder is free well before that
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from omnireid.engine.run_folder import ORPHAN_WAIT_S
-
     out = tmp_path / "run"
     script = (
         "import os, sys, time\n"
