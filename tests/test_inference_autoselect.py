@@ -257,24 +257,37 @@ def test_measurement_keeps_to_its_budget() -> None:
         rates = autoselect.measure_throughput(runners, x, budget, clock=clock)
         return rates, {n: len(calls_of(calls, n)) for n in costs}, clock.now
 
-    # 1/8 s a call (exact in binary): warm-ups (two for fused) take 0.5 s, a round of three
-    # 0.375 s; a round starts only before 1.25 s have passed, so two rounds are timed and the
-    # clock stops at 1.25 s
+    # 1/8 s a call (exact in binary): warm-ups (two for fused) take 0.5 s; a round of three
+    # takes 0.75 s, each timed call after an untimed one of the same runner (the call before
+    # was another's); a round starts only before 1.25 s have passed, so one round is timed
+    # and the clock stops at 1.25 s
     rates, n, elapsed = measure({"fused": [0.125], "a": [0.125], "b": [0.125]}, 1.25)
     assert n == {"fused": 4, "a": 3, "b": 3} and elapsed == 1.25
     assert rates == pytest.approx({"fused": 64.0, "a": 64.0, "b": 64.0})
     # warm-ups alone over the budget: still exactly one timed round each, nothing more
     rates, n, elapsed = measure({"fused": [1.0], "a": [1.0]}, 0.5)
-    assert n == {"fused": 3, "a": 2} and elapsed == pytest.approx(5.0)
+    assert n == {"fused": 4, "a": 3} and elapsed == pytest.approx(7.0)
     # a path whose warm-up is more than DROP_FACTOR times the quickest is not timed again,
     # its rate is its warm-up's; a path more than twice as slow in round one stops after it
+    # (its second call settles, its third is timed)
     slow = 1.01 * autoselect.DROP_FACTOR * 0.1
-    rates, n, _ = measure({"a": [0.1], "slow": [slow], "half": [0.1, 0.25]}, 10.0)
+    rates, n, _ = measure({"a": [0.1], "slow": [slow], "half": [0.1, 0.1, 0.25]}, 10.0)
     assert n["slow"] == 1 and rates["slow"] == pytest.approx(8 / slow)
-    assert n["half"] == 2 and rates["half"] == pytest.approx(8 / 0.25)
-    # a generous budget: seven rounds at most; the median round counts
+    assert n["half"] == 3 and rates["half"] == pytest.approx(8 / 0.25)
+    # a generous budget: seven rounds at most; the median round counts; a runner alone is
+    # never settled (the call before a timed one is always its own)
     rates, n, _ = measure({"a": [0.5, 0.1, 0.1, 0.3, 0.2, 0.2, 0.2, 0.2]}, 1e6)
     assert n == {"a": 8} and rates["a"] == pytest.approx(8 / 0.2)
+
+
+def test_every_timed_call_follows_a_call_of_the_same_runner() -> None:
+    x = np.zeros((8, 3, *SIZE), np.float32)
+    clock, calls = FakeClock(), []
+    runners = {n: fake_runner(clock, [0.1], calls, n) for n in ("a", "b", "c")}
+    autoselect.measure_throughput(runners, x, 0.0, clock=clock)
+    # warm-ups a, b, c; then one round (budget 0) in which every runner is called twice in a
+    # row, untimed then timed, since the call before was always another runner's
+    assert calls == ["a", "b", "c", "a", "a", "b", "b", "c", "c"]
 
 
 def test_selection_times_a_small_batch_within_the_budget(model, monkeypatch, tmp_path) -> None:

@@ -30,3 +30,20 @@ def test_fp32_ceiling_is_the_faster_of_torch_and_onnxruntime(monkeypatch) -> Non
 def test_onnxruntime_fp32_product_is_timed() -> None:
     rate = bench._ort_fp32_matmul_rate(64, lambda fn: (fn(), 1.0)[1])
     assert rate == 1.0
+
+
+def test_interleaved_timing_settles_each_runner_before_timing_it() -> None:
+    calls: list[str] = []
+
+    def runner(name):
+        def run(x):
+            calls.append(name)
+            return x
+        return run
+
+    times = bench.time_interleaved({"a": runner("a"), "b": runner("b")}, None, rounds=2, warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
+    calls.clear()
+    bench.time_interleaved({"a": runner("a")}, None, rounds=2, warmup=1)
+    assert calls == ["a", "a", "a"]  # alone: nothing to settle from

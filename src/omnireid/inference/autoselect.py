@@ -71,7 +71,10 @@ from omnireid.inference.runtime import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+"""Part of every decision's key. 3: the measurement settles each runner before timing it
+(:func:`measure_throughput`); decisions timed without that, which favoured ONNX Runtime over
+OpenVINO, are measured again."""
 EXACT_TOLERANCE = 1e-4
 MEASURE_BUDGET_S = 2.0
 """Seconds of timing (warm-ups included) after which :func:`measure_throughput` starts no
@@ -203,6 +206,12 @@ def measure_throughput(runners: dict[str, Runner], x: np.ndarray,
     that round then stops, and the others run further rounds (at most seven) only while less
     than ``budget_s`` has passed since the first warm-up. The median round counts.
 
+    A timed call always follows an untimed call of the same runner (one is added where the
+    call before was another runner's): a runtime's worker threads keep spinning for a while
+    after its call returns, and a call of another runtime made in that time runs on fewer cores
+    (measured: OpenVINO right after ONNX Runtime at 250 instead of 420 images/s;
+    :func:`omnireid.inference.bench.time_interleaved` has the numbers).
+
     So the measurement costs at most ``budget_s`` plus one round, or the warm-ups plus one
     round where those alone take longer; :func:`select_backend` keeps each call short by timing
     at most :data:`MEASURE_MAX_BATCH` images. ``clock`` is the timer (tests pass a fake one).
@@ -218,11 +227,15 @@ def measure_throughput(runners: dict[str, Runner], x: np.ndarray,
     quickest = min(warm.values())
     active = [n for n in runners if warm[n] <= DROP_FACTOR * quickest]
     rounds = 0
+    last = next(reversed(runners), None)  # the last warm-up call's
     while rounds < 1 or (rounds < 7 and clock() - start < budget_s):
         for name in active:
+            if name != last:
+                runners[name](x)  # settle: the previous runtime's threads stop spinning
             t = clock()
             runners[name](x)
             times[name].append(clock() - t)
+            last = name
         rounds += 1
         if rounds == 1 and len(active) > 1:
             best = min(times[n][0] for n in active)

@@ -151,18 +151,32 @@ def time_interleaved(
     rounds: int = 5,
     warmup: int = 2,
     min_seconds: float = 0.0,
+    settle: int = 1,
 ) -> dict[str, list[float]]:
     """Seconds per call of each runner on ``x``, ``rounds`` interleaved rounds after warm-up.
 
     With ``min_seconds`` > 0, keeps adding rounds until every runner has spent that long.
+
+    Each timed call follows ``settle`` untimed calls of the same runner (none when there is only
+    one runner). Without them, every timed call would start while the previous runner's worker
+    threads were still spinning: ONNX Runtime's intra-op threads spin for tens of milliseconds
+    after a call returns (``session.intra_op.allow_spinning``, on by default), and a runtime
+    called in that time runs on fewer cores. Measured on a 2-core AMD EPYC (osnet_x1_0 int8,
+    batch 16, two threads, two runs; ``benchmarks/bench_interleaving.py``, output in
+    ``benchmarks/results/interleaving/``): OpenVINO called right after ONNX Runtime ran at
+    246-253 images/s, 262-266 after a 10 ms pause, 408-416 after 100 ms, 405-409 after one call
+    of its own, and 403-420 right after an ONNX Runtime whose spinning was off.
     """
     for _ in range(warmup):
         for run in runners.values():
             run(x)
     times: dict[str, list[float]] = {name: [] for name in runners}
+    settle = settle if len(runners) > 1 else 0
     r = 0
     while r < rounds or (min_seconds and min(sum(t) for t in times.values()) < min_seconds):
         for name, run in runners.items():
+            for _ in range(settle):
+                run(x)
             start = time.perf_counter()
             run(x)
             times[name].append(time.perf_counter() - start)

@@ -1,0 +1,133 @@
+"""What a runtime's spinning worker threads do to the next call of another runtime.
+
+Two runners (default ``onnxruntime-int8`` then ``openvino-int8``, built from the same quantised
+graph) are called one after the other, on the same seeded random batch, in rounds. Each mode
+changes only what happens before a timed call:
+
+* ``alternate``: nothing; every timed call directly follows a call of the other runner (how
+  :func:`omnireid.inference.bench.time_interleaved` and ``backend="auto"``'s measurement timed
+  before they settled each runner);
+* ``pause-10ms``, ``pause-100ms``: the thread sleeps that long first;
+* ``settle``: one untimed call of the same runner first (what both timers do now);
+* ``no-spin``: as ``alternate``, with ONNX Runtime's ``session.intra_op.allow_spinning`` off.
+
+Then each runner alone, ``--calls`` calls in a row, at the benchmark's batch and at batch 1, for
+ONNX Runtime with spinning on and off: what turning spinning off costs a process that runs
+nothing else.
+
+    python benchmarks/bench_interleaving.py --model osnet_x1_0 --batch 16 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnireid.inference.autoselect import cpu_signature
+
+
+def _ort_session(path: Path, threads: int, spin: bool):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def _rate(times: list[float], batch: int) -> float:
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="osnet_x1_0")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--first", default="onnxruntime-int8")
+    p.add_argument("--second", default="openvino-int8")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=2, help="times the whole set of modes is run")
+    args = p.parse_args()
+
+    from omnireid.inference.runtime import _exported, make_runner, stream_count
+    from omnireid.models import create_model
+
+    torch.set_num_threads(args.threads)
+    size = (256, 128)
+    torch.manual_seed(0)
+    model = create_model(args.model).eval()
+    folder = Path(tempfile.mkdtemp(prefix="bench-interleaving-"))
+    # one exported (and, for int8 paths, quantised) graph that both runners read
+    graph = _exported(model, size, folder, None, int8=args.first.endswith("-int8"))
+    runners = {n: make_runner(n, graph, size, num_threads=args.threads,
+                              streams=stream_count(args.threads, args.batch, n))
+               for n in (args.first, args.second)}
+    x = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
+    x1 = x[:1].copy()
+    print(f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs); torch {torch.__version__}; "
+          f"{args.model} at 256x128, batch {args.batch}, {args.threads} threads; "
+          f"{args.first} then {args.second}; load before: {os.getloadavg()[0]:.2f}")
+
+    def alternate(pair: dict, before) -> dict[str, float]:
+        for run in pair.values():
+            run(x)
+        times: dict[str, list[float]] = {n: [] for n in pair}
+        for _ in range(args.rounds):
+            for name, run in pair.items():
+                before(run)
+                t = time.perf_counter()
+                run(x)
+                times[name].append(time.perf_counter() - t)
+        return {n: _rate(t, args.batch) for n, t in times.items()}
+
+    no_spin = dict(runners)
+    if args.first.startswith("onnxruntime"):
+        no_spin[args.first] = _ort_session(graph, args.threads, spin=False)
+    modes = {
+        "alternate": (runners, lambda run: None),
+        "pause-10ms": (runners, lambda run: time.sleep(0.01)),
+        "pause-100ms": (runners, lambda run: time.sleep(0.1)),
+        "settle": (runners, lambda run: run(x)),
+        "no-spin": (no_spin, lambda run: None),
+    }
+    print(f"\n{'mode':12s} {args.first + ' img/s':>24s} {args.second + ' img/s':>24s}")
+    for rep in range(args.repeats):
+        for mode, (pair, before) in modes.items():
+            r = alternate(pair, before)
+            print(f"{mode:12s} {r[args.first]:24.1f} {r[args.second]:24.1f}   (run {rep + 1})",
+                  flush=True)
+
+    if args.first.startswith("onnxruntime"):
+        print(f"\n{args.first} alone, {args.calls} calls in a row (img/s):")
+        for rep in range(args.repeats):
+            for spin in (True, False):
+                run = _ort_session(graph, args.threads, spin)
+                cells = []
+                for batch in (x, x1):
+                    for _ in range(3):
+                        run(batch)
+                    times = []
+                    for _ in range(args.calls):
+                        t = time.perf_counter()
+                        run(batch)
+                        times.append(time.perf_counter() - t)
+                    cells.append(f"batch {len(batch)}: {_rate(times, len(batch)):6.1f}")
+                print(f"  spinning {'on ' if spin else 'off'}  " + "   ".join(cells)
+                      + f"   (run {rep + 1})", flush=True)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
