@@ -79,3 +79,39 @@ def test_int8_graph_is_the_one_the_calibrator_gives(exported, tmp_path, monkeypa
     fb = make_runner("onnxruntime-int8", slow, SIZE)(x)
     cos = (fa * fb).sum(1) / np.linalg.norm(fa, axis=1) / np.linalg.norm(fb, axis=1)
     assert cos.min() > 0.999, cos
+
+
+def test_average_pools_become_the_depthwise_convolutions_they_equal(exported, tmp_path) -> None:
+    import onnxruntime as ort
+
+    _, pre, _ = exported
+    rewritten = tmp_path / "dw.onnx"
+    rewritten.write_bytes(pre.read_bytes())
+    before = onnx.load(str(pre)).graph.node
+    pools = sum(n.op_type == "AveragePool" for n in before)
+    assert pools == 2  # osnet's two 2x2 transition pools
+    assert quantize.pools_as_depthwise_convs(rewritten) == pools
+    after = onnx.load(str(rewritten)).graph.node
+    assert not any(n.op_type == "AveragePool" for n in after)
+    assert sum(n.op_type == "Conv" for n in after) == sum(n.op_type == "Conv" for n in before) + pools
+    x = np.random.default_rng(1).standard_normal((4, 3, *SIZE)).astype(np.float32)
+
+    def run(path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    # the same function: a 2x2 mean is four products by 0.25 (exact) summed; only the order of
+    # the float32 sums can differ
+    np.testing.assert_allclose(run(rewritten), run(pre), rtol=1e-5, atol=1e-6)
+    # and the quantised graph has no int8 average pooling left
+    q = quantize.quantize_onnx_int8(exported[0], tmp_path / "q.onnx", exported[2])
+    assert not any(n.op_type == "AveragePool" for n in onnx.load(str(q)).graph.node)
+
+
+def test_a_padded_or_overlapping_pool_is_left_alone(tmp_path) -> None:
+    pools = torch.nn.Sequential(torch.nn.AvgPool2d(3, stride=1, padding=1),
+                                torch.nn.AvgPool2d(2, stride=1))
+    path = tmp_path / "pools.onnx"
+    torch.onnx.export(pools, torch.zeros(1, 4, 8, 8), str(path), dynamo=False)
+    quant_pre_process(str(path), str(tmp_path / "pre.onnx"))
+    assert quantize.pools_as_depthwise_convs(tmp_path / "pre.onnx") == 0
