@@ -122,3 +122,23 @@ def test_streamed_runner_gives_the_one_stream_embeddings_in_order(backend, tmp_p
     assert one.streams == 1
     with pytest.raises(UsageError, match="streams must be a positive integer"):
         make_runner(backend, tmp_path / "model.onnx", size, num_threads=2, streams=0)
+
+
+def test_onnxruntime_spinning_follows_the_environment(tmp_path, monkeypatch) -> None:
+    from omnireid.inference.export import export_onnx
+    from omnireid.inference.runtime import ORT_SPIN_ENV, OrtRunner
+
+    torch.manual_seed(0)
+    path = export_onnx(create_model("osnet_x0_25").eval(), tmp_path / "m.onnx", (64, 32))
+
+    def spinning() -> str:
+        options = OrtRunner(path, 1).session.get_session_options()
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+    monkeypatch.delenv(ORT_SPIN_ENV, raising=False)
+    assert spinning() == "1"  # ONNX Runtime's own default, kept
+    monkeypatch.setenv(ORT_SPIN_ENV, "0")
+    assert spinning() == "0"
+    monkeypatch.setenv(ORT_SPIN_ENV, "no")
+    with pytest.raises(UsageError, match=ORT_SPIN_ENV):
+        OrtRunner(path, 1)
