@@ -10,8 +10,8 @@ Sections (each can be skipped):
   ``jit_dw:avx512_core_bf16``) and time per kind of convolution (dense 1x1, depthwise 3x3, other)
   and for reorders (layout conversions).
 * ``openvino``: OpenVINO's per-layer performance counters for ``openvino-bf16`` and
-  ``openvino-int8``: time per layer type and kernel (``exec_type``), and the share spent in
-  ``Reorder``/``Convert`` layers.
+  ``openvino-int8`` (its float operations in fp32 and in bf16): time per layer type and kernel
+  (``exec_type``), and the share spent in ``Reorder``/``Convert`` layers.
 * ``compile``: ``torch.compile`` (inductor, ``freezing=True``) of the fused model in fp32 and
   bf16 against the ``fused`` and ``bf16`` runners, interleaved: compile time and images/s.
 
@@ -148,7 +148,9 @@ def openvino_counters(model, x: np.ndarray, threads: int, top: int) -> dict:
                               calibration_batch(None, SIZE, IMAGENET_MEAN, IMAGENET_STD))
     out = {}
     core = openvino_core()  # the process's one Core (see omnireid.inference.runtime.openvino_core)
-    for name, path, precision in (("openvino-bf16", fp32, "bf16"), ("openvino-int8", int8, "f32"),
+    for name, path, precision in (("openvino-bf16", fp32, "bf16"),
+                                  ("openvino-int8, float ops fp32", int8, "f32"),
+                                  ("openvino-int8, float ops bf16 (as the runner on bf16 CPUs)", int8, "bf16"),
                                   ("openvino (fp32)", fp32, "f32")):
         compiled = core.compile_model(str(path), "CPU", {
             "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",

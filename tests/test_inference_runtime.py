@@ -142,3 +142,18 @@ def test_onnxruntime_spinning_follows_the_environment(tmp_path, monkeypatch) -> 
     monkeypatch.setenv(ORT_SPIN_ENV, "no")
     with pytest.raises(UsageError, match=ORT_SPIN_ENV):
         OrtRunner(path, 1)
+
+
+def test_openvino_int8_runs_its_float_operations_in_bf16_only_where_the_cpu_has_it(tmp_path) -> None:
+    # make test runs on CPUs with native bf16, make test-isa emulates one without: each run
+    # checks its own branch (forcing bf16 where oneDNN is limited to AVX2 crashes OpenVINO, and
+    # the runner never asks for it there)
+    from omnireid.inference.runtime import cpu_has_bf16
+
+    torch.manual_seed(0)
+    run = make_runner("openvino-int8", create_model("osnet_x0_25").eval(), (64, 32),
+                      num_threads=1, cache_dir=tmp_path)
+    hint = str(run.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+    assert ("bfloat16" in hint or "bf16" in hint) == cpu_has_bf16(), hint
+    out = run(np.random.default_rng(0).standard_normal((2, 3, 64, 32)).astype(np.float32))
+    assert out.shape == (2, 512) and np.isfinite(out).all()
