@@ -13,7 +13,6 @@ of each, and the mean cosine similarity of each to the fp32 graph's embeddings.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -21,46 +20,32 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import torch
-
-from omnireid.inference.autoselect import cpu_signature
+from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="osnet_x1_0")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=2)
-    args = p.parse_args()
+    args = ab_parser(__doc__, repeats=2).parse_args()
 
     from omnireid.inference import quantize
     from omnireid.inference.bench import time_interleaved
     from omnireid.inference.export import export_onnx
     from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from omnireid.inference.runtime import available_backends, make_runner, stream_count
-    from omnireid.models import create_model
 
-    torch.set_num_threads(args.threads)
-    size = (256, 128)
-    torch.manual_seed(0)
-    model = create_model(args.model).eval()
+    size = SIZE
+    model, x = model_and_batch(args)
     folder = Path(tempfile.mkdtemp(prefix="bench-int8-pools-"))
     fp32 = export_onnx(model, folder / "model.onnx", size)
     calib = quantize.calibration_batch(None, size, IMAGENET_MEAN, IMAGENET_STD)
     graphs = {"pools rewritten": quantize.quantize_onnx_int8(fp32, folder / "dw.onnx", calib)}
     with mock.patch.object(quantize, "pools_as_depthwise_convs", lambda path: 0):
         graphs["pools kept"] = quantize.quantize_onnx_int8(fp32, folder / "pool.onnx", calib)
-    x = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
     reference = make_runner("onnxruntime", fp32, size, num_threads=args.threads)(x)
     backends = [b for b in ("onnxruntime-int8", "openvino-int8") if b in available_backends()]
     runners = {f"{b}, {g}": make_runner(b, path, size, num_threads=args.threads,
                                         streams=stream_count(args.threads, args.batch, b))
                for b in backends for g, path in graphs.items()}
-    print(f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs); torch {torch.__version__}; "
-          f"{args.model} at 256x128, batch {args.batch}, {args.threads} threads; "
-          f"load before: {os.getloadavg()[0]:.2f}")
+    print(machine_line(args))
     for name, run in runners.items():
         out = run(x)
         cos = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)

@@ -20,17 +20,13 @@ nothing else.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from omnireid.inference.autoselect import cpu_signature
+from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
 
 
 def _ort_session(path: Path, threads: int, spin: bool):
@@ -50,35 +46,24 @@ def _rate(times: list[float], batch: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="osnet_x1_0")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
+    p = ab_parser(__doc__, repeats=2)
     p.add_argument("--first", default="onnxruntime-int8")
     p.add_argument("--second", default="openvino-int8")
-    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--calls", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=2, help="times the whole set of modes is run")
     args = p.parse_args()
 
     from omnireid.inference.runtime import _exported, make_runner, stream_count
-    from omnireid.models import create_model
 
-    torch.set_num_threads(args.threads)
-    size = (256, 128)
-    torch.manual_seed(0)
-    model = create_model(args.model).eval()
+    size = SIZE
+    model, x = model_and_batch(args)
     folder = Path(tempfile.mkdtemp(prefix="bench-interleaving-"))
     # one exported (and, for int8 paths, quantised) graph that both runners read
     graph = _exported(model, size, folder, None, int8=args.first.endswith("-int8"))
     runners = {n: make_runner(n, graph, size, num_threads=args.threads,
                               streams=stream_count(args.threads, args.batch, n))
                for n in (args.first, args.second)}
-    x = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
     x1 = x[:1].copy()
-    print(f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs); torch {torch.__version__}; "
-          f"{args.model} at 256x128, batch {args.batch}, {args.threads} threads; "
-          f"{args.first} then {args.second}; load before: {os.getloadavg()[0]:.2f}")
+    print(machine_line(args) + f"; {args.first} then {args.second}")
 
     def alternate(pair: dict, before) -> dict[str, float]:
         for run in pair.values():

@@ -10,40 +10,24 @@ on one seeded random batch, ``--repeats`` times, at one stream and at one stream
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from omnireid.inference.autoselect import cpu_signature
+from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="osnet_x1_0")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    args = ab_parser(__doc__, repeats=3).parse_args()
 
     from omnireid.inference.bench import time_interleaved
     from omnireid.inference.runtime import OpenVINORunner, _exported, cpu_has_bf16
-    from omnireid.models import create_model
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    size = (256, 128)
-    model = create_model(args.model).eval()
-    graph = _exported(model, size, Path(tempfile.mkdtemp(prefix="bench-ov-int8-")), None, int8=True)
-    x = torch.randn(args.batch, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
-    print(f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs, native bf16: {cpu_has_bf16()}); "
-          f"{args.model} at 256x128, batch {args.batch}, {args.threads} threads; "
-          f"load before: {os.getloadavg()[0]:.2f}")
+    model, x = model_and_batch(args)
+    graph = _exported(model, SIZE, Path(tempfile.mkdtemp(prefix="bench-ov-int8-")), None, int8=True)
+    print(machine_line(args, f", native bf16: {cpu_has_bf16()}"))
     for streams in sorted({1, args.threads}):
         runners = {f"float ops {p}": OpenVINORunner(graph, args.threads, bf16=p == "bf16",
                                                     streams=streams) for p in ("fp32", "bf16")}
