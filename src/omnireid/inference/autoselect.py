@@ -79,11 +79,14 @@ EXACT_TOLERANCE = 1e-4
 MEASURE_BUDGET_S = 2.0
 """Seconds of timing (warm-ups included) after which :func:`measure_throughput` starts no
 further round."""
-MEASURE_MAX_BATCH = 8
-"""Images per timed call. On the AMD EPYC measured (benchmarks/README.md, "auto's first
-decision") fused, onnxruntime and openvino ranked the same at 4, 8 and 16 images for
-osnet_x1_0 and osnet_x0_25 at 256x128; 8 is also ``fused``'s micro-batch there (2 threads), so
-a timed call sees the steady state of every path at half the cost of 16."""
+MEASURE_MAX_BATCH = 16
+"""Images per timed call (fewer when the batch asked for is smaller). It was 8, chosen when
+fused, onnxruntime and openvino ranked the same at 4, 8 and 16 images on the AMD EPYC measured.
+With streams the ranking moves with the images per stream: osnet_x1_0 int8 on two threads
+(two streams for OpenVINO), ``openvino-int8`` against ``onnxruntime-int8``, timed settled, was
+185 / 243 and 188 / 246 img/s at 8 images but 329 / 237 and 312 / 257 at 16
+(``benchmarks/bench_probe_size.py``), so ``auto`` for batch 16 took the slower path. Timing is bounded by :data:`MEASURE_BUDGET_S`, so larger calls
+mean fewer rounds rather than a longer decision (docs/deployment.md)."""
 DOMINATED_BY = {"fused": "onnxruntime"}
 """Default candidates that are not built when the path they map to builds and is exact.
 ``fused`` (TorchScript tracing and freezing: the most expensive candidate to build, 1.5-3 s for
