@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnxruntime.quantization import CalibrationDataReader, calibrate
@@ -82,8 +83,6 @@ def test_int8_graph_is_the_one_the_calibrator_gives(exported, tmp_path, monkeypa
 
 
 def test_average_pools_become_the_depthwise_convolutions_they_equal(exported, tmp_path) -> None:
-    import onnxruntime as ort
-
     _, pre, _ = exported
     rewritten = tmp_path / "dw.onnx"
     rewritten.write_bytes(pre.read_bytes())

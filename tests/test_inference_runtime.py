@@ -8,10 +8,14 @@ import torch
 from torch import nn
 
 from omnireid.errors import UsageError
+from omnireid.inference.export import export_onnx
 from omnireid.inference.runtime import (
     MICRO_BATCH_ELEMENTS_PER_THREAD,
+    ORT_SPIN_ENV,
+    OrtRunner,
     TorchRunner,
     auto_micro_batch,
+    cpu_has_bf16,
     make_runner,
     widest_activation,
 )
@@ -125,9 +129,6 @@ def test_streamed_runner_gives_the_one_stream_embeddings_in_order(backend, tmp_p
 
 
 def test_onnxruntime_spinning_follows_the_environment(tmp_path, monkeypatch) -> None:
-    from omnireid.inference.export import export_onnx
-    from omnireid.inference.runtime import ORT_SPIN_ENV, OrtRunner
-
     torch.manual_seed(0)
     path = export_onnx(create_model("osnet_x0_25").eval(), tmp_path / "m.onnx", (64, 32))
 
@@ -148,8 +149,6 @@ def test_openvino_int8_runs_its_float_operations_in_bf16_only_where_the_cpu_has_
     # make test runs on CPUs with native bf16, make test-isa emulates one without: each run
     # checks its own branch (forcing bf16 where oneDNN is limited to AVX2 crashes OpenVINO, and
     # the runner never asks for it there)
-    from omnireid.inference.runtime import cpu_has_bf16
-
     torch.manual_seed(0)
     run = make_runner("openvino-int8", create_model("osnet_x0_25").eval(), (64, 32),
                       num_threads=1, cache_dir=tmp_path)

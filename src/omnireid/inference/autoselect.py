@@ -85,8 +85,9 @@ fused, onnxruntime and openvino ranked the same at 4, 8 and 16 images on the AMD
 With streams the ranking moves with the images per stream: osnet_x1_0 int8 on two threads
 (two streams for OpenVINO), ``openvino-int8`` against ``onnxruntime-int8``, timed settled, was
 185 / 243 and 188 / 246 img/s at 8 images but 329 / 237 and 312 / 257 at 16
-(``benchmarks/bench_probe_size.py``), so ``auto`` for batch 16 took the slower path. Timing is bounded by :data:`MEASURE_BUDGET_S`, so larger calls
-mean fewer rounds rather than a longer decision (docs/deployment.md)."""
+(``benchmarks/bench_probe_size.py``), so ``auto`` for batch 16 took the slower path. Timing is
+bounded by :data:`MEASURE_BUDGET_S`, so larger calls mean fewer rounds rather than a longer
+decision (docs/deployment.md)."""
 DOMINATED_BY = {"fused": "onnxruntime"}
 """Default candidates that are not built when the path they map to builds and is exact.
 ``fused`` (TorchScript tracing and freezing: the most expensive candidate to build, 1.5-3 s for
