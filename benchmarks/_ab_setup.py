@@ -1,14 +1,17 @@
 """What the A/B inference scripts share: their common options, the seeded model and batch, and
 the line that says where they ran.
 
-Used by ``bench_interleaving.py``, ``bench_int8_pools.py`` and
-``bench_openvino_int8_float_ops.py``: each compares variants of one path on one random batch.
+Used by ``bench_interleaving.py``, ``bench_int8_pools.py``, ``bench_openvino_int8_float_ops.py``
+and ``bench_probe_size.py``: each compares variants of one path on one random batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,3 +48,20 @@ def machine_line(args: argparse.Namespace, extra: str = "") -> str:
     return (f"CPU: {cpu_signature()['name']} ({os.cpu_count()} CPUs{extra}); torch "
             f"{torch.__version__}; {args.model} at {SIZE[0]}x{SIZE[1]}, batch {args.batch}, "
             f"{args.threads} threads; load before: {os.getloadavg()[0]:.2f}")
+
+
+def exported_graph(model: torch.nn.Module, int8: bool, prefix: str) -> Path:
+    """``model`` exported to ONNX in a new temporary folder, quantised (synthetic calibration)
+    when ``int8``: the one file every runner of a comparison reads."""
+    from omnireid.inference.runtime import _exported
+
+    return _exported(model, SIZE, Path(tempfile.mkdtemp(prefix=prefix)), None, int8=int8)
+
+
+def path_runners(names: Sequence[str], graph: Path, args: argparse.Namespace) -> dict:
+    """One runner per backend name on ``graph``, with the streams ``auto`` gives it for
+    ``args.batch`` images on ``args.threads`` threads."""
+    from omnireid.inference.runtime import make_runner, stream_count
+
+    return {n: make_runner(n, graph, SIZE, num_threads=args.threads,
+                           streams=stream_count(args.threads, args.batch, n)) for n in names}

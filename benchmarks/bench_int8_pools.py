@@ -19,18 +19,18 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-import numpy as np
-from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
+from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch, path_runners
 
 
 def main() -> None:
     args = ab_parser(__doc__, repeats=2).parse_args()
 
     from omnireid.inference import quantize
+    from omnireid.inference.accuracy import cosine_rows
     from omnireid.inference.bench import time_interleaved
     from omnireid.inference.export import export_onnx
     from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from omnireid.inference.runtime import available_backends, make_runner, stream_count
+    from omnireid.inference.runtime import available_backends, make_runner
 
     size = SIZE
     model, x = model_and_batch(args)
@@ -42,14 +42,13 @@ def main() -> None:
         graphs["pools kept"] = quantize.quantize_onnx_int8(fp32, folder / "pool.onnx", calib)
     reference = make_runner("onnxruntime", fp32, size, num_threads=args.threads)(x)
     backends = [b for b in ("onnxruntime-int8", "openvino-int8") if b in available_backends()]
-    runners = {f"{b}, {g}": make_runner(b, path, size, num_threads=args.threads,
-                                        streams=stream_count(args.threads, args.batch, b))
-               for b in backends for g, path in graphs.items()}
+    by_graph = {g: path_runners(backends, path, args) for g, path in graphs.items()}
+    runners = {f"{b}, {g}": by_graph[g][b] for b in backends for g in graphs}
     print(machine_line(args))
     for name, run in runners.items():
         out = run(x)
-        cos = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
-        print(f"  {name:38s} mean cosine to fp32 {float(cos.mean()):.5f}")
+        cos = float(cosine_rows(out, reference).mean())
+        print(f"  {name:38s} mean cosine to fp32 {cos:.5f}")
     for rep in range(args.repeats):
         times = time_interleaved(runners, x, rounds=args.rounds, warmup=2)
         print(f"run {rep + 1}: " + "; ".join(f"{n} {args.batch / statistics.median(t):.1f} img/s"

@@ -22,23 +22,19 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
-from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
+from _ab_setup import ab_parser, exported_graph, machine_line, model_and_batch, path_runners
 
 
-def _ort_session(path: Path, threads: int, spin: bool):
-    import onnxruntime as ort
+def _ort_runner(path: Path, threads: int, spin: bool):
+    """The library's ONNX Runtime runner, its spinning set through ``OMNIREID_ORT_SPIN``."""
+    from omnireid.inference.runtime import ORT_SPIN_ENV, OrtRunner
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    with mock.patch.dict(os.environ, {ORT_SPIN_ENV: "1" if spin else "0"}):
+        return OrtRunner(path, threads)
 
 
 def _rate(times: list[float], batch: int) -> float:
@@ -52,16 +48,10 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=10)
     args = p.parse_args()
 
-    from omnireid.inference.runtime import _exported, make_runner, stream_count
-
-    size = SIZE
     model, x = model_and_batch(args)
-    folder = Path(tempfile.mkdtemp(prefix="bench-interleaving-"))
     # one exported (and, for int8 paths, quantised) graph that both runners read
-    graph = _exported(model, size, folder, None, int8=args.first.endswith("-int8"))
-    runners = {n: make_runner(n, graph, size, num_threads=args.threads,
-                              streams=stream_count(args.threads, args.batch, n))
-               for n in (args.first, args.second)}
+    graph = exported_graph(model, args.first.endswith("-int8"), "bench-interleaving-")
+    runners = path_runners((args.first, args.second), graph, args)
     x1 = x[:1].copy()
     print(machine_line(args) + f"; {args.first} then {args.second}")
 
@@ -79,7 +69,7 @@ def main() -> None:
 
     no_spin = dict(runners)
     if args.first.startswith("onnxruntime"):
-        no_spin[args.first] = _ort_session(graph, args.threads, spin=False)
+        no_spin[args.first] = _ort_runner(graph, args.threads, spin=False)
     modes = {
         "alternate": (runners, lambda run: None),
         "pause-10ms": (runners, lambda run: time.sleep(0.01)),
@@ -98,7 +88,7 @@ def main() -> None:
         print(f"\n{args.first} alone, {args.calls} calls in a row (img/s):")
         for rep in range(args.repeats):
             for spin in (True, False):
-                run = _ort_session(graph, args.threads, spin)
+                run = _ort_runner(graph, args.threads, spin)
                 cells = []
                 for batch in (x, x1):
                     for _ in range(3):

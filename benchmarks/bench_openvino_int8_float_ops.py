@@ -12,27 +12,25 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
-from pathlib import Path
 
-import numpy as np
-from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
+from _ab_setup import ab_parser, exported_graph, machine_line, model_and_batch
 
 
 def main() -> None:
     args = ab_parser(__doc__, repeats=3).parse_args()
 
+    from omnireid.inference.accuracy import cosine_rows
     from omnireid.inference.bench import time_interleaved
-    from omnireid.inference.runtime import OpenVINORunner, _exported, cpu_has_bf16
+    from omnireid.inference.runtime import OpenVINORunner, cpu_has_bf16
 
     model, x = model_and_batch(args)
-    graph = _exported(model, SIZE, Path(tempfile.mkdtemp(prefix="bench-ov-int8-")), None, int8=True)
+    graph = exported_graph(model, True, "bench-ov-int8-")
     print(machine_line(args, f", native bf16: {cpu_has_bf16()}"))
     for streams in sorted({1, args.threads}):
         runners = {f"float ops {p}": OpenVINORunner(graph, args.threads, bf16=p == "bf16",
                                                     streams=streams) for p in ("fp32", "bf16")}
         a, b = (run(x) for run in runners.values())
-        cos = float(np.mean((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+        cos = float(cosine_rows(a, b).mean())
         for rep in range(args.repeats):
             t = time_interleaved(runners, x, rounds=args.rounds, warmup=2)
             rates = {n: args.batch / statistics.median(v) for n, v in t.items()}

@@ -12,11 +12,9 @@ the streams it would use for the batch size asked for. This script times two pat
 from __future__ import annotations
 
 import statistics
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
+from _ab_setup import SIZE, ab_parser, exported_graph, machine_line, model_and_batch, path_runners
 
 
 def main() -> None:
@@ -26,14 +24,10 @@ def main() -> None:
     args = p.parse_args()
 
     from omnireid.inference.bench import time_interleaved
-    from omnireid.inference.runtime import _exported, make_runner, stream_count
 
     model, _ = model_and_batch(args)
-    graph = _exported(model, SIZE, Path(tempfile.mkdtemp(prefix="bench-probe-")), None,
-                      int8=any(p.endswith("-int8") for p in args.paths))
-    runners = {n: make_runner(n, graph, SIZE, num_threads=args.threads,
-                              streams=stream_count(args.threads, args.batch, n))
-               for n in args.paths}
+    graph = exported_graph(model, any(p.endswith("-int8") for p in args.paths), "bench-probe-")
+    runners = path_runners(args.paths, graph, args)
     print(machine_line(args) + "; streams: " + ", ".join(
         f"{n} {getattr(r, 'streams', 1)}" for n, r in runners.items()))
     for probe in args.probes:
