@@ -188,12 +188,11 @@ def pools_as_depthwise_convs(onnx_path: str | os.PathLike) -> int:
     infos = {vi.name: vi for vi in (*graph.value_info, *graph.input, *graph.output)}
     nodes, rewritten = [], 0
     for node in graph.node:
-        channels = _pool_channels(node, infos)
-        if channels is None:
+        shape = _pool_as_conv(node, infos)
+        if shape is None:
             nodes.append(node)
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        kernel = list(attrs["kernel_shape"])
+        kernel, channels = shape
         weight = np.full((channels, 1, *kernel), 1.0 / float(np.prod(kernel)), np.float32)
         weight_name = f"{node.output[0]}_omnireid_pool_weight"
         graph.initializer.append(numpy_helper.from_array(weight, weight_name))
@@ -208,9 +207,9 @@ def pools_as_depthwise_convs(onnx_path: str | os.PathLike) -> int:
     return rewritten
 
 
-def _pool_channels(node, infos: dict) -> int | None:
-    """The channel count of an ``AveragePool`` node that equals a depthwise convolution, else
-    None."""
+def _pool_as_conv(node, infos: dict) -> tuple[list[int], int] | None:
+    """``(kernel, channels)`` of an ``AveragePool`` node that equals a depthwise convolution,
+    else None."""
     from onnx import helper
 
     if node.op_type != "AveragePool":
@@ -227,7 +226,7 @@ def _pool_channels(node, infos: dict) -> int | None:
     dims = info.type.tensor_type.shape.dim
     if len(dims) != 4 or not dims[1].HasField("dim_value"):
         return None
-    return int(dims[1].dim_value)
+    return kernel, int(dims[1].dim_value)
 
 
 def _has_calibration_cache() -> bool:
