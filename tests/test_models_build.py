@@ -175,3 +175,47 @@ def test_arch_spec_round_trip(tmp_path) -> None:
     bad.write_text('{"blocks": ["none"], "width": 1.0}')
     with pytest.raises(ValueError, match="bad.json"):
         create_model("osnet", arch=str(bad))
+
+
+@pytest.mark.parametrize("position", [INPosition.NONE, INPosition.INSIDE, INPosition.AFTER])
+def test_training_gate_batched_equals_per_stream_gate(position: INPosition) -> None:
+    """In training an OSBlock evaluates its shared gate once for all streams (stacked matrix
+    products); that must be the very function the per-stream gate module computes, gradients
+    included. Both are computed here in float64, so only summation order separates them."""
+    from omnireid.models.layers import OSBlock
+
+    torch.manual_seed(0)
+    block = OSBlock(32, 64, position).double().train()
+    for m in block.modules():  # non-trivial gate biases and norm parameters
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and m.bias is not None:
+            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+    x = torch.randn(3, 32, 8, 4, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 64, 8, 4, dtype=torch.float64)
+
+    def per_stream(b: OSBlock, x1: torch.Tensor) -> torch.Tensor:
+        out = b.gate(b.streams[0](x1))
+        for stream in b.streams[1:]:
+            out = out + b.gate(stream(x1))
+        return out
+
+    results = []
+    for aggregate in (None, per_stream):
+        b = block if aggregate is None else _with_aggregate(block, aggregate)
+        b.zero_grad()
+        x.grad = None
+        (b(x) * g).sum().backward()
+        results.append([x.grad.clone()] + [p.grad.clone() for p in b.parameters()])
+    batched, reference = results
+    assert len(batched) == len(reference)
+    for a, r in zip(batched, reference):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+
+
+def _with_aggregate(block, aggregate):
+    """A deep copy of ``block`` whose aggregate is ``aggregate`` (same parameters' values)."""
+    import copy
+    import types
+
+    b = copy.deepcopy(block)
+    b.aggregate = types.MethodType(aggregate, b)
+    return b

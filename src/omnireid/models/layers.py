@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -120,6 +121,18 @@ class ChannelGate(nn.Module):
         gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.pool(x)))))
         return x * gate
 
+    def gates(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The gate values of several inputs at once, ``(len(xs), N, C, 1, 1)``: the same function
+        as :meth:`forward`'s, with the pooled inputs stacked into one batch and the two 1x1
+        convolutions applied as matrix products (their weights viewed as matrices). On 1x1 maps a
+        convolution costs a oneDNN call each, 70-140 us forward and backward on the CPU for a few
+        hundred multiply-adds; see :meth:`OSBlock.aggregate`."""
+        n = xs[0].shape[0]
+        pooled = torch.cat([self.pool(x).flatten(1) for x in xs])  # (len(xs) * N, C)
+        hidden = F.relu(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
+        gate = torch.sigmoid(F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias))
+        return gate.view(len(xs), n, -1, 1, 1)
+
 
 class OSBlock(nn.Module):
     """Omni-scale residual bottleneck.
@@ -164,10 +177,25 @@ class OSBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def aggregate(self, x1: torch.Tensor) -> torch.Tensor:
-        """Sum of the gated streams: sum_t gate(stream_t(x1))."""
-        out = self.gate(self.streams[0](x1))
-        for stream in self.streams[1:]:
-            out = out + self.gate(stream(x1))
+        """Sum of the gated streams: sum_t gate(stream_t(x1)).
+
+        In training the gate runs once for all ``T`` streams (:meth:`ChannelGate.gates`: one
+        stacked matrix product per gate layer instead of ``2T`` convolutions on 1x1 maps), which
+        made an osnet_x0_25 training step at 64x32 on one CPU thread about 20 % faster
+        (docs/training.md, "Training speed"). In evaluation the gate module is called per stream
+        as before, so that traced and exported graphs keep the published structure. Both compute
+        the same function (a test compares them, gradients included).
+        """
+        if not self.training:
+            out = self.gate(self.streams[0](x1))
+            for stream in self.streams[1:]:
+                out = out + self.gate(stream(x1))
+            return out
+        outs = [stream(x1) for stream in self.streams]
+        gates = self.gate.gates(outs)
+        out = outs[0] * gates[0]
+        for t in range(1, len(outs)):
+            out = out + outs[t] * gates[t]
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
