@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.allocator import prepare_allocator
 from omnireid.cli.train import epoch_line
 from omnireid.cli.util import non_negative_int, positive_int, print_table
 from omnireid.errors import ConfigError, UsageError
@@ -176,7 +176,7 @@ def train_one(base: dict[str, Any], overrides: list[str], overwrite: bool, prefi
 
 
 def run(args: argparse.Namespace) -> int:
-    reexec_with_tcmalloc(not args.no_tcmalloc)
+    prepare_allocator(tcmalloc=not args.no_tcmalloc)
     from omnireid.config import load_config
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.allocator import prepare_allocator
 from omnireid.cli.util import print_table, recipe_overrides
 from omnireid.errors import UsageError
 
@@ -48,7 +48,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    reexec_with_tcmalloc(True)
+    prepare_allocator()
     from omnireid.config import load_nas_config
     from omnireid.engine.nas import DECIDED_P, nas, nas_seeds, undecided_note
 

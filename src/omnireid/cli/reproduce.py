@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.allocator import prepare_allocator
 from omnireid.cli.util import print_table
 from omnireid.errors import UsageError
 
@@ -70,7 +70,7 @@ def _folds(text: str, folds: tuple) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    reexec_with_tcmalloc(True)
+    prepare_allocator()
     from omnireid.config import load_config, load_nas_config
     from omnireid.engine.reproduce import REPRODUCE_RECIPE, ReproducePlan, quick_plan, reproduce
     from omnireid.models.arch import OSNetArch

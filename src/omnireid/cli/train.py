@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from omnireid.cli import CLIError
-from omnireid.cli.allocator import reexec_with_tcmalloc
+from omnireid.cli.allocator import prepare_allocator
 from omnireid.cli.util import print_table, recipe_overrides
 
 
@@ -105,7 +105,7 @@ def print_start(info: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.print_config:
-        reexec_with_tcmalloc(True)
+        prepare_allocator()
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
     from omnireid.progress import on_terminal  # imports tqdm, which `omnireid --help` need not
