@@ -177,8 +177,9 @@ def test_arch_spec_round_trip(tmp_path) -> None:
         create_model("osnet", arch=str(bad))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("position", [INPosition.NONE, INPosition.INSIDE, INPosition.AFTER])
-def test_training_gate_batched_equals_per_stream_gate(position: INPosition) -> None:
+def test_training_gate_batched_equals_per_stream_gate(position: INPosition, channels_last: bool) -> None:
     """In training an OSBlock evaluates its shared gate once for all streams (stacked matrix
     products); that must be the very function the per-stream gate module computes, gradients
     included. Both are computed here in float64, so only summation order separates them."""
@@ -189,8 +190,12 @@ def test_training_gate_batched_equals_per_stream_gate(position: INPosition) -> N
     for m in block.modules():  # non-trivial gate biases and norm parameters
         if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and m.bias is not None:
             torch.nn.init.uniform_(m.bias, -0.5, 0.5)
-    x = torch.randn(3, 32, 8, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 32, 8, 4, dtype=torch.float64)
     g = torch.randn(3, 64, 8, 4, dtype=torch.float64)
+    if channels_last:
+        block = block.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
 
     def per_stream(b: OSBlock, x1: torch.Tensor) -> torch.Tensor:
         out = b.gate(b.streams[0](x1))
@@ -207,6 +212,7 @@ def test_training_gate_batched_equals_per_stream_gate(position: INPosition) -> N
         results.append([x.grad.clone()] + [p.grad.clone() for p in b.parameters()])
     batched, reference = results
     assert len(batched) == len(reference)
+    assert batched[0].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     for a, r in zip(batched, reference):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
 

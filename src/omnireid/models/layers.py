@@ -105,6 +105,25 @@ class LightConv3x3(nn.Module):
         return self.relu(self.bn(self.conv2(self.conv1(x))))
 
 
+class _SpatialMean(torch.autograd.Function):
+    """``x.mean((2, 3))`` for ``(N, C, H, W)`` input, whose gradient comes back in ``x``'s memory
+    format. Autograd's own gradient of a mean or an average pool is a contiguous (or broadcast)
+    tensor; adding it to the channels-last gradient that a stream's other consumers produce ran
+    several times slower on the CPU than an add of two channels-last tensors."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        ctx.memory_format = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+                             and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+        return x.mean((2, 3))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = ctx.shape
+        return (grad / (h * w)).view(n, c, 1, 1).expand(n, c, h, w).contiguous(memory_format=ctx.memory_format)
+
+
 class ChannelGate(nn.Module):
     """The unified aggregation gate: a channel-wise sigmoid gate shared by all streams."""
 
@@ -128,7 +147,7 @@ class ChannelGate(nn.Module):
         convolution costs a oneDNN call each, 70-140 us forward and backward on the CPU for a few
         hundred multiply-adds; see :meth:`OSBlock.aggregate`."""
         n = xs[0].shape[0]
-        pooled = torch.cat([self.pool(x).flatten(1) for x in xs])  # (len(xs) * N, C)
+        pooled = torch.cat([_SpatialMean.apply(x) for x in xs])  # (len(xs) * N, C)
         hidden = F.relu(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
         gate = torch.sigmoid(F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias))
         return gate.view(len(xs), n, -1, 1, 1)
