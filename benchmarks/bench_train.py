@@ -76,7 +76,7 @@ def _worker(args: argparse.Namespace) -> None:
         def loss_of(x, y):
             return criterion(model(x), y)
     else:
-        sys.path.insert(0, str(ROOT / "src"))
+        sys.path.insert(0, args.src or str(ROOT / "src"))
         from omnireid.engine.optim import build_optimizer
         from omnireid.engine.train import autocast_context
         from omnireid.losses import build_loss
@@ -195,6 +195,9 @@ def throughput(a: argparse.Namespace) -> dict:
                 runs = [("torchreid", a.torchreid_python, "torchreid", {})]
                 runs += [(f"omnireid {v}", sys.executable, "ours", kw) for v, kw in OURS_VARIANTS.items()
                          if v in a.variants]
+                if a.compare_src:  # the first variant once more, with another checkout's library
+                    v = a.variants[0]
+                    runs.append((f"compare-src {v}", sys.executable, "ours", {**OURS_VARIANTS[v], "src": a.compare_src}))
                 if r % 2:
                     runs.reverse()
                 for label, python, side, kw in runs:
@@ -308,6 +311,10 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--loop-optimizer", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--src", help=argparse.SUPPRESS)
+    p.add_argument("--compare-src", help="also run the first variant with the library in this src folder "
+                   "(e.g. an older checkout's, from `git archive REV src | tar -x -C DIR`: DIR/src), "
+                   "alternating with the others")
     p.add_argument("--models", nargs="+", default=["osnet_x0_25", "osnet_x1_0"])
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(OURS_VARIANTS))
     p.add_argument("--allocators", nargs="+", default=["glibc", "tcmalloc"], choices=["glibc", "glibc+keep", "tcmalloc"],
@@ -367,6 +374,13 @@ def main() -> None:
         print(f"{key:24s} {tr:10.1f} {cells} {ours[top] / tr:10.2f}x")
         print(f"{'':24s} {top} / torchreid within each round: "
               + ", ".join(f"{q:.2f}x" for q in round_ratios))
+        if a.compare_src:
+            v = a.variants[0]
+            old, new = rounds[f"compare-src {v}"], rounds[f"omnireid {v}"]
+            summary[key]["compare_src"] = {"src": a.compare_src, "rounds": old}
+            print(f"{'':24s} {v} with --compare-src: " + ", ".join(f"{q:.1f}" for q in old) + " img/s; "
+                  "this checkout / compare-src within each round: " + ", ".join(f"{n / o:.2f}x" for n, o in zip(new, old))
+                  + "; compare-src / torchreid: " + ", ".join(f"{o / t:.2f}x" for o, t in zip(old, rounds["torchreid"])))
         for v in ours:
             if OURS_VARIANTS[v].get("keep_freed") and key.startswith("glibc/"):
                 kept = [o / t for o, t in zip(rounds[f"omnireid {v}"], rounds["torchreid"])]

@@ -4,8 +4,8 @@ Preloading tcmalloc makes eager PyTorch on the CPU several times faster than gli
 (docs/deployment.md); the commands restart themselves with it when it is installed. Without it,
 they set glibc's malloc to keep freed memory for reuse (:func:`keep_freed_memory`): by default
 glibc hands large freed blocks back to the kernel, and a training step that allocates its
-activations again then pays a page fault for every 4 KiB of them (docs/training.md, "Training
-speed").
+activations again then pays a page fault for every 4 KiB of them (docs/training.md, "Precision,
+speed, determinism").
 """
 
 from __future__ import annotations

@@ -199,9 +199,9 @@ class OSBlock(nn.Module):
         """Sum of the gated streams: sum_t gate(stream_t(x1)).
 
         In training the gate runs once for all ``T`` streams (:meth:`ChannelGate.gates`: one
-        stacked matrix product per gate layer instead of ``2T`` convolutions on 1x1 maps), which
-        made an osnet_x0_25 training step at 64x32 on one CPU thread about 20 % faster
-        (docs/training.md, "Training speed"). In evaluation the gate module is called per stream
+        stacked matrix product per gate layer instead of ``2T`` convolutions on 1x1 maps); with
+        :class:`_SpatialMean` that made a training step at 256x128 on two CPU threads about 1.2x
+        faster (docs/training.md, "Speed"). In evaluation the gate module is called per stream
         as before, so that traced and exported graphs keep the published structure. Both compute
         the same function (a test compares them, gradients included).
         """
