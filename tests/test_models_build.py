@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import types
+
 import pytest
 import torch
 
@@ -17,6 +20,7 @@ from omnireid.models import (
     model_complexity,
     save_weights,
 )
+from omnireid.models.layers import OSBlock
 
 ALL = [n for n in list_models() if n != "osnet"]
 FAST = [n for n in ALL if not n.startswith("resnet")]
@@ -183,8 +187,6 @@ def test_training_gate_batched_equals_per_stream_gate(position: INPosition, chan
     """In training an OSBlock evaluates its shared gate once for all streams (stacked matrix
     products); that must be the very function the per-stream gate module computes, gradients
     included. Both are computed here in float64, so only summation order separates them."""
-    from omnireid.models.layers import OSBlock
-
     torch.manual_seed(0)
     block = OSBlock(32, 64, position).double().train()
     for m in block.modules():  # non-trivial gate biases and norm parameters
@@ -208,20 +210,18 @@ def test_training_gate_batched_equals_per_stream_gate(position: INPosition, chan
         b = block if aggregate is None else _with_aggregate(block, aggregate)
         b.zero_grad()
         x.grad = None
-        (b(x) * g).sum().backward()
-        results.append([x.grad.clone()] + [p.grad.clone() for p in b.parameters()])
+        out = b(x)
+        (out * g).sum().backward()
+        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in b.parameters()])
     batched, reference = results
     assert len(batched) == len(reference)
-    assert batched[0].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert batched[1].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     for a, r in zip(batched, reference):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
 
 
 def _with_aggregate(block, aggregate):
     """A deep copy of ``block`` whose aggregate is ``aggregate`` (same parameters' values)."""
-    import copy
-    import types
-
     b = copy.deepcopy(block)
     b.aggregate = types.MethodType(aggregate, b)
     return b
