@@ -37,6 +37,7 @@ torchreid lives in its own virtualenv (default /work/venv-tr, ``--torchreid-pyth
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -134,6 +135,7 @@ def _run(python: str, side: str, model: str, batches: str, env: dict, a: argpars
     return json.loads(proc.stdout.strip().splitlines()[-1])["images_per_s"]
 
 
+@functools.cache
 def _keep_freed_env() -> dict:
     """The environment with which `omnireid train` and the other long commands run under glibc
     malloc (omnireid.cli.allocator.keep_freed_memory)."""
