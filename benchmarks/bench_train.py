@@ -113,7 +113,7 @@ def _worker(args: argparse.Namespace) -> None:
         optimizer.step()
         if step >= args.warmup:
             times.append(time.perf_counter() - t)
-        elif step == 0:
+        if step == 0:
             first = time.perf_counter() - started
     print(json.dumps({"images_per_s": args.batch / statistics.median(times), "loss": float(loss),
                       "first_step_s": first}))
