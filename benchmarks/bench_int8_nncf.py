@@ -27,7 +27,6 @@ and on 128 MOT17 pedestrian crops. Needs ``nncf`` (not a dependency of the libra
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import tempfile
@@ -37,15 +36,6 @@ from unittest import mock
 
 import numpy as np
 from _ab_setup import SIZE, ab_parser, machine_line, model_and_batch
-
-HERE = Path(__file__).resolve().parent
-
-
-def _bench_inference():
-    spec = importlib.util.spec_from_file_location("bench_inference", HERE / "bench_inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def nncf_int8(fp32_onnx: Path, out_xml: Path, calibration: np.ndarray, preset: str) -> Path:
@@ -188,6 +178,7 @@ def profile(args) -> None:
 
 
 def accuracy(args) -> None:
+    import bench_inference as bench  # a sibling script: the crops and the ranking
     import torch
 
     from omnireid.inference.autoselect import cpu_signature
@@ -196,8 +187,6 @@ def accuracy(args) -> None:
     from omnireid.inference.quantize import calibration_batch
     from omnireid.inference.runtime import make_runner
     from omnireid.models import create_model, load_weights
-
-    bench = _bench_inference()
     torch.set_num_threads(args.threads)
     compat = Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat"))
     state = torch.load(compat / "weights" / "osnet_x0_25_msmt17.pth", map_location="cpu",

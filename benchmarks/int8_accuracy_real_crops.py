@@ -14,22 +14,12 @@ dataset, standing in for a user's own crops). Needs ``$OMNIREID_COMPAT_DIR`` (de
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
-
-HERE = Path(__file__).resolve().parent
-
-
-def _bench_inference():
-    spec = importlib.util.spec_from_file_location("bench_inference", HERE / "bench_inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> None:
@@ -38,14 +28,14 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 
+    import bench_inference as bench  # a sibling script: the crops and the ranking
+
     from omnireid.inference.autoselect import cpu_signature
     from omnireid.inference.export import export_onnx
     from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
     from omnireid.inference.runtime import OpenVINORunner, make_runner
     from omnireid.models import create_model, load_weights
-
-    bench = _bench_inference()
     torch.set_num_threads(args.threads)
     compat = Path(os.environ.get("OMNIREID_COMPAT_DIR", "/work/shared/compat"))
     state = torch.load(compat / "weights" / "osnet_x0_25_msmt17.pth", map_location="cpu",

@@ -282,9 +282,12 @@ def test_reproduce_with_a_given_arch_and_bad_options(tiny_env, capsys) -> None:
     spec.write_text(json.dumps({"width": 1.0, "blocks": ["both", "none", "after", "inside", "none", "none"],
                                 "conv1_in": True}))
     out = tiny_env / "given"
-    argv = _argv(out, "--arch", str(spec))
+    argv = _argv(out, "--arch", str(spec), "--folds", "none")  # single-source cells only
     assert main(argv) == 0
     assert not (out / "search").exists()
+    rows = json.loads((out / "claims.json").read_text())["results"]
+    assert {r["setting"] for r in rows} == set(SETTINGS) - {"multi-source"}
+    assert len(list(out.glob("cells/*/*/seed_0/cell.json"))) == len(MODELS)
     child = json.loads((out / "archs" / "child.json").read_text())
     assert child["blocks"] == ["both", "none", "after", "inside", "none", "none"]
     assert child["channels"][0] == 16  # built at the reproduction's width x0.25
