@@ -62,3 +62,24 @@ def test_code_that_calls_the_commands_keeps_its_allocator(monkeypatch) -> None:
         monkeypatch.delenv(env, raising=False)
     prepare_allocator()
     assert all(env not in os.environ for env in ENVS)
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt settings exist only in glibc")
+def test_a_block_over_32_mib_comes_from_the_heap() -> None:
+    """With the settings a 64 MiB block lies in the process's heap, where a freed block is reused
+    as it is; without them glibc maps every block of 32 MiB or more afresh (and unmaps it when it
+    is freed), so each new one is faulted in and zeroed again by the kernel."""
+    code = ("import sys, numpy as np\n"
+            "from omnireid.cli.allocator import keep_freed_memory\n"
+            "if sys.argv[1] == 'on': assert keep_freed_memory()\n"
+            "a = np.ones(8 * 1024 * 1024)\n"
+            "heap = [line.split()[0] for line in open('/proc/self/maps') if line.rstrip().endswith('[heap]')]\n"
+            "lo, hi = (int(x, 16) for x in heap[0].split('-')) if heap else (0, 0)\n"
+            "print(lo <= a.ctypes.data < hi)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ENVS and k not in ("LD_PRELOAD", NO_MALLOC_TUNING_ENV)}
+    in_heap = {}
+    for mode in ("off", "on"):
+        out = subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True,
+                             check=True)
+        in_heap[mode] = out.stdout.strip().splitlines()[-1]
+    assert in_heap == {"off": "False", "on": "True"}
