@@ -157,6 +157,20 @@ def rank_on_crops(crops, runners: dict) -> dict:
     return out
 
 
+def print_rank_table(result: dict, reference: str, threads: int) -> None:
+    """The rows of :func:`rank_on_crops` with their differences to ``reference``'s row."""
+    from omnireid.inference.autoselect import cpu_signature
+
+    ref = result[reference]
+    width = max(len(name) for name in result)
+    print(f"CPU: {cpu_signature()['name']}; osnet_x0_25 MSMT17 weights; CUHK03 crops "
+          f"({ref['queries']} queries); {threads} threads")
+    print(f"{'path':{width}s} {'rank-1':>7s} {'mAP':>7s} {'d rank-1':>9s} {'d mAP':>7s} {'cos':>7s}")
+    for name, r in result.items():
+        print(f"{name:{width}s} {r['rank1']:7.2f} {r['mAP']:7.2f} {r['rank1'] - ref['rank1']:+9.2f} "
+              f"{r['mAP'] - ref['mAP']:+7.2f} {r['mean_cosine_to_reference']:7.4f}")
+
+
 def run_once(args) -> dict:
     from omnireid.inference.bench import matmul_rates, time_interleaved
     from omnireid.inference.fuse import optimize_for_inference

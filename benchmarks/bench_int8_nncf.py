@@ -181,7 +181,6 @@ def accuracy(args) -> None:
     import bench_inference as bench  # a sibling script: the crops and the ranking
     import torch
 
-    from omnireid.inference.autoselect import cpu_signature
     from omnireid.inference.export import export_onnx
     from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from omnireid.inference.quantize import calibration_batch
@@ -206,13 +205,7 @@ def accuracy(args) -> None:
             runners[f"openvino-int8, {name}, {tag} calibration"] = openvino_int8_runner(
                 path, args.threads, 64)
     result = bench.rank_on_crops(bench.compat_crops(compat), runners)
-    ref = result["onnxruntime (fp32)"]
-    print(f"CPU: {cpu_signature()['name']}; osnet_x0_25 MSMT17 weights; CUHK03 crops "
-          f"({ref['queries']} queries); {args.threads} threads")
-    print(f"{'path':82s} {'rank-1':>7s} {'mAP':>7s} {'d rank-1':>9s} {'d mAP':>7s} {'cos':>7s}")
-    for name, r in result.items():
-        print(f"{name:82s} {r['rank1']:7.2f} {r['mAP']:7.2f} {r['rank1'] - ref['rank1']:+9.2f} "
-              f"{r['mAP'] - ref['mAP']:+7.2f} {r['mean_cosine_to_reference']:7.4f}")
+    bench.print_rank_table(result, "onnxruntime (fp32)", args.threads)
 
 
 def main() -> None:

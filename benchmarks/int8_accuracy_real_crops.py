@@ -30,7 +30,6 @@ def main() -> None:
 
     import bench_inference as bench  # a sibling script: the crops and the ranking
 
-    from omnireid.inference.autoselect import cpu_signature
     from omnireid.inference.export import export_onnx
     from omnireid.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from omnireid.inference.quantize import calibration_batch, quantize_onnx_int8
@@ -61,13 +60,7 @@ def main() -> None:
         runners[f"openvino-int8 float ops bf16, {calib}"] = OpenVINORunner(path, args.threads,
                                                                             bf16=True)
     result = bench.rank_on_crops(bench.compat_crops(compat), runners)
-    ref = result["onnxruntime (fp32)"]
-    print(f"CPU: {cpu_signature()['name']}; osnet_x0_25 MSMT17 weights; CUHK03 crops "
-          f"({ref['queries']} queries); {args.threads} threads")
-    print(f"{'path':50s} {'rank-1':>7s} {'mAP':>7s} {'d rank-1':>9s} {'d mAP':>7s} {'cos':>7s}")
-    for name, r in result.items():
-        print(f"{name:50s} {r['rank1']:7.2f} {r['mAP']:7.2f} {r['rank1'] - ref['rank1']:+9.2f} "
-              f"{r['mAP'] - ref['mAP']:+7.2f} {r['mean_cosine_to_reference']:7.4f}")
+    bench.print_rank_table(result, "onnxruntime (fp32)", args.threads)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 
