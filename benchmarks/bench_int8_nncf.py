@@ -100,11 +100,12 @@ def int8_graphs(fp32: Path, folder: Path, calibration: np.ndarray, tag: str,
 
 
 def openvino_int8_runner(path: Path, threads: int, batch: int):
-    """``path`` run as the ``openvino-int8`` backend runs its graph."""
-    from omnireid.inference.runtime import OpenVINORunner, cpu_has_bf16, stream_count
+    """The ``openvino-int8`` backend on the already quantised ``path``, with the streams ``auto``
+    gives ``batch`` images."""
+    from omnireid.inference.runtime import make_runner, stream_count
 
-    return OpenVINORunner(path, threads, bf16=cpu_has_bf16(),
-                          streams=stream_count(threads, batch, "openvino-int8"))
+    return make_runner("openvino-int8", path, SIZE, num_threads=threads,
+                       streams=stream_count(threads, batch, "openvino-int8"))
 
 
 def speed(args) -> None:
