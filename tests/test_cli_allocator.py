@@ -21,10 +21,15 @@ ENVS = [env for env, _param, _value in GLIBC_MALLOC_SETTINGS.values()]
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without any allocator setting, preload or opt-out."""
+    return {k: v for k, v in os.environ.items() if k not in ENVS and k not in ("LD_PRELOAD", NO_MALLOC_TUNING_ENV)}
+
+
 def _in_child(extra_env: dict[str, str]) -> dict:
     """keep_freed_memory() in a fresh interpreter (mallopt changes the whole process, so not in
     this one); returns its result and the environment it leaves for child processes."""
-    env = {k: v for k, v in os.environ.items() if k not in ENVS and k not in ("LD_PRELOAD", NO_MALLOC_TUNING_ENV)}
+    env = _clean_env()
     env.update(extra_env)
     code = ("import json, os; from omnireid.cli.allocator import keep_freed_memory as k; r = k(); "
             f"print(json.dumps({{'applied': r, 'env': {{e: os.environ.get(e) for e in {ENVS!r}}}}}))")
@@ -76,7 +81,7 @@ def test_a_block_over_32_mib_comes_from_the_heap() -> None:
             "heap = [line.split()[0] for line in open('/proc/self/maps') if line.rstrip().endswith('[heap]')]\n"
             "lo, hi = (int(x, 16) for x in heap[0].split('-')) if heap else (0, 0)\n"
             "print(lo <= a.ctypes.data < hi)\n")
-    env = {k: v for k, v in os.environ.items() if k not in ENVS and k not in ("LD_PRELOAD", NO_MALLOC_TUNING_ENV)}
+    env = _clean_env()
     in_heap = {}
     for mode in ("off", "on"):
         out = subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True,
