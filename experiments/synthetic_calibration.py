@@ -45,6 +45,7 @@ from omnireid.data.synthetic_domains import (  # noqa: E402
     SINGLE_SOURCE,
     shift_kind,
 )
+from omnireid.data.synthetic import SHIFT_DEFAULTS  # noqa: E402
 from omnireid.files import write_json  # noqa: E402
 
 DOMAINS = list(SHIFT_DOMAINS)
@@ -81,16 +82,27 @@ def machine() -> dict:
     return {"cpu": name, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
 
 
+def dataset_entry(domain: str, train_ids: int | None) -> str | dict:
+    """The recipe's name for ``domain``: the registered set, or with ``train_ids`` training
+    identities and the registered 600 test identities (other people than the registered test
+    split, as many)."""
+    if train_ids is None:
+        return f"synthetic_{domain}"
+    test_ids = int(SHIFT_DEFAULTS["num_test_ids"])
+    return {"name": f"synthetic_{domain}", "num_ids": train_ids + test_ids, "num_test_ids": test_ids,
+            "as": f"synthetic_{domain}"}
+
+
 def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str | None, workdir: Path,
-                       amp: str | None = None, lr: float | None = None) -> dict:
+                       amp: str | None = None, lr: float | None = None, train_ids: int | None = None) -> dict:
     from omnireid.cli.demo import demo_recipe
     from omnireid.config import load_config
     from omnireid.engine.fit import fit
 
     recipe = demo_recipe()
     recipe["model"]["name"] = "osnet_x0_25"
-    recipe["data"].update(sources=[f"synthetic_{d}" for d in setting_sources(setting)],
-                          targets=[f"synthetic_{d}" for d in DOMAINS], root=cache)
+    recipe["data"].update(sources=[dataset_entry(d, train_ids) for d in setting_sources(setting)],
+                          targets=[dataset_entry(d, train_ids) for d in DOMAINS], root=cache)
     recipe["train"].update(seed=seed, output_dir=str(workdir / f"{setting}_seed{seed}"), eval_freq=0,
                            progress=False, num_threads=max(1, (os.cpu_count() or 1) - recipe["data"]["num_workers"]))
     if epochs is not None:
@@ -100,6 +112,8 @@ def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str |
     if lr is not None:
         recipe["optim"]["lr"] = lr
     sources = setting_sources(setting)
+    if len(sources) > 1 and train_ids is not None:
+        raise SystemExit("--train-ids is for single-source settings only")
     if len(sources) > 1:
         # the same budget as a single-source run: each epoch as many steps as one source's epoch
         from omnireid.data import load_dataset
@@ -117,6 +131,7 @@ def train_and_evaluate(setting: str, seed: int, epochs: int | None, cache: str |
                     for name, m in result.final.items()},
         "train_seconds": round(result.seconds, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
         "cpu_seconds": round(cpu_seconds() - cpu0, 1), "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        **({"train_ids": train_ids} if train_ids is not None else {}),
         "final_train_loss": result.history[-1]["loss"], "final_train_acc": result.history[-1]["acc"],
         "machine": machine(),
     }
@@ -164,8 +179,10 @@ def histogram_baseline(cache: str | None) -> dict:
 def check_same_recipe(path: Path, wanted: dict) -> None:
     """A saved run is reused only when it was trained with the epochs, learning rate and precision
     asked for now; otherwise stop rather than mix two recipes in one table."""
-    recipe = json.loads(path.read_text())["recipe"]
-    made = {"epochs": recipe["train"]["max_epoch"], "lr": recipe["optim"]["lr"], "amp": recipe["train"]["amp"]}
+    run = json.loads(path.read_text())
+    recipe = run["recipe"]
+    made = {"epochs": recipe["train"]["max_epoch"], "lr": recipe["optim"]["lr"], "amp": recipe["train"]["amp"],
+            "train_ids": run.get("train_ids")}
     if made != wanted:
         raise SystemExit(f"{path}: this run was made with {made}, not {wanted}; give another --out-dir")
 
@@ -245,6 +262,9 @@ def main() -> int:
                    help="override the demo's mixed precision (exploration only; give another --out-dir)")
     p.add_argument("--lr", type=float, default=None,
                    help="override the demo's learning rate (exploration only; give another --out-dir)")
+    p.add_argument("--train-ids", type=int, default=None,
+                   help="exploration only: draw every domain with this many training identities (registered: "
+                        "400) and 600 test identities, single-source settings only; give another --out-dir")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
     p.add_argument("--out-dir", default=None,
                    help=f"where the runs go (default experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_"
@@ -256,10 +276,12 @@ def main() -> int:
 
     demo = demo_recipe()
     wanted = {"epochs": args.epochs or demo["train"]["max_epoch"], "lr": args.lr or demo["optim"]["lr"],
-              "amp": args.amp or demo["train"]["amp"]}
+              "amp": args.amp or demo["train"]["amp"], "train_ids": args.train_ids}
     out_dir = Path(args.out_dir or f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_{wanted['epochs']}ep")
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.table:
+        if args.train_ids is not None and not args.no_histogram:
+            raise SystemExit("--train-ids: give --no-histogram as well (the baseline reads the registered sets)")
         if not args.no_histogram and not (out_dir / "colour_histogram.json").is_file():
             t0, c0 = time.perf_counter(), cpu_seconds()
             print("colour-histogram baseline", flush=True)
@@ -277,7 +299,8 @@ def main() -> int:
                         continue
                     print(f"training osnet_x0_25 on {'+'.join(setting_sources(setting))}, seed {seed} "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
-                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir), args.amp, args.lr)
+                    run = train_and_evaluate(setting, seed, args.epochs, args.cache, Path(workdir), args.amp, args.lr,
+                                             args.train_ids)
                     write_json(path, run, indent=1)
                     res = run["results"]
                     print(f"  {run['wall_seconds']:.0f} s wall, {run['cpu_seconds']:.0f} s CPU; rank-1 "
