@@ -38,6 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from omnireid.data.synthetic import SHIFT_DEFAULTS  # noqa: E402
 from omnireid.data.synthetic_domains import (  # noqa: E402
     LEAVE_ONE_OUT,
     SHIFT_DOMAINS,
@@ -45,7 +46,6 @@ from omnireid.data.synthetic_domains import (  # noqa: E402
     SINGLE_SOURCE,
     shift_kind,
 )
-from omnireid.data.synthetic import SHIFT_DEFAULTS  # noqa: E402
 from omnireid.files import write_json  # noqa: E402
 
 DOMAINS = list(SHIFT_DOMAINS)
