@@ -2,8 +2,10 @@
 
 Both sides train the same architecture (osnet_x0_25, osnet_x1_0) at batch 32, 256x128, with
 label-smoothed cross-entropy over 751 identities and AMSGrad, on the same pre-generated batches,
-with the same number of threads, each in its own process. Every setting runs in rounds that
-alternate between the two sides (a busy machine then slows both alike); the best round counts.
+with the same number of threads, each in its own process. Every setting runs in rounds in which
+each side runs once, in an order that changes from round to round so that every run takes every
+place in a round equally often (``balanced_order``; a busy machine then slows all alike); the
+best round counts.
 Everything runs twice: with glibc malloc and with tcmalloc preloaded (when installed), and the
 ratios are computed within one allocator only, so the allocator is never credited to the library.
 
@@ -172,6 +174,18 @@ DEFAULT_VARIANTS = ["fp32", "fp32+fused_optim", "bf16+channels_last",
 """Variants run unless --variants says otherwise (``+compile`` spends minutes compiling)."""
 
 
+def balanced_order(runs: list, r: int) -> list:
+    """The order of ``runs`` in round ``r`` (from 0): rotated by ``r // 2`` and reversed in odd
+    rounds. Over ``2 * len(runs)`` rounds every run takes every position equally often, and with
+    up to three runs each also follows every other equally often. Before, the rounds only
+    alternated (first, middle, last; then reversed), so with three runs one of them was always in
+    the middle and its place could not be told apart from its setting (benchmarks/README.md,
+    "Runs 5 and 6")."""
+    k = (r // 2) % len(runs)
+    order = runs[k:] + runs[:k]
+    return order[::-1] if r % 2 else order
+
+
 def throughput(a: argparse.Namespace) -> dict:
     import numpy as np
 
@@ -200,8 +214,7 @@ def throughput(a: argparse.Namespace) -> dict:
                 if a.compare_src:  # the first variant once more, with another checkout's library
                     v = a.variants[0]
                     runs.append((f"compare-src {v}", sys.executable, "ours", {**OURS_VARIANTS[v], "src": a.compare_src}))
-                if r % 2:
-                    runs.reverse()
+                runs = balanced_order(runs, r)
                 for label, python, side, kw in runs:
                     kw = dict(kw)
                     run_env = _env(alloc, a.threads, True) if kw.pop("keep_freed", False) and not alloc else env
@@ -350,7 +363,7 @@ def main() -> None:
         if Path("/proc/cpuinfo").exists() else platform.processor() or platform.machine()
     print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; threads {a.threads}; "
           f"torch {torch.__version__}; batch {a.batch} at {a.height}x{a.width}; {a.steps} timed steps, "
-          f"{a.rounds} alternating rounds (best counts)", flush=True)
+          f"{a.rounds} rounds in balanced order (best counts)", flush=True)
     results = throughput(a)
     print(f"\nimages/s (best round); ratio = omnireid / torchreid under the same allocator "
           f"(load average now {os.getloadavg()[0]:.1f})")
