@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+from tests._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench_train():
-    spec = importlib.util.spec_from_file_location("bench_train_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_train.py")
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5])

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from omnireid.data.spec import check_spec, parse_dataset_spec
 from omnireid.data.synthetic import SyntheticSpec
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "synthetic_calibration.py"
+from tests._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def calibration():
-    spec = importlib.util.spec_from_file_location("synthetic_calibration", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/synthetic_calibration.py")
 
 
 def test_train_ids_change_the_training_split_and_keep_the_test_split_size(calibration):
