@@ -177,8 +177,9 @@ def histogram_baseline(cache: str | None) -> dict:
 
 
 def check_same_recipe(path: Path, wanted: dict) -> None:
-    """A saved run is reused only when it was trained with the epochs, learning rate and precision
-    asked for now; otherwise stop rather than mix two recipes in one table."""
+    """A saved run is reused only when it was trained with the epochs, learning rate, precision and
+    number of training identities asked for now; otherwise stop rather than mix two recipes in one
+    table."""
     run = json.loads(path.read_text())
     recipe = run["recipe"]
     made = {"epochs": recipe["train"]["max_epoch"], "lr": recipe["optim"]["lr"], "amp": recipe["train"]["amp"],
@@ -264,7 +265,8 @@ def main() -> int:
                    help="override the demo's learning rate (exploration only; give another --out-dir)")
     p.add_argument("--train-ids", type=int, default=None,
                    help="exploration only: draw every domain with this many training identities (registered: "
-                        "400) and 600 test identities, single-source settings only; give another --out-dir")
+                        "400) and 600 test identities, single-source settings only (default --out-dir: "
+                        "..._v<version>_<N>ids_<epochs>ep)")
     p.add_argument("--cache", default=None, help="synthetic cache folder (default $OMNIREID_CACHE)")
     p.add_argument("--out-dir", default=None,
                    help=f"where the runs go (default experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_"
@@ -277,7 +279,9 @@ def main() -> int:
     demo = demo_recipe()
     wanted = {"epochs": args.epochs or demo["train"]["max_epoch"], "lr": args.lr or demo["optim"]["lr"],
               "amp": args.amp or demo["train"]["amp"], "train_ids": args.train_ids}
-    out_dir = Path(args.out_dir or f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}_{wanted['epochs']}ep")
+    ids = "" if args.train_ids is None else f"_{args.train_ids}ids"
+    out_dir = Path(args.out_dir or
+                   f"experiments/results/domain_shift_calibration_v{SHIFT_VERSION}{ids}_{wanted['epochs']}ep")
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.table:
         if args.train_ids is not None and not args.no_histogram:
