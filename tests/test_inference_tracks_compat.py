@@ -6,9 +6,6 @@ the seven sequences of ``mot17_mini`` with osnet_x0_25 trained on MSMT17.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,17 +13,10 @@ from PIL import Image
 from omnireid.data.mot import find_mot_sequences, read_mot_sequence
 from omnireid.inference import FeatureExtractor
 from omnireid.inference.tracks import BoxEmbedder
+from tests._scripts import load_script
 from tests.conftest import require_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mot17_tracks.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("mot17_tracks", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +25,7 @@ def mot(compat_dir):
     require_file(root / "README.md")
     weights = require_file(compat_dir / "weights" / "osnet_x0_25_msmt17.pth")
     fe = FeatureExtractor("osnet_x0_25", weights=weights)
-    example = load_example()
+    example = load_script("examples/mot17_tracks.py")
     sequences = [read_mot_sequence(p) for p in find_mot_sequences(root)]
     results = [example.evaluate_sequence(fe, s) for s in sequences]
     return {"extractor": fe, "sequences": sequences, "results": results}
