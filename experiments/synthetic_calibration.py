@@ -218,11 +218,35 @@ def summarize(out_dir: Path) -> dict:
             if ref in table and table[ref]["targets"][ref]["rank1_mean"] > 0:
                 kept.setdefault(setting, {})[target] = (row["targets"][target]["rank1_mean"]
                                                         / table[ref]["targets"][ref]["rank1_mean"])
-    summary = {"settings": table, "kept_fraction": kept}
+    summary = {"settings": table, "kept_fraction": kept, "decision_spread": decision_spread(runs)}
     hist = out_dir / "colour_histogram.json"
     if hist.is_file():
         summary["colour_histogram"] = json.loads(hist.read_text())["results"]
     return summary
+
+
+def decision_spread(runs: list[dict]) -> dict | None:
+    """Seed spread of the averages ``omnireid reproduce`` decides its claims on, for the runs
+    trained on the single source: per kind of shift the mean rank-1 over that kind's targets (its
+    ``style``/``population``/``both`` rows), and the cross-domain value, the mean of the three
+    kinds (claims b-d). ``None`` with fewer than two seeds of the source."""
+    source, kinds = SINGLE_SOURCE["source"], SINGLE_SOURCE["targets"]
+    per_seed = {}
+    for r in runs:
+        if r["setting"] != source:
+            continue
+        means = {k: float(np.mean([100 * r["results"][t]["rank1"] for t in ts])) for k, ts in kinds.items()}
+        means["cross-domain"] = float(np.mean([means[k] for k in kinds]))
+        per_seed[r["seed"]] = means
+    if len(per_seed) < 2:
+        return None
+    seeds = sorted(per_seed)
+    out = {"source": source, "seeds": seeds}
+    for name in (*kinds, "cross-domain"):
+        values = np.array([per_seed[s][name] for s in seeds])
+        out[name] = {"rank1_per_seed": [round(float(v), 2) for v in values],
+                     "rank1_mean": float(values.mean()), "rank1_std": float(values.std(ddof=1))}
+    return out
 
 
 def print_tables(summary: dict) -> None:
@@ -250,6 +274,14 @@ def print_tables(summary: dict) -> None:
         src = setting_sources(setting)
         parts = [f"{t} {f:.2f} ({shift_kind(src[0], t) if len(src) == 1 else 'held out'})" for t, f in fractions.items()]
         print(f"  {setting}: " + ", ".join(parts))
+    spread = summary.get("decision_spread")
+    if spread:
+        print(f"\nseed spread of the averages the claims are decided on ({spread['source']}, seeds "
+              f"{', '.join(map(str, spread['seeds']))}; target: std <= 1.5 points)")
+        for name, v in spread.items():
+            if isinstance(v, dict):
+                print(f"  {name}: {v['rank1_mean']:.1f} ± {v['rank1_std']:.2f} "
+                      f"({', '.join(f'{x:.1f}' for x in v['rank1_per_seed'])})")
 
 
 def main() -> int:

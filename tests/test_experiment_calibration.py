@@ -35,3 +35,27 @@ def test_a_saved_run_with_other_training_identities_is_not_mixed_in(calibration,
     calibration.check_same_recipe(run, {"epochs": 8, "lr": 0.003, "amp": "bf16", "train_ids": 800})
     with pytest.raises(SystemExit, match="train_ids"):
         calibration.check_same_recipe(run, {"epochs": 8, "lr": 0.003, "amp": "bf16", "train_ids": None})
+
+
+def test_decision_spread_is_the_spread_of_the_per_kind_and_cross_domain_means(calibration):
+    import statistics
+
+    from omnireid.data.synthetic_domains import SINGLE_SOURCE
+
+    kinds = SINGLE_SOURCE["targets"]
+    targets = [t for ts in kinds.values() for t in ts]
+    runs = []
+    for seed in (1, 2, 3):
+        # every target gets its own value per seed, so a wrong grouping changes the result
+        results = {t: {"rank1": (10 * seed + 3 * i + seed * i % 5) / 100} for i, t in enumerate(targets)}
+        runs.append({"setting": SINGLE_SOURCE["source"], "seed": seed, "results": results})
+    runs.append({"setting": "p1s2", "seed": 1, "results": {t: {"rank1": 0.9} for t in targets}})  # not the source
+    spread = calibration.decision_spread(runs)
+    assert spread["seeds"] == [1, 2, 3]
+    per_kind = {k: [statistics.fmean(100 * r["results"][t]["rank1"] for t in ts) for r in runs[:3]]
+                for k, ts in kinds.items()}
+    cross = [statistics.fmean(per_kind[k][i] for k in kinds) for i in range(3)]
+    for name, values in (*per_kind.items(), ("cross-domain", cross)):
+        assert spread[name]["rank1_std"] == pytest.approx(statistics.stdev(values))
+        assert spread[name]["rank1_mean"] == pytest.approx(statistics.fmean(values))
+    assert calibration.decision_spread(runs[:1]) is None
