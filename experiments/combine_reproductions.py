@@ -3,7 +3,8 @@
 A reproduction with seeds 0-2 and a later one with seeds 3-4 (the child given with ``--arch``
 as the first run's ``archs/child.json``) are one experiment with five seeds; this script puts
 their result rows together and judges claims a-e on all of them with the same code and the
-same test as ``omnireid reproduce`` (``omnireid.evaluation.claims.evaluate_claims``).
+same test as ``omnireid reproduce`` (``omnireid.engine.reproduce.judge``), its rows in the
+order a reproduction lists them.
 
     python experiments/combine_reproductions.py RUN_A RUN_B ... -o OUT
 
@@ -26,9 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from omnireid.engine.reproduce import summarize  # noqa: E402
-from omnireid.evaluation.claims import evaluate_claims  # noqa: E402
-from omnireid.evaluation.paper_numbers import PAPER_NUMBERS  # noqa: E402
+from omnireid.engine.reproduce import judge, row_order, summarize  # noqa: E402
 from omnireid.files import write_json  # noqa: E402
 from omnireid.viz.reproduce_report import write_report  # noqa: E402
 
@@ -82,7 +81,7 @@ def combine_rows(runs: list[tuple[Path, dict[str, Any], dict[str, Any]]]) -> lis
                 raise SystemExit(f"{folder}: {key} is also in {seen[key]}; each seed must come from one run")
             seen[key] = folder
             rows.append(row)
-    return sorted(rows, key=lambda r: (r["seed"], r["model"], r["setting"]))
+    return sorted(rows, key=row_order)
 
 
 def combined_info(runs: list[tuple[Path, dict[str, Any], dict[str, Any]]], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     check_same_plan(runs)
     rows = combine_rows(runs)
     info = combined_info(runs, rows)
-    claims = [c.to_dict() for c in evaluate_claims(rows, one_seed_sigma=info["plan"].get("one_seed_sigma", 2.0),
-                                                   paper=PAPER_NUMBERS)]
+    claims = judge(rows, info["plan"].get("one_seed_sigma", 2.0))
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "claims.json", {"claims": claims, "results": rows})
     write_json(a.out / "combined_from.json",

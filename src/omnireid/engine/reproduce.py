@@ -393,6 +393,20 @@ def cell_rows(cell: Cell, metrics: Mapping[str, Mapping[str, float]], benchmark:
     return rows
 
 
+def row_order(row: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Sort key of result rows as a reproduction lists them: by seed, then model and setting in
+    the order of :data:`MODELS` and :data:`SETTINGS` (others last)."""
+    models = {m: i for i, m in enumerate(MODELS)}
+    settings = {s: i for i, s in enumerate(SETTINGS)}
+    return row["seed"], models.get(row["model"], 99), settings.get(row["setting"], 99)
+
+
+def judge(rows: Sequence[Mapping[str, Any]], one_seed_sigma: float) -> list[dict[str, Any]]:
+    """The verdicts on claims a-e from result rows, with the paper's numbers beside them, as
+    ``claims.json`` holds them."""
+    return [c.to_dict() for c in evaluate_claims(rows, one_seed_sigma=one_seed_sigma, paper=PAPER_NUMBERS)]
+
+
 def collect_rows(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge partial rows into one row per (model, setting, seed) with ``rank1``/``mAP`` = the mean
     over the row's targets."""
@@ -407,10 +421,8 @@ def collect_rows(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             merged[key] = {**r, "targets": dict(r["targets"]),
                            "trained_on": dict(r["trained_on"]) if isinstance(r["trained_on"], dict)
                            else list(r["trained_on"])}
-    order = {m: i for i, m in enumerate(MODELS)}
-    setting_order = {s: i for i, s in enumerate(SETTINGS)}
     rows = []
-    for key in sorted(merged, key=lambda k: (k[2], order.get(k[0], 99), setting_order.get(k[1], 99))):
+    for key in sorted(merged, key=lambda k: row_order({"model": k[0], "setting": k[1], "seed": k[2]})):
         r = merged[key]
         r["rank1"] = round(statistics.fmean(t["rank1"] for t in r["targets"].values()), 3)
         r["mAP"] = round(statistics.fmean(t["mAP"] for t in r["targets"].values()), 3)
@@ -534,8 +546,7 @@ def reproduce(
         for cell in cells:
             parts += cell_rows(cell, records[cell.key]["metrics"], plan.benchmark)
         rows = collect_rows(parts)
-        claims = [c.to_dict() for c in evaluate_claims(rows, one_seed_sigma=plan.one_seed_sigma,
-                                                       paper=PAPER_NUMBERS)]
+        claims = judge(rows, plan.one_seed_sigma)
         info = _run_info(plan, records, search_info, t0, jobs, threads, steps, run.resumed)
         _write_json(folder / "claims.json", {"claims": claims, "results": rows})
         _write_json(folder / "run_info.json", info)
@@ -574,5 +585,5 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 __all__ = ["Benchmark", "Cell", "MODELS", "MODEL_LABELS", "REPRODUCE_RECIPE", "ReproducePlan",
-           "ReproduceResult", "SETTINGS", "cell_rows", "collect_rows", "default_benchmark", "model_arch",
-           "cell_fingerprint", "plan_cells", "quick_plan", "reproduce", "run_cell", "run_nas", "summarize"]
+           "ReproduceResult", "SETTINGS", "cell_rows", "collect_rows", "default_benchmark", "judge", "model_arch",
+           "cell_fingerprint", "plan_cells", "quick_plan", "reproduce", "row_order", "run_cell", "run_nas", "summarize"]
