@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the supernet whose OS blocks mix four instance-norm placements "
                     "(none, inside, after, both), anneal the Gumbel-softmax temperature, then "
                     "derive the child architecture. Default: the CPU recipe on the built-in "
-                    "synthetic data (the packaged recipe `nas`, 13-15 minutes on 2 cores); nas_quick "
+                    "synthetic data (the packaged recipe `nas`, about 12 minutes on 2 idle cores); nas_quick "
                     "is a 2-minute search that does not converge; the packaged recipe nas_paper is the one "
                     "published with the paper's code. Writes arch.json (the child spec), "
                     "search.json, report.md and probabilities.png into the output folder; "
